@@ -1,0 +1,53 @@
+"""Write files so that a reader never sees half of one: temporary name in the same folder, then rename."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> str:
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename; return its sha256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_json_atomic(path: str | os.PathLike, payload) -> str:
+    """Canonical JSON (sorted keys, 2-space indent, trailing newline), written atomically."""
+    text = json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Encode an HxW or HxWx3 uint8 array as PNG bytes, deterministically (no metadata, fixed level)."""
+    from PIL import Image
+
+    if image.dtype != np.uint8:
+        raise TypeError(f"encode_png wants uint8, got {image.dtype}")
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def write_png_atomic(path: str | os.PathLike, image: np.ndarray) -> str:
+    return write_bytes_atomic(path, encode_png(image))
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,429 @@
+"""The scene template schema (``schema_version = 1``), validated with pydantic.
+
+A template is a TOML file with these top-level tables (every key is documented on its field):
+
+- ``schema_version``, ``name``, ``description``, ``seed``
+- ``[generator]``: the procedural generator (``kind = "room"`` or ``"none"``) and its parameters
+- ``[[objects]]``: explicit primitives (box, plane, cylinder) with a semantic class
+- ``[camera]``: focal length, sensor, and ``[camera.path]`` (static, orbit, dolly, walkthrough)
+- ``[render]``: resolution, frame range, fps
+- ``[passes]``: which control images to write and how depth is normalised
+- ``[style]``: the generative stage's settings, named as diffusers names them
+
+Unknown keys, wrong types, NaN and infinities are refused. Lengths are metres, angles degrees,
+world axes are Blender's (Z up).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from scenes.semantic_palette import SemanticClass, UnknownClassError, resolve_class
+
+SCHEMA_VERSION = 1
+MAX_RESOLUTION = 8192
+CONTROL_PASSES = ("depth", "normal", "seg", "lines")
+SCHEDULERS = (
+    "UniPCMultistepScheduler",
+    "DPMSolverMultistepScheduler",
+    "DDIMScheduler",
+    "EulerDiscreteScheduler",
+    "EulerAncestralDiscreteScheduler",
+    "PNDMScheduler",
+    "LMSDiscreteScheduler",
+    "DDPMScheduler",
+)
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+Vec3 = Annotated[list[float], Field(min_length=3, max_length=3)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+ClassRef = Union[str, int]
+
+
+def _check_class(value: ClassRef) -> ClassRef:
+    try:
+        resolve_class(value)
+    except UnknownClassError as err:
+        raise ValueError(str(err)) from None
+    return value
+
+
+SemanticClassRef = Annotated[ClassRef, Field(description="ADE20K class name or 0-based palette index")]
+
+
+# --------------------------------------------------------------------------------------------
+# Explicit primitives
+# --------------------------------------------------------------------------------------------
+
+
+class _PrimitiveBase(StrictModel):
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    position: Vec3 = Field(description="centre of the primitive's bounding box, metres")
+    rotation: Vec3 = Field(default_factory=lambda: [0.0, 0.0, 0.0], description="XYZ Euler, degrees")
+    semantic_class: SemanticClassRef = Field(alias="class")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    @field_validator("semantic_class")
+    @classmethod
+    def _class_ok(cls, v):
+        return _check_class(v)
+
+    @property
+    def resolved_class(self) -> SemanticClass:
+        return resolve_class(self.semantic_class)
+
+
+class BoxPrimitive(_PrimitiveBase):
+    primitive: Literal["box"]
+    size: Annotated[list[PositiveFloat], Field(min_length=3, max_length=3)] = Field(description="x, y, z extents")
+
+
+class PlanePrimitive(_PrimitiveBase):
+    primitive: Literal["plane"]
+    size: Annotated[list[PositiveFloat], Field(min_length=2, max_length=2)] = Field(
+        description="x, y extents; the plane lies in its local XY, normal +Z"
+    )
+
+
+class CylinderPrimitive(_PrimitiveBase):
+    primitive: Literal["cylinder"]
+    radius: PositiveFloat
+    height: PositiveFloat
+    segments: Annotated[int, Field(ge=3, le=256)] = 32
+
+
+Primitive = Annotated[Union[BoxPrimitive, PlanePrimitive, CylinderPrimitive], Field(discriminator="primitive")]
+
+
+# --------------------------------------------------------------------------------------------
+# Procedural room generator
+# --------------------------------------------------------------------------------------------
+
+WallName = Literal["north", "south", "east", "west"]
+FurnitureKind = Literal[
+    "sofa", "armchair", "coffee_table", "table", "chair", "bed", "nightstand", "shelf",
+    "bookcase", "cabinet", "desk", "lamp", "plant", "rug", "painting", "tv_stand",
+]
+
+
+class OpeningSpec(StrictModel):
+    """A door or window cut into a wall. ``offset`` is from the wall's start (west or south end)
+    to the opening's centre, metres along the wall."""
+
+    wall: WallName
+    offset: PositiveFloat
+    width: PositiveFloat
+    height: PositiveFloat
+    sill: NonNegativeFloat = 0.0
+
+
+class FurnitureSpec(StrictModel):
+    """One piece from the parametric library. ``name`` is its stable name (seeds its randomness);
+    ``size`` overrides the drawn size; ``wall`` pins it against a wall; ``position`` pins its
+    centre on the floor (x, y)."""
+
+    kind: FurnitureKind
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")] | None = None
+    size: Annotated[list[PositiveFloat], Field(min_length=3, max_length=3)] | None = None
+    wall: WallName | None = None
+    position: Annotated[list[float], Field(min_length=2, max_length=2)] | None = None
+    rotation: float | None = Field(default=None, description="yaw, degrees")
+    semantic_class: SemanticClassRef | None = Field(default=None, alias="class")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    @field_validator("semantic_class")
+    @classmethod
+    def _class_ok(cls, v):
+        return v if v is None else _check_class(v)
+
+    @property
+    def stable_name(self) -> str:
+        return self.name or self.kind
+
+
+class RoomSpec(StrictModel):
+    footprint: Literal["rectangle", "l_shape"] = "rectangle"
+    width: PositiveFloat = Field(5.0, description="x extent, metres")
+    depth: PositiveFloat = Field(4.0, description="y extent, metres")
+    height: PositiveFloat = Field(2.7, description="floor to ceiling, metres")
+    wall_thickness: PositiveFloat = 0.15
+    l_cut: Annotated[list[PositiveFloat], Field(min_length=2, max_length=2)] | None = Field(
+        None, description="l_shape: x, y size of the corner removed from the north-east"
+    )
+    doors: list[OpeningSpec] = Field(default_factory=list)
+    windows: list[OpeningSpec] = Field(default_factory=list)
+    furniture: list[FurnitureSpec] = Field(default_factory=list)
+    ceiling: bool = True
+
+    @model_validator(mode="after")
+    def _l_shape(self):
+        if self.footprint == "l_shape":
+            if self.l_cut is None:
+                raise ValueError("footprint 'l_shape' needs l_cut = [x, y], the corner to remove")
+            if self.l_cut[0] >= self.width or self.l_cut[1] >= self.depth:
+                raise ValueError(
+                    f"l_cut {self.l_cut} must be smaller than the room ({self.width} x {self.depth})"
+                )
+        return self
+
+
+class GeneratorSpec(StrictModel):
+    kind: Literal["room", "none"] = "room"
+    room: RoomSpec = Field(default_factory=RoomSpec)
+
+
+# --------------------------------------------------------------------------------------------
+# Camera
+# --------------------------------------------------------------------------------------------
+
+Easing = Literal["linear", "ease_in", "ease_out", "ease_in_out"]
+
+
+class StaticPath(StrictModel):
+    kind: Literal["static"]
+    position: Vec3
+    look_at: Vec3
+
+
+class OrbitPath(StrictModel):
+    """Circle of ``radius`` around ``center`` at ``height`` (absolute z), from ``start_angle`` to
+    ``end_angle`` degrees (0 = +x, counter-clockwise seen from above), looking at ``look_at``
+    (default: the centre)."""
+
+    kind: Literal["orbit"]
+    center: Vec3
+    radius: PositiveFloat
+    height: float
+    start_angle: float = 0.0
+    end_angle: float = 360.0
+    look_at: Vec3 | None = None
+    easing: Easing = "linear"
+
+
+class DollyPath(StrictModel):
+    kind: Literal["dolly"]
+    start: Vec3
+    end: Vec3
+    look_at: Vec3
+    easing: Easing = "ease_in_out"
+
+
+class WalkthroughPath(StrictModel):
+    """Centripetal Catmull-Rom spline through ``points`` (at least 3), at constant speed; looks at
+    ``look_at`` when given, otherwise along the path."""
+
+    kind: Literal["walkthrough"]
+    points: Annotated[list[Vec3], Field(min_length=3)]
+    look_at: Vec3 | None = None
+    look_ahead: PositiveFloat = Field(0.5, description="metres ahead on the path to look at when look_at is unset")
+
+
+CameraPath = Annotated[Union[StaticPath, OrbitPath, DollyPath, WalkthroughPath], Field(discriminator="kind")]
+
+
+class CameraSpec(StrictModel):
+    focal_length: Annotated[float, Field(gt=1, le=1000)] = Field(24.0, description="mm")
+    sensor_width: Annotated[float, Field(gt=1, le=100)] = Field(36.0, description="mm")
+    clip_start: PositiveFloat = 0.05
+    clip_end: PositiveFloat = 200.0
+    path: CameraPath
+
+
+# --------------------------------------------------------------------------------------------
+# Render and passes
+# --------------------------------------------------------------------------------------------
+
+ResolutionSide = Annotated[int, Field(ge=8, le=MAX_RESOLUTION, multiple_of=8)]
+
+
+class RenderSpec(StrictModel):
+    resolution: Annotated[list[ResolutionSide], Field(min_length=2, max_length=2)] = Field(
+        default_factory=lambda: [512, 512], description="width, height; multiples of 8, at most 8192"
+    )
+    frame_start: Annotated[int, Field(ge=0)] = 1
+    frame_end: Annotated[int, Field(ge=0)] = 24
+    fps: Annotated[int, Field(ge=1, le=240)] = 24
+
+    @model_validator(mode="after")
+    def _range(self):
+        if self.frame_end < self.frame_start:
+            raise ValueError(
+                f"frame_end {self.frame_end} is before frame_start {self.frame_start}; set frame_end >= frame_start"
+            )
+        return self
+
+    @property
+    def width(self) -> int:
+        return self.resolution[0]
+
+    @property
+    def height(self) -> int:
+        return self.resolution[1]
+
+    @property
+    def frames(self) -> range:
+        return range(self.frame_start, self.frame_end + 1)
+
+
+class PassesSpec(StrictModel):
+    control: Annotated[list[Literal["depth", "normal", "seg", "lines"]], Field(min_length=1)] = Field(
+        default_factory=lambda: list(CONTROL_PASSES)
+    )
+    depth_normalization: Literal["shot", "frame", "fixed"] = Field(
+        "shot", description="shot: one range over the whole camera path; frame: per frame; fixed: depth_range"
+    )
+    depth_range: Annotated[list[PositiveFloat], Field(min_length=2, max_length=2)] | None = Field(
+        None, description="near, far in metres, for depth_normalization = 'fixed'"
+    )
+    seg_background: SemanticClassRef = Field("sky", description="class painted where no object is hit")
+    line_crease_angle: Annotated[float, Field(gt=0, lt=180)] = Field(30.0, description="degrees")
+    line_width: Annotated[int, Field(ge=1, le=8)] = 1
+
+    @field_validator("seg_background")
+    @classmethod
+    def _bg(cls, v):
+        return _check_class(v)
+
+    @model_validator(mode="after")
+    def _fixed(self):
+        if self.depth_normalization == "fixed":
+            if self.depth_range is None:
+                raise ValueError("depth_normalization 'fixed' needs depth_range = [near, far]")
+        if self.depth_range is not None and self.depth_range[0] >= self.depth_range[1]:
+            raise ValueError(f"depth_range {self.depth_range}: near must be less than far")
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# Style: the generative stage, with diffusers' names
+# --------------------------------------------------------------------------------------------
+
+
+class ControlNetSpec(StrictModel):
+    pass_name: Literal["depth", "normal", "seg", "lines"] = Field(alias="pass")
+    model: Annotated[str, Field(min_length=1)] = Field(description="hub id or local folder")
+    scale: Annotated[float, Field(ge=0, le=5)] = Field(1.0, description="controlnet_conditioning_scale")
+    start: Fraction = Field(0.0, description="control_guidance_start")
+    end: Fraction = Field(1.0, description="control_guidance_end")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _window(self):
+        if self.end <= self.start:
+            raise ValueError(f"end {self.end} must be greater than start {self.start}")
+        return self
+
+
+class ConsistencySpec(StrictModel):
+    """How frames are made consistent: ``per_frame`` (each alone), ``flow_warp`` (from the
+    previous output warped by exact flow), ``keyframes`` (stylised keyframes projected into
+    per-object textures)."""
+
+    mode: Literal["per_frame", "flow_warp", "keyframes"] = "per_frame"
+    anchor_attention: bool = Field(False, description="flow_warp: also attend to the first frame")
+    keyframe_coverage_threshold: Annotated[float, Field(gt=0, lt=1)] = Field(
+        0.1, description="keyframes: add a keyframe when this share of visible surface is untextured"
+    )
+    max_keyframes: Annotated[int, Field(ge=1, le=1000)] = 16
+
+
+class StyleSpec(StrictModel):
+    stylizer: Literal["diffusion", "npr"] = "npr"
+    prompt: str = ""
+    negative_prompt: str = ""
+    model: Annotated[str, Field(min_length=1)] = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    controlnets: list[ControlNetSpec] = Field(default_factory=list)
+    scheduler: Literal[SCHEDULERS] = "UniPCMultistepScheduler"  # type: ignore[valid-type]
+    num_inference_steps: Annotated[int, Field(ge=1, le=1000)] = 20
+    guidance_scale: Annotated[float, Field(ge=0, le=50)] = 7.5
+    seed: int | None = Field(None, description="noise seed; defaults to the scene seed")
+    seed_mode: Literal["per_frame", "fixed"] = Field(
+        "per_frame", description="per_frame: frame f's seed derives from (seed, f); fixed: every frame uses seed"
+    )
+    strength: Annotated[float, Field(gt=0, le=1)] = Field(0.75, description="img2img strength")
+    init_image: Literal["none", "npr_draft"] = Field(
+        "none", description="img2img source for per_frame mode; flow_warp and keyframes name their own"
+    )
+    batch_size: Annotated[int, Field(ge=1, le=64)] = 1
+    consistency: ConsistencySpec = Field(default_factory=ConsistencySpec)
+    palette: dict[str, Annotated[list[Annotated[int, Field(ge=0, le=255)]], Field(min_length=3, max_length=3)]] = Field(
+        default_factory=dict, description="NPR flat colour per class name, RGB 0..255"
+    )
+    light_direction: Vec3 = Field(
+        default_factory=lambda: [0.4, -0.5, 0.75], description="NPR key light, world space, towards the light"
+    )
+    toon_levels: Annotated[int, Field(ge=2, le=16)] = 3
+
+    @field_validator("consistency", mode="before")
+    @classmethod
+    def _consistency_shorthand(cls, v):
+        return {"mode": v} if isinstance(v, str) else v
+
+    @field_validator("palette")
+    @classmethod
+    def _palette_classes(cls, v):
+        for name in v:
+            _check_class(name)
+        return v
+
+    @field_validator("light_direction")
+    @classmethod
+    def _light(cls, v):
+        if math.sqrt(sum(c * c for c in v)) < 1e-6:
+            raise ValueError("light_direction must not be the zero vector")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_passes(self):
+        seen = [c.pass_name for c in self.controlnets]
+        dupes = sorted({p for p in seen if seen.count(p) > 1})
+        if dupes:
+            raise ValueError(f"controlnets lists pass {', '.join(dupes)} more than once; keep one entry per pass")
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# The template
+# --------------------------------------------------------------------------------------------
+
+
+class Template(StrictModel):
+    schema_version: Literal[1]
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_\-]+$")]
+    description: str = ""
+    seed: Annotated[int, Field(ge=0, lt=2**63)]
+    generator: GeneratorSpec = Field(default_factory=lambda: GeneratorSpec(kind="none"))
+    objects: list[Primitive] = Field(default_factory=list)
+    camera: CameraSpec
+    render: RenderSpec = Field(default_factory=RenderSpec)
+    passes: PassesSpec = Field(default_factory=PassesSpec)
+    style: StyleSpec = Field(default_factory=StyleSpec)
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        names = [o.name for o in self.objects]
+        if self.generator.kind == "room":
+            names += [f.stable_name for f in self.generator.room.furniture]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(
+                f"object names must be unique (they seed each object's randomness): {', '.join(dupes)} repeated; "
+                "give each a distinct name"
+            )
+        return self
+
+    @property
+    def style_seed(self) -> int:
+        return self.seed if self.style.seed is None else self.style.seed

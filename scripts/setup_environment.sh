@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Create the virtual environment and install greybox with everything its tests need, from nothing.
+# System libraries the bpy wheel loads are installed with apt-get when missing.
+set -euo pipefail
+PYTHON=${PYTHON:-python3.11}
+VENV=${VENV:-.venv}
+
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+  echo "greybox needs Python 3.11 (the bpy 5.0.1 wheel is built for it); installing it with apt-get" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11 python3.11-venv python3.11-dev
+fi
+
+"$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip
+# torch first and pinned: on a CPU machine this takes the CPU build.
+"$VENV/bin/python" -m pip install -q "torch==2.13.0"
+"$VENV/bin/python" -m pip install -q -e ".[test]"
+
+# bpy dlopens X11/GL libraries even headless; install them where missing.
+if ! "$VENV/bin/python" -c "import bpy" >/dev/null 2>&1; then
+  echo "installing the system libraries bpy needs (apt-get)" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    libx11-6 libxrender1 libxxf86vm1 libxfixes3 libxi6 libxkbcommon0 libsm6 libice6 libgl1 libegl1 libgomp1 libxext6 libxinerama1 libxcursor1 libxrandr2 libwayland-client0
+  "$VENV/bin/python" -c "import bpy" || { echo "bpy still fails to import; see the error above" >&2; exit 1; }
+fi
+"$VENV/bin/python" -c "import bpy, torch, diffusers, OpenEXR, ray; print('greybox environment ready: bpy', bpy.app.version_string, '| torch', torch.__version__, '| diffusers', diffusers.__version__)"
