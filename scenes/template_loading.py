@@ -143,6 +143,11 @@ def _lookup(data: Any, loc: tuple) -> Any:
     return node
 
 
+_UNION_TAGS = {
+    "primitive": "'box', 'plane', 'cylinder'",
+    "kind": "'static', 'orbit', 'dolly', 'walkthrough'",
+}
+
 _MESSAGES = {
     "extra_forbidden": "unknown key; remove it or check its spelling against the schema",
     "missing": "required key is missing",
@@ -162,8 +167,13 @@ def _validation_problems(err: ValidationError, data: dict, source: str) -> list[
     for item in err.errors(include_url=False):
         # Drop union/discriminator tags pydantic puts in the location.
         loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p in {"box", "plane", "cylinder", "static", "orbit", "dolly", "walkthrough", "str", "int"}))
-        if item["type"] == "union_tag_invalid" or item["type"] == "union_tag_not_found":
-            message = item["msg"].replace("Input tag", "value").replace("found using", "of")
+        if item["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            ctx = item.get("ctx") or {}
+            tag_key = str(ctx.get("discriminator", "'kind'")).strip("'")
+            loc = loc + (tag_key,)
+            expected = ctx.get("expected_tags") or _UNION_TAGS.get(tag_key, "")
+            message = (f"must be one of {expected}" if item["type"] == "union_tag_invalid"
+                       else f"required key is missing (one of {expected})")
         elif item["type"] in _MESSAGES:
             message = _MESSAGES[item["type"]]
         elif item["type"] == "value_error":
@@ -171,8 +181,25 @@ def _validation_problems(err: ValidationError, data: dict, source: str) -> list[
         else:
             message = item["msg"]
             ctx = item.get("ctx") or {}
-            if item["type"] == "multiple_of":
+            kind = item["type"]
+            if kind == "multiple_of":
                 message = f"must be a multiple of {ctx.get('multiple_of')} (allowed: multiples of 8 from 8 to 8192)"
+            elif kind == "greater_than_equal":
+                message = f"must be at least {ctx.get('ge')}"
+            elif kind == "greater_than":
+                message = f"must be greater than {ctx.get('gt')}"
+            elif kind == "less_than_equal":
+                message = f"must be at most {ctx.get('le')}"
+            elif kind == "less_than":
+                message = f"must be less than {ctx.get('lt')}"
+            elif kind == "too_short":
+                message = f"needs at least {ctx.get('min_length')} item(s), got {ctx.get('actual_length')}"
+            elif kind == "too_long":
+                message = f"takes at most {ctx.get('max_length')} item(s), got {ctx.get('actual_length')}"
+            elif kind == "literal_error":
+                message = f"must be one of {ctx.get('expected')}"
+            elif kind == "string_pattern_mismatch":
+                message = "may hold only letters, digits, '_', '-' (and '.' in object names)"
         value = _lookup(data, loc)
         if isinstance(value, float) and not math.isfinite(value):
             message = "must be a finite number (no nan or inf)"
