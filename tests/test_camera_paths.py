@@ -1,0 +1,215 @@
+"""Camera paths: exact orbit and dolly geometry, easing, the walkthrough spline (through its points,
+at constant speed), Blender camera axes without roll, the extra frame at each end, and a camera
+that is never inside a wall or a piece of furniture on any frame of the bundled templates."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+from greybox.errors import InputError
+from procedural.camera_paths import WalkthroughSpline, camera_track, ease, look_at_rotation
+from procedural.scene_builder import build_scene
+from scenes.template_loading import bundled_templates, load_template
+from scenes.template_schema import CameraSpec
+
+BUNDLED = [name for name, _ in bundled_templates()]
+
+
+def _camera(path: dict, **extra) -> CameraSpec:
+    return CameraSpec.model_validate({"path": path, **extra})
+
+
+def _check_rotations(rotations: np.ndarray):
+    for r in rotations:
+        assert np.allclose(r.T @ r, np.eye(3), atol=1e-12)
+        assert math.isclose(np.linalg.det(r), 1.0, abs_tol=1e-12)
+        assert abs(r[2, 0]) < 1e-12, "roll: the camera's right vector is not horizontal"
+        assert r[2, 1] > 0.0, "the camera's up vector points down"
+
+
+def test_blender_camera_axes():
+    r = look_at_rotation([0.0, 0.0, 0.0], [0.0, 5.0, 0.0])  # looking north
+    assert np.allclose(r[:, 0], [1, 0, 0])  # right = east
+    assert np.allclose(r[:, 1], [0, 0, 1])  # up
+    assert np.allclose(r[:, 2], [0, -1, 0])  # the camera looks down its -Z
+    with pytest.raises(ValueError):
+        look_at_rotation([0, 0, 0], [0, 0, 3])
+
+
+def test_orbit_radius_and_height_are_exact():
+    path = {"kind": "orbit", "center": [1.0, 2.0, 0.5], "radius": 1.7, "height": 1.3,
+            "start_angle": -40.0, "end_angle": 200.0, "easing": "linear"}
+    track = camera_track(_camera(path), 1, 30)
+    assert track.frames.tolist() == list(range(0, 32))
+    d = track.positions[:, :2] - [1.0, 2.0]
+    assert np.allclose(np.hypot(d[:, 0], d[:, 1]), 1.7, atol=1e-12, rtol=0)
+    assert np.all(track.positions[:, 2] == 1.3)
+    # start and end angles at the first and last frame (0 = +x, counter-clockwise)
+    start, end = d[track.index(1)], d[track.index(30)]
+    assert math.isclose(math.degrees(math.atan2(start[1], start[0])), -40.0, abs_tol=1e-9)
+    assert math.isclose(math.degrees(math.atan2(end[1], end[0])) % 360, 200.0, abs_tol=1e-9)
+    # linear: equal angular steps, continued past both ends
+    angles = np.unwrap(np.arctan2(d[:, 1], d[:, 0]))
+    assert np.allclose(np.diff(angles), np.radians(240.0 / 29), atol=1e-12)
+    # looks at the centre by default
+    forward = -track.rotations[:, :, 2]
+    to_centre = np.array([1.0, 2.0, 0.5]) - track.positions
+    to_centre /= np.linalg.norm(to_centre, axis=1, keepdims=True)
+    assert np.allclose(forward, to_centre, atol=1e-12)
+    _check_rotations(track.rotations)
+
+
+@pytest.mark.parametrize("easing", ["linear", "ease_in", "ease_out", "ease_in_out"])
+def test_dolly_hits_its_endpoints(easing):
+    path = {"kind": "dolly", "start": [0.5, 0.5, 1.2], "end": [3.0, 2.0, 1.6], "look_at": [4.0, 4.0, 0.8], "easing": easing}
+    track = camera_track(_camera(path), 5, 20)
+    assert np.allclose(track.positions[track.index(5)], [0.5, 0.5, 1.2], atol=1e-12)
+    assert np.allclose(track.positions[track.index(20)], [3.0, 2.0, 1.6], atol=1e-12)
+    assert len(track.frames) == 18 and track.frames[0] == 4 and track.frames[-1] == 21
+    # on the line through start and end
+    d = np.array([2.5, 1.5, 0.4])
+    rel = track.positions - [0.5, 0.5, 1.2]
+    assert np.allclose(np.cross(rel, d), 0.0, atol=1e-12)
+    _check_rotations(track.rotations)
+
+
+def test_easing_curves():
+    t = np.linspace(0, 1, 101)
+    for name in ("linear", "ease_in", "ease_out", "ease_in_out"):
+        e = ease(name, t)
+        assert e[0] == 0.0 and e[-1] == 1.0 and np.all(np.diff(e) >= 0)
+    h = 1e-6
+    # ease_in_out has zero velocity at both ends, and extends smoothly (C1) past them
+    assert abs(ease("ease_in_out", h) - ease("ease_in_out", 0.0)) / h < 1e-5
+    assert abs(ease("ease_in_out", 1.0) - ease("ease_in_out", 1.0 - h)) / h < 1e-5
+    assert ease("ease_in_out", -0.1) == 0.0 and ease("ease_in_out", 1.1) == 1.0
+    assert math.isclose(ease("linear", -0.1), -0.1) and math.isclose(ease("linear", 1.1), 1.1)
+    assert math.isclose((ease("ease_in", 1.0 + h) - ease("ease_in", 1.0)) / h, 2.0, rel_tol=1e-6)
+    assert math.isclose((ease("ease_out", 0.0) - ease("ease_out", -h)) / h, 2.0, rel_tol=1e-6)
+
+
+def test_ease_in_out_dolly_starts_and_ends_at_rest():
+    path = {"kind": "dolly", "start": [0.0, 0.0, 1.5], "end": [4.0, 0.0, 1.5], "look_at": [2.0, 5.0, 1.0]}
+    track = camera_track(_camera(path), 1, 48)
+    steps = np.linalg.norm(np.diff(track.positions, axis=0), axis=1)
+    assert steps[0] == 0.0 and steps[-1] == 0.0  # frames 0->1 and 48->49: at rest
+    assert steps[1] < 0.05 * steps.max() and steps[-2] < 0.05 * steps.max()
+    assert np.argmax(steps) in (len(steps) // 2 - 1, len(steps) // 2)
+
+
+def test_walkthrough_passes_through_its_points_at_constant_speed():
+    points = [[0.5, 0.5, 1.5], [2.0, 1.0, 1.6], [2.5, 2.5, 1.5], [1.0, 3.0, 1.4]]
+    spline = WalkthroughSpline(points)
+    assert np.allclose(spline.position(spline.point_arc_lengths), points, atol=1e-12)
+    assert spline.point_arc_lengths[0] == 0.0 and math.isclose(spline.point_arc_lengths[-1], spline.length)
+    # the polyline distance between points is a lower bound of the arc length
+    chord = sum(np.linalg.norm(np.subtract(points[i + 1], points[i])) for i in range(3))
+    assert spline.length >= chord
+
+    track = camera_track(_camera({"kind": "walkthrough", "points": points}), 1, 60)
+    assert np.allclose(track.positions[track.index(1)], points[0], atol=1e-12)
+    assert np.allclose(track.positions[track.index(60)], points[-1], atol=1e-12)
+    steps = np.linalg.norm(np.diff(track.positions, axis=0), axis=1)
+    expected = spline.length / 59
+    assert np.allclose(steps, expected, rtol=5e-3), (steps.min(), steps.max(), expected)
+    # looking along the path, look_ahead (0.5 m) ahead, when no look_at is given
+    forward = -track.rotations[:, :, 2]
+    s = (track.frames - 1) / 59 * spline.length
+    ahead = spline.position(s + 0.5) - track.positions
+    assert np.allclose(forward, ahead / np.linalg.norm(ahead, axis=1, keepdims=True), atol=1e-9)
+    _check_rotations(track.rotations)
+
+
+def test_walkthrough_look_at_and_smooth_ends():
+    points = [[0.5, 0.5, 1.5], [2.0, 1.0, 1.6], [2.5, 2.5, 1.5]]
+    track = camera_track(_camera({"kind": "walkthrough", "points": points, "look_at": [1.0, 2.5, 0.8]}), 1, 24)
+    forward = -track.rotations[:, :, 2]
+    to_target = np.array([1.0, 2.5, 0.8]) - track.positions
+    assert np.allclose(forward, to_target / np.linalg.norm(to_target, axis=1, keepdims=True), atol=1e-12)
+    # the frames before the first and after the last continue the motion at the same speed
+    steps = np.linalg.norm(np.diff(track.positions, axis=0), axis=1)
+    assert np.allclose(steps[0], steps[1], rtol=0.02) and np.allclose(steps[-1], steps[-2], rtol=0.02)
+
+
+def test_static_and_single_frame():
+    track = camera_track(_camera({"kind": "static", "position": [1, 2, 3], "look_at": [1, 5, 3]}), 7, 7)
+    assert track.frames.tolist() == [6, 7, 8]
+    assert np.allclose(track.positions, [1, 2, 3])
+    assert np.allclose(track.rotations[1], look_at_rotation([1, 2, 3], [1, 5, 3]))
+
+
+def test_tracks_are_deterministic():
+    path = {"kind": "walkthrough", "points": [[0, 0, 1.5], [1, 1, 1.5], [2, 0, 1.5], [3, 1, 1.6]]}
+    a = camera_track(_camera(path), 1, 40)
+    b = camera_track(_camera(path), 1, 40)
+    assert a.positions.tobytes() == b.positions.tobytes() and a.rotations.tobytes() == b.rotations.tobytes()
+
+
+def test_undefined_views_are_input_errors():
+    with pytest.raises(InputError, match="camera.path"):
+        camera_track(_camera({"kind": "static", "position": [1, 1, 1], "look_at": [1, 1, 1]}), 1, 2)
+    with pytest.raises(InputError, match="camera.path"):
+        camera_track(_camera({"kind": "static", "position": [1, 1, 1], "look_at": [1, 1, 0]}), 1, 2)
+    with pytest.raises(InputError, match=r"camera\.path\.points\.2"):
+        camera_track(_camera({"kind": "walkthrough", "points": [[0, 0, 1], [1, 0, 1], [1, 0, 1]]}), 1, 2)
+
+
+# --------------------------------------------------------------------------------------------
+# Bundled templates: the camera stays in the open and sees the furniture
+# --------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=None)
+def _bundled(name: str, seed: int | None = None):
+    loaded = load_template(name, [] if seed is None else [f"seed={seed}"])
+    return loaded.template, build_scene(loaded.template)
+
+
+def _inside_interior(room, p: np.ndarray, margin: float) -> bool:
+    x, y, z = p
+    if not (margin <= x <= room.width - margin and margin <= y <= room.depth - margin):
+        return False
+    if not (margin <= z <= room.height - margin):
+        return False
+    if room.footprint == "l_shape":
+        x0, y0 = room.width - room.l_cut[0], room.depth - room.l_cut[1]
+        if x > x0 - margin and y > y0 - margin:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("name, seed", [(n, None) for n in BUNDLED] + [(n, s) for n in BUNDLED for s in range(4)])
+def test_camera_never_inside_a_wall_or_furniture(name, seed):
+    """Every frame, frame_start - 1 .. frame_end + 1, of the bundled templates (and a few other seeds)."""
+    template, scene = _bundled(name, seed)
+    track = scene.camera
+    assert track.frames[0] == template.render.frame_start - 1 and track.frames[-1] == template.render.frame_end + 1
+    margin = max(track.clip_start, 0.1)  # clip_start at least, and a little body room
+    room = template.generator.room
+    for i, frame in enumerate(track.frames):
+        p = track.positions[i]
+        assert _inside_interior(room, p, margin), f"frame {frame}: camera {p} outside the room interior"
+        for obj in scene.objects:
+            lo, hi = obj.bounds
+            inside = np.all(p > lo - margin) and np.all(p < hi + margin)
+            assert not inside, f"frame {frame}: camera {p} within {margin} m of {obj.name}'s bounds"
+    _check_rotations(track.rotations)
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_camera_sees_the_furniture(name):
+    template, scene = _bundled(name)
+    furniture = [o for o in scene.objects if not o.name.startswith("room.") and o.kind not in ("rug", "painting")]
+    w, h = scene.width, scene.height
+    for frame in scene.camera.frames:
+        visible = 0
+        for obj in furniture:
+            lo, hi = obj.bounds
+            xy, z = scene.camera.project(int(frame), ((lo + hi) / 2)[None], w, h)
+            if z[0] > scene.camera.clip_start and 0 <= xy[0, 0] < w and 0 <= xy[0, 1] < h:
+                visible += 1
+        assert visible >= 3, f"frame {frame}: only {visible} pieces of furniture in view"

@@ -1,0 +1,382 @@
+"""The room generator's rules, checked on the built geometry of the bundled templates over several
+seeds: no interpenetration, everything inside the room, door clearance, backs against walls,
+instance ids, UV islands, outward triangles, and clear errors for bad openings."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+from greybox.errors import InputError
+from procedural.furniture_library import EXEMPT_KINDS, WALL_KINDS
+from procedural.primitive_meshes import UV_GAP, box, cylinder, pack_uvs, plane, signed_volume
+from procedural.scene_builder import build_scene
+from scenes.template_loading import bundled_templates, load_template, validate_data
+
+BUNDLED = [name for name, _ in bundled_templates()]
+SEEDS = range(8)
+CASES = [(name, seed) for name in BUNDLED for seed in SEEDS]
+
+
+@lru_cache(maxsize=None)
+def _built(name: str, seed: int):
+    loaded = load_template(name, [f"seed={seed}"])
+    return loaded.template, build_scene(loaded.template)
+
+
+def _furniture(scene):
+    meta = {m["name"]: m for m in scene.metadata["generator"]["furniture"]}
+    return [(o, meta[o.name]) for o in scene.objects if o.name in meta]
+
+
+def _obb(obj, meta):
+    """Oriented footprint (centre, axes (2, 2), half extents (2,)) from the mesh, in the piece's yaw frame."""
+    a = math.radians(meta["yaw"])
+    axes = np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])
+    local = obj.vertices[:, :2] @ axes.T
+    lo, hi = local.min(axis=0), local.max(axis=0)
+    centre = ((lo + hi) / 2.0) @ axes
+    return centre, axes, (hi - lo) / 2.0
+
+
+def _separated_2d(a, b, tol=1e-6) -> bool:
+    (ca, axa, ha), (cb, axb, hb) = a, b
+    for axis in np.concatenate([axa, axb]):
+        ra = abs(axa[0] @ axis) * ha[0] + abs(axa[1] @ axis) * ha[1]
+        rb = abs(axb[0] @ axis) * hb[0] + abs(axb[1] @ axis) * hb[1]
+        if abs((ca - cb) @ axis) >= ra + rb - tol:
+            return True
+    return False
+
+
+def _z_range(obj):
+    return obj.vertices[:, 2].min(), obj.vertices[:, 2].max()
+
+
+@pytest.mark.parametrize("name, seed", CASES)
+def test_furniture_does_not_interpenetrate(name, seed):
+    _, scene = _built(name, seed)
+    pieces = [(o, m) for o, m in _furniture(scene) if m["kind"] not in EXEMPT_KINDS]
+    for i, (a, ma) in enumerate(pieces):
+        for b, mb in pieces[i + 1:]:
+            za, zb = _z_range(a), _z_range(b)
+            if za[1] <= zb[0] or zb[1] <= za[0]:
+                continue
+            assert _separated_2d(_obb(a, ma), _obb(b, mb)), f"{a.name} and {b.name} interpenetrate (seed {seed})"
+
+
+@pytest.mark.parametrize("name, seed", CASES)
+def test_everything_inside_the_room(name, seed):
+    template, scene = _built(name, seed)
+    room = template.generator.room
+    tol = 1e-6
+    for obj, meta in _furniture(scene):
+        v = obj.vertices
+        assert v[:, 0].min() >= -tol and v[:, 0].max() <= room.width + tol, obj.name
+        assert v[:, 1].min() >= -tol and v[:, 1].max() <= room.depth + tol, obj.name
+        assert v[:, 2].min() >= -tol and v[:, 2].max() <= room.height + tol, obj.name
+        if room.footprint == "l_shape":
+            x0, y0 = room.width - room.l_cut[0], room.depth - room.l_cut[1]
+            in_notch = (v[:, 0] > x0 + tol) & (v[:, 1] > y0 + tol)
+            assert not in_notch.any(), f"{obj.name} reaches into the L's cut corner"
+            # the footprint OBB must not overlap the notch either (edges crossing it)
+            notch = (np.array([(x0 + room.width) / 2, (y0 + room.depth) / 2]), np.eye(2),
+                     np.array([(room.width - x0) / 2, (room.depth - y0) / 2]))
+            assert _separated_2d(_obb(obj, meta), notch, tol=1e-5), obj.name
+
+
+def _wall_frame(room, wall: str):
+    """(point on the interior face, along direction, inward normal) of a main wall."""
+    w, d = room.width, room.depth
+    if room.footprint == "l_shape":
+        cut_x, cut_y = room.l_cut
+    else:
+        cut_x = cut_y = 0.0
+    return {
+        "south": (np.array([0.0, 0.0]), np.array([1.0, 0.0]), np.array([0.0, 1.0]), w),
+        "north": (np.array([0.0, d]), np.array([1.0, 0.0]), np.array([0.0, -1.0]), w - cut_x),
+        "west": (np.array([0.0, 0.0]), np.array([0.0, 1.0]), np.array([1.0, 0.0]), d),
+        "east": (np.array([w, 0.0]), np.array([0.0, 1.0]), np.array([-1.0, 0.0]), d - cut_y),
+    }[wall]
+
+
+@pytest.mark.parametrize("name, seed", CASES)
+def test_door_clearance_zone_is_free(name, seed):
+    template, scene = _built(name, seed)
+    room = template.generator.room
+    for door in room.doors:
+        start, along, inward, _ = _wall_frame(room, door.wall)
+        centre = start + along * door.offset + inward * 0.5
+        zone = (centre, np.array([along, inward]), np.array([door.width / 2, 0.5]))
+        for obj, meta in _furniture(scene):
+            if meta["kind"] in EXEMPT_KINDS:
+                continue
+            assert _separated_2d(_obb(obj, meta), zone), f"{obj.name} stands in front of the door (seed {seed})"
+
+
+@pytest.mark.parametrize("name, seed", CASES)
+def test_wall_kinds_have_their_backs_against_a_wall(name, seed):
+    template, scene = _built(name, seed)
+    room = template.generator.room
+    specs = {f.stable_name: f for f in room.furniture}
+    checked = 0
+    for obj, meta in _furniture(scene):
+        if meta["kind"] not in WALL_KINDS or specs[obj.name].position is not None:
+            continue
+        assert meta["wall"] in ("south", "north", "east", "west"), obj.name
+        if specs[obj.name].wall is not None:
+            assert meta["wall"] == specs[obj.name].wall
+        start, _, inward, _ = _wall_frame(room, meta["wall"])
+        distance = (obj.vertices[:, :2] - start) @ inward
+        assert -1e-6 <= distance.min() <= 0.03, f"{obj.name}: back {distance.min():.3f} m from the {meta['wall']} wall"
+        a = math.radians(meta["yaw"])
+        front = np.array([-math.sin(a), math.cos(a)])
+        assert front @ inward > 0.999, f"{obj.name} does not face into the room"
+        checked += 1
+    assert checked >= 3
+
+
+@pytest.mark.parametrize("name, seed", CASES)
+def test_chairs_and_nightstands_stay_by_their_table_and_bed(name, seed):
+    _, scene = _built(name, seed)
+    pieces = {o.name: (o, m) for o, m in _furniture(scene)}
+    for obj, meta in pieces.values():
+        if meta["kind"] in ("chair", "nightstand") and meta["anchor"] is not None:
+            other, other_meta = pieces[meta["anchor"]]
+            assert other_meta["kind"] in (("table", "desk") if meta["kind"] == "chair" else ("bed",))
+            ca, cb = obj.vertices[:, :2], other.vertices[:, :2]
+            gap = max(0.0, max(ca.min(0)[k] - cb.max(0)[k] for k in range(2)),
+                      max(cb.min(0)[k] - ca.max(0)[k] for k in range(2)))
+            assert gap <= 0.2, f"{obj.name} is {gap:.2f} m from {other.name}"
+
+
+@pytest.mark.parametrize("name, seed", CASES)
+def test_instance_ids_are_one_to_n_in_a_stable_order(name, seed):
+    template, scene = _built(name, seed)
+    ids = [o.instance_id for o in scene.objects]
+    assert ids == list(range(1, len(ids) + 1))
+    names = [o.name for o in scene.objects]
+    assert len(set(names)) == len(names)
+    assert names[0] == "room.floor"
+    furniture_names = [f.stable_name for f in template.generator.room.furniture]
+    first = names.index(furniture_names[0])
+    assert names[first:first + len(furniture_names)] == furniture_names
+    assert all(n.startswith("room.") for n in names[:first])
+    assert all(0 < o.semantic_class_id <= 150 for o in scene.objects)
+
+
+def _rasterise_islands(uvs: np.ndarray, res: int) -> np.ndarray:
+    """Label image (res x res): texel -> 1 + island index of the triangle whose interior holds its
+    centre. Islands are found by connectivity through shared UV edges. Fails on any double cover."""
+    corners = np.round(uvs.astype(np.float64) * 2**20).astype(np.int64)
+    parent = list(range(len(uvs)))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    edge_owner: dict = {}
+    for t, c in enumerate(corners):
+        for k in range(3):
+            a, b = tuple(c[k]), tuple(c[(k + 1) % 3])
+            key = (min(a, b), max(a, b))
+            if key in edge_owner:
+                parent[find(t)] = find(edge_owner[key])
+            else:
+                edge_owner[key] = t
+    labels = np.zeros((res, res), dtype=np.int64)
+    owner = np.full((res, res), -1, dtype=np.int64)
+    for t, tri in enumerate(uvs.astype(np.float64) * res):
+        lo = np.floor(tri.min(axis=0)).astype(int)
+        hi = np.ceil(tri.max(axis=0)).astype(int)
+        xs, ys = np.meshgrid(np.arange(lo[0], hi[0]) + 0.5, np.arange(lo[1], hi[1]) + 0.5)
+        a, b, c = tri
+        den = (b[1] - c[1]) * (a[0] - c[0]) + (c[0] - b[0]) * (a[1] - c[1])
+        if abs(den) < 1e-15:
+            continue
+        l1 = ((b[1] - c[1]) * (xs - c[0]) + (c[0] - b[0]) * (ys - c[1])) / den
+        l2 = ((c[1] - a[1]) * (xs - c[0]) + (a[0] - c[0]) * (ys - c[1])) / den
+        inside = (l1 > 1e-9) & (l2 > 1e-9) & (1 - l1 - l2 > 1e-9)
+        for y, x in zip(*np.nonzero(inside)):
+            px, py = lo[0] + x, lo[1] + y
+            assert owner[py, px] == -1, f"texel {px},{py} covered twice (triangles {owner[py, px]} and {t})"
+            owner[py, px] = t
+            labels[py, px] = find(t) + 1
+    return labels
+
+
+@pytest.mark.parametrize("name, seed", [(n, 0) for n in BUNDLED] + [(n, 3) for n in BUNDLED])
+def test_uv_islands_inside_unit_square_and_apart(name, seed):
+    _, scene = _built(name, seed)
+    res = 256
+    for obj in scene.objects:
+        uv = obj.uvs
+        assert uv.dtype == np.float32 and uv.shape == (len(obj.triangles), 3, 2)
+        assert uv.min() >= 0.0 and uv.max() <= 1.0, obj.name
+        labels = _rasterise_islands(uv, res)
+        # islands at least 1/128 apart: no texel of one island within one texel of another's
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                shifted = np.roll(np.roll(labels, dy, axis=0), dx, axis=1)
+                clash = (labels > 0) & (shifted > 0) & (labels != shifted)
+                assert not clash.any(), f"{obj.name}: two UV islands closer than 1/128"
+        # uniform texel density within the object
+        v, t = obj.vertices, obj.triangles
+        world = 0.5 * np.linalg.norm(np.cross(v[t[:, 1]] - v[t[:, 0]], v[t[:, 2]] - v[t[:, 0]]), axis=1)
+        e1, e2 = (uv[:, 1] - uv[:, 0]).astype(np.float64), (uv[:, 2] - uv[:, 0]).astype(np.float64)
+        uv_area = 0.5 * (e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
+        assert (uv_area > 0).all() or (uv_area[world > 1e-8] > 0).all(), f"{obj.name}: mirrored UV triangles"
+        big = world > 1e-4
+        ratio = uv_area[big] / world[big]
+        assert ratio.max() / ratio.min() < 1.01, f"{obj.name}: texel density varies {ratio.min():.4g}..{ratio.max():.4g}"
+
+
+def test_uv_packing_gap_and_cylinder_strip():
+    mesh = cylinder(0.3, 1.0, 16)
+    uvs = pack_uvs(mesh)
+    side = uvs[mesh.island_ids == 0].reshape(-1, 2)
+    caps = uvs[mesh.island_ids > 0].reshape(-1, 2)
+    # the side is one strip, its 16 facets unrolled: bounding box aspect 16 * chord : h
+    ext = side.max(0) - side.min(0)
+    assert math.isclose(ext.max() / ext.min(), 16 * 2 * 0.3 * math.sin(math.pi / 16) / 1.0, rel_tol=1e-4)
+    assert len(np.unique(mesh.island_ids)) == 3
+    assert UV_GAP >= 1 / 128
+    # caps do not overlap the side's bounding box
+    lo, hi = side.min(0), side.max(0)
+    inside = ((caps > lo + 1e-6) & (caps < hi - 1e-6)).all(axis=1)
+    assert not inside.any()
+
+
+@pytest.mark.parametrize("name, seed", [(n, s) for n in BUNDLED for s in (0, 5)])
+def test_triangles_face_outward(name, seed):
+    template, scene = _built(name, seed)
+    room = template.generator.room
+    for obj in scene.objects:
+        assert obj.vertices.dtype == np.float64 and obj.triangles.dtype == np.int32
+        assert signed_volume(obj.vertices, obj.triangles) > 0, f"{obj.name} is inside out"
+    # the walls' interior faces look into the room
+    for obj in scene.objects:
+        if obj.kind != "wall" or obj.name.endswith("_inner"):
+            continue
+        wall = obj.name.removeprefix("room.wall_")
+        start, _, inward, _ = _wall_frame(room, wall)
+        v, t = obj.vertices, obj.triangles
+        centroids = v[t].mean(axis=1)[:, :2]
+        on_face = np.abs((centroids - start) @ inward) < 1e-9
+        normals = np.cross(v[t[:, 1]] - v[t[:, 0]], v[t[:, 2]] - v[t[:, 0]])[:, :2]
+        assert on_face.sum() >= 2
+        assert ((normals[on_face] @ inward) > 0).all(), f"{obj.name}: interior face points out of the room"
+
+
+def test_primitives_are_closed_and_outward():
+    for mesh in (box((1, 2, 3)), cylinder(0.5, 2.0, 12)):
+        assert signed_volume(mesh.vertices, mesh.triangles) > 0
+    assert math.isclose(signed_volume(box((1, 2, 3)).vertices, box((1, 2, 3)).triangles), 6.0)
+    c = cylinder(1.0, 1.0, 256)
+    assert math.isclose(signed_volume(c.vertices, c.triangles), math.pi, rel_tol=1e-3)
+    p = plane((2.0, 1.0))
+    n = np.cross(p.vertices[p.triangles[:, 1]] - p.vertices[p.triangles[:, 0]],
+                 p.vertices[p.triangles[:, 2]] - p.vertices[p.triangles[:, 0]])
+    assert (n[:, 2] > 0).all()
+
+
+def _segment_hits(vertices: np.ndarray, triangles: np.ndarray, p0: np.ndarray, p1: np.ndarray) -> bool:
+    """Does the segment p0-p1 cross any triangle (Moller-Trumbore, vectorised)?"""
+    a, b, c = (vertices[triangles[:, i]] for i in range(3))
+    d = p1 - p0
+    e1, e2 = b - a, c - a
+    h = np.cross(d, e2)
+    det = np.einsum("ij,ij->i", e1, h)
+    ok = np.abs(det) > 1e-12
+    inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+    s = p0 - a
+    u = inv * np.einsum("ij,ij->i", s, h)
+    q = np.cross(s, e1)
+    v = inv * (q @ d)
+    t = inv * np.einsum("ij,ij->i", e2, q)
+    return bool((ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t >= 0) & (t <= 1)).any())
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_windows_are_open_to_the_outside(name):
+    """Segments through each window's panes, from just inside the room to outside, hit no geometry."""
+    template, scene = _built(name, 0)
+    room = template.generator.room
+    assert room.windows
+    for index, window in enumerate(room.windows):
+        start, along, inward, _ = _wall_frame(room, window.wall)
+        for frac_a in (0.25, 0.75):
+            for frac_z in (0.3, 0.7):
+                centre = start + along * (window.offset + (frac_a - 0.5) * window.width)
+                z = window.sill + window.height * frac_z
+                p0, p1 = np.r_[centre + inward * 0.25, z], np.r_[centre - inward * 1.0, z]
+                for obj in scene.objects:
+                    assert not _segment_hits(obj.vertices, obj.triangles, p0, p1), f"{obj.name} blocks window {index}"
+    # and the walls themselves are solid away from the openings
+    wall = next(o for o in scene.objects if o.name == "room.wall_south")
+    assert _segment_hits(wall.vertices, wall.triangles, np.array([0.3, 0.5, 1.0]), np.array([0.3, -1.0, 1.0]))
+
+
+def test_explicit_objects_only():
+    data = {
+        "schema_version": 1, "name": "analytic", "seed": 0,
+        "generator": {"kind": "none"},
+        "objects": [
+            {"name": "cube", "primitive": "box", "position": [0, 0, 1], "size": [2, 2, 2], "rotation": [0, 0, 45], "class": "box"},
+            {"name": "card", "primitive": "plane", "position": [0, 3, 1], "size": [1, 2], "rotation": [90, 0, 0], "class": "painting"},
+            {"name": "pillar", "primitive": "cylinder", "position": [3, 0, 1], "radius": 0.5, "height": 2, "class": 42},
+        ],
+        "camera": {"path": {"kind": "static", "position": [0, -6, 1.5], "look_at": [0, 0, 1]}},
+    }
+    scene = build_scene(validate_data(data, "analytic"))
+    assert [o.name for o in scene.objects] == ["cube", "card", "pillar"]
+    assert [o.instance_id for o in scene.objects] == [1, 2, 3]
+    assert [o.kind for o in scene.objects] == ["box", "plane", "cylinder"]
+    cube, card, pillar = scene.objects
+    assert np.allclose((cube.bounds[0] + cube.bounds[1]) / 2, [0, 0, 1])
+    half = math.sqrt(2.0)  # a 2 m cube turned 45 degrees about z
+    assert np.allclose(cube.bounds[1], [half, half, 2.0])
+    # the card, turned 90 degrees about x (Blender XYZ Euler), stands up facing -y
+    assert np.allclose(card.bounds[0], [-0.5, 3.0, 0.0]) and np.allclose(card.bounds[1], [0.5, 3.0, 2.0])
+    n = np.cross(card.vertices[card.triangles[0, 1]] - card.vertices[card.triangles[0, 0]],
+                 card.vertices[card.triangles[0, 2]] - card.vertices[card.triangles[0, 0]])
+    assert n[1] < 0 and abs(n[0]) < 1e-9 and abs(n[2]) < 1e-9
+    assert np.allclose(pillar.bounds[0], [2.5, -0.5, 0.0], atol=1e-9)
+    assert pillar.semantic_class_id == 43
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["generator.room.doors.0.offset=5.9"], "generator.room.doors.0.offset"),
+    (["generator.room.doors.0.width=7.0"], "generator.room.doors.0.width"),
+    (["generator.room.windows.1.offset=0.2"], "generator.room.windows.1.offset"),
+    (["generator.room.windows.0.height=2.5"], "generator.room.windows.0.height"),
+    # a window overlapping the door on the south wall
+    (["generator.room.windows.0.wall=south", "generator.room.windows.0.offset=2.0"], "generator.room.windows.0.offset"),
+])
+def test_bad_openings_name_the_key(overrides, key):
+    with pytest.raises(InputError) as err:
+        build_scene(load_template("living_room", overrides).template)
+    message = str(err.value)
+    assert key in message
+    assert overrides[-1].split("=")[1] in message
+    assert ".." in message or ">=" in message  # the allowed range
+
+
+def test_l_shape_north_wall_is_shorter():
+    # the bedroom's north wall spans 0 .. width - l_cut.x: a window past it is refused
+    with pytest.raises(InputError, match=r"generator\.room\.windows\.0\.offset"):
+        build_scene(load_template("bedroom", ["generator.room.windows.0.wall=north",
+                                              "generator.room.windows.0.offset=3.6"]).template)
+
+
+def test_unplaceable_piece_names_the_furniture_key():
+    with pytest.raises(InputError) as err:
+        build_scene(load_template("living_room", ["generator.room.furniture.0.size=[5.5, 1.0, 0.9]"]).template)
+    assert "generator.room.furniture.0" in str(err.value) and "sofa" in str(err.value)
+    with pytest.raises(InputError, match=r"generator\.room\.furniture\.2\.position"):
+        build_scene(load_template("living_room", ["generator.room.furniture.2.position=[0.3, 0.3]"]).template)
