@@ -1,0 +1,213 @@
+"""The ``greybox`` command line.
+
+Commands: ``validate``, ``templates``, ``passes``, ``render``, ``status``, ``inspect``. Heavy
+libraries are imported inside the commands, so ``greybox --help`` is instant. Exit codes: 0
+success, 1 the job ran and some work failed, 2 bad input (template, option, path), 3 model weights
+unavailable, 130 interrupted. A user's mistake is a message on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+from greybox.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, GreyboxError, InputError
+
+FARM_HELP = "where tasks run: local (worker processes on this machine, the default), ray (a private Ray on 127.0.0.1), or ray://HOST:PORT (join a Ray cluster)"
+
+
+def _add_job_options(p: argparse.ArgumentParser, render: bool) -> None:
+    p.add_argument("templates", metavar="TEMPLATE", nargs="*", help="template .toml path or bundled name (several: one subfolder each)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--frames", metavar="RANGES", help="inclusive ranges and lists inside the template's range, e.g. 1-12,20,30-32")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override a template value (TOML value; a string when it is not one); repeatable")
+    p.add_argument("--sweep", dest="sweeps", action="append", default=[], metavar="KEY.PATH=[V1,V2,...]",
+                   help="one shot per value (TOML list), each in its own subfolder; repeatable (all combinations)")
+    if render:
+        p.add_argument("--stylizer", choices=("diffusion", "npr"), help="default: the template's style.stylizer")
+        p.add_argument("--model", metavar="ID_OR_DIR", help="base model: hub id or local diffusers folder")
+        p.add_argument("--controlnet", dest="controlnets", action="append", default=[], metavar="PASS=ID_OR_DIR",
+                       help="replace the template's ControlNets (PASS: depth, normal, seg, lines); repeatable")
+        p.add_argument("--consistency", choices=("per_frame", "flow_warp", "keyframes"), help="default: the template's style.consistency")
+    p.add_argument("--force", action="store_true", help="replace a render of different inputs in DIR")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted job in DIR with the inputs it recorded")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.add_argument("--farm", default="local", metavar="local|ray|ray://HOST:PORT", help=FARM_HELP)
+    p.add_argument("--workers", type=int, metavar="N", help="worker processes (local) or CPUs for a private Ray; default: cores / threads")
+    p.add_argument("--chunk-size", type=int, default=8, metavar="N", help="frames per passes task (default 8)")
+    p.add_argument("--threads", type=int, default=2, metavar="N", help="threads inside each task, fixed whichever executor runs it (default 2)")
+    p.add_argument("--task-timeout", type=float, metavar="SECONDS", help="per-task time limit (default: by stage and frame count)")
+    p.add_argument("--retries", type=int, default=3, metavar="N", help="retries of a task that dies or times out (default 3)")
+    p.add_argument("--max-failed-tasks", type=int, default=1, metavar="N", help="stop starting new tasks after N tasks failed for good (default 1)")
+    p.add_argument("--store", metavar="DIR", help="content-addressed store (default $GREYBOX_STORE or ~/.cache/greybox/store)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="greybox", description="Procedural Blender scenes, exact passes, ControlNet-guided stylisation.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check templates; exit 2 on any problem")
+    p.add_argument("files", metavar="FILE", nargs="+")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
+    p.add_argument("--json", action="store_true", help="print the problems as a JSON list")
+    p.set_defaults(handler=cmd_validate)
+
+    p = sub.add_parser("templates", help="list the bundled templates")
+    p.set_defaults(handler=cmd_templates)
+
+    p = sub.add_parser("passes", help="render exact passes and control images")
+    _add_job_options(p, render=False)
+    p.set_defaults(handler=cmd_job, job_command="passes")
+
+    p = sub.add_parser("render", help="passes, control images, stylised frames, video, contact sheet, manifest")
+    _add_job_options(p, render=True)
+    p.set_defaults(handler=cmd_job, job_command="render")
+
+    p = sub.add_parser("status", help="a job's tasks: done, running, failed (with reasons), pending")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_status)
+
+    p = sub.add_parser("inspect", help="print a job's manifest readably")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_inspect)
+    return parser
+
+
+def cmd_validate(args) -> int:
+    from scenes.template_loading import format_problem, load_template
+
+    problems: list[dict] = []
+    for name in args.files:
+        try:
+            load_template(name, args.overrides)
+        except InputError as err:
+            found = err.problems or [{"file": name, "key": "", "value": None, "message": str(err)}]
+            problems.extend(found)
+            if not args.json:
+                for problem in found:
+                    print(format_problem(problem) if err.problems else f"{name}: {problem['message']}", file=sys.stderr)
+        else:
+            if not args.json:
+                print(f"{name}: valid")
+    if args.json:
+        clean = [{k: (v if isinstance(v, (str, int, float, bool, list, dict, type(None))) else None) for k, v in p.items()} for p in problems]
+        print(json.dumps(clean, indent=2, default=lambda o: None))
+    return EXIT_BAD_INPUT if problems else EXIT_OK
+
+
+def cmd_templates(args) -> int:
+    from scenes.template_loading import bundled_templates
+
+    entries = bundled_templates()
+    width = max((len(name) for name, _ in entries), default=0)
+    for name, description in entries:
+        print(f"{name:<{width}}  {description}")
+    return EXIT_OK
+
+
+def _controlnet_overrides(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        pass_name, sep, model = item.partition("=")
+        if not sep or not pass_name or not model:
+            raise InputError(f"--controlnet {item!r}: expected PASS=ID_OR_DIR with PASS one of depth, normal, seg, lines")
+        if pass_name not in ("depth", "normal", "seg", "lines"):
+            raise InputError(f"--controlnet {item!r}: unknown pass {pass_name!r}; use depth, normal, seg or lines")
+        if pass_name in out:
+            raise InputError(f"--controlnet {item!r}: pass {pass_name} given twice; keep one")
+        out[pass_name] = model
+    return out
+
+
+def cmd_job(args) -> int:
+    from render_farm.job_execution import run_job
+    from render_farm.job_request import JobRequest
+
+    # 1. Check the options.
+    for name in ("workers", "chunk_size", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise InputError(f"--{name.replace('_', '-')} {value}: must be at least 1")
+    if args.retries < 0 or args.max_failed_tasks < 1:
+        raise InputError("--retries must be >= 0 and --max-failed-tasks >= 1")
+    if args.task_timeout is not None and not args.task_timeout > 0:
+        raise InputError(f"--task-timeout {args.task_timeout}: must be a positive number of seconds")
+    if args.resume and (args.templates or args.overrides or args.sweeps or args.frames):
+        raise InputError("--resume continues with the inputs DIR recorded: give only --out (and executor options)")
+    request = None
+    if not args.resume:
+        if not args.templates:
+            raise InputError(f"greybox {args.job_command}: give a TEMPLATE (a .toml path or a bundled name), or --resume")
+        request = JobRequest(
+            command=args.job_command, templates=list(args.templates), overrides=list(args.overrides),
+            sweeps=list(args.sweeps), frames=args.frames, chunk_size=args.chunk_size, threads=args.threads,
+            task_timeout_s=args.task_timeout, retries=args.retries, max_failed_tasks=args.max_failed_tasks,
+            stylizer=getattr(args, "stylizer", None), model=getattr(args, "model", None),
+            controlnets=_controlnet_overrides(getattr(args, "controlnets", [])),
+            consistency=getattr(args, "consistency", None),
+        )
+    # 2. Run (SIGTERM stops cleanly, like Ctrl-C).
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        summary = run_job(request, args.out, farm=args.farm, workers=args.workers, store=args.store, force=args.force,
+                          resume=args.resume, progress=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    # 3. Report.
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=2))
+    else:
+        r = summary.result
+        print(f"{args.job_command}: {r.done} tasks done ({r.ran} ran, {r.cached} reused from the store) in {r.seconds:.1f} s -> {summary.job_dir}")
+        for line in r.recomputed:
+            print(f"  recomputed {line}")
+    return EXIT_OK
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def cmd_status(args) -> int:
+    from render_farm.job_status import format_status, job_status
+
+    status = job_status(args.dir)
+    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    return EXIT_OK
+
+
+def cmd_inspect(args) -> int:
+    from render_farm.job_status import format_manifest, read_manifests
+
+    manifests = read_manifests(args.dir)
+    if args.json:
+        print(json.dumps(next(iter(manifests.values())) if len(manifests) == 1 else manifests, indent=2, sort_keys=True))
+    else:
+        print("\n\n".join(format_manifest(m) for m in manifests.values()))
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``greybox`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except GreyboxError as err:
+        print(f"greybox: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("greybox: interrupted; tasks in flight were stopped. Continue with the same command plus --resume "
+              "(or `greybox render --resume --out DIR`).", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""Run a whole job: check inputs, resolve models, lock the folder, run the graph, write manifests.
+
+:func:`run_job` is what ``greybox passes`` and ``greybox render`` call. Order matters:
+
+1. every template, option and frame selection is validated (InputError, exit 2, nothing written);
+2. model weights are resolved (WeightsUnavailableError, exit 3, before anything renders);
+3. the output folder is locked, and compared with what it holds (different inputs: exit 2 and
+   what differs, unless ``force``);
+4. the graph runs on the chosen executor; finished units come from the store;
+5. each shot's ``manifest.json`` is written from the store records (deterministic), and the run
+   (timings, host) is appended to ``run_log.jsonl``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from greybox.atomic_files import write_json_atomic
+from greybox.errors import InputError, JobFailedError, WeightsUnavailableError
+from render_farm.job_graph import JobGraph
+from render_farm.job_lock import JobLock
+from render_farm.job_plan import build_graph
+from render_farm.job_request import (
+    JOB_FILE, JobRequest, Shot, input_differences, job_record, read_job_record, resolve_shots, shots_from_record,
+)
+from render_farm.job_runner import JobResult, RunLog, RunPolicy, run_graph, run_header
+from render_farm.task_store import TaskStore, default_store_root
+
+GRAPH_FILE = "graph.json"
+RUN_LOG = "run_log.jsonl"
+VIEW_ENTRIES = ("passes", "control", "frames", "video.mp4", "contact_sheet.png", "manifest.json", "cameras.json")
+
+
+@dataclass
+class JobSummary:
+    job_dir: Path
+    shots: list[Shot]
+    result: JobResult
+    manifests: dict[str, Path] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        r = self.result
+        return {
+            "out": str(self.job_dir), "shots": {s.name: str(s.view(self.job_dir)) for s in self.shots},
+            "tasks": {"done": r.done, "ran": r.ran, "reused": r.cached, "failed": len(r.failed)},
+            "recomputed": r.recomputed, "manifests": {k: str(v) for k, v in self.manifests.items()},
+            "seconds": round(r.seconds, 3),
+        }
+
+
+def default_workers(threads: int) -> int:
+    return max(1, (os.cpu_count() or 2) // max(1, threads))
+
+
+def make_executor(farm: str, workers: int | None, threads: int, *, include_dashboard: bool | None = None):
+    """``local`` (default), ``ray`` (a private Ray on 127.0.0.1) or ``ray://HOST:PORT`` (a cluster)."""
+    if farm == "local":
+        from render_farm.local_executor import LocalExecutor
+
+        return LocalExecutor(workers or default_workers(threads))
+    if farm == "ray" or farm.startswith("ray://"):
+        try:
+            from render_farm.ray_executor import RayExecutor
+        except ImportError as err:  # pragma: no cover - ray is a dependency
+            raise InputError(f"--farm {farm}: Ray is not installed ({err}); pip install 'ray[default]'") from None
+        address = None if farm == "ray" else farm
+        try:
+            return RayExecutor(address, workers=workers or default_workers(threads), threads=threads,
+                               include_dashboard=include_dashboard)
+        except ConnectionError as err:
+            raise InputError(f"--farm {farm}: cannot reach the Ray cluster ({err})") from None
+    raise InputError(f"--farm {farm!r}: use local, ray, or ray://HOST:PORT")
+
+
+def _check_folder(job_dir: Path, record: dict | None, request: JobRequest, shots: list[Shot], stages: list[str],
+                  force: bool, resume: bool) -> list[str]:
+    """Raise InputError when ``job_dir`` holds something else; return the differences (for --force)."""
+    if record is None:
+        if job_dir.exists() and any(p.name != ".greybox" for p in job_dir.iterdir()) and not force:
+            raise InputError(f"{job_dir} is not empty and holds no greybox job ({JOB_FILE} missing); "
+                             "choose an empty or new --out, or pass --force to write into it anyway")
+        return []
+    if resume:
+        return []
+    diffs = input_differences(record, request, shots, stages)
+    if diffs and not force:
+        shown = "\n  ".join(diffs)
+        raise InputError(f"{job_dir} holds a render of different inputs:\n  {shown}\n"
+                         "pass --force to replace it (its files stay in the store), or choose another --out")
+    return diffs
+
+
+def _clear_views(job_dir: Path, record: dict) -> None:
+    """--force over different inputs: remove the old views (their bytes stay in the store)."""
+    for s in record.get("shots", []):
+        view = job_dir / s["folder"] if s.get("folder") else job_dir
+        for entry in VIEW_ENTRIES:
+            path = view / entry
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        if s.get("folder") and view.is_dir() and not any(view.iterdir()):
+            view.rmdir()
+
+
+def _unit_records(graph: JobGraph, result: JobResult) -> dict[str, dict[str, dict]]:
+    """shot -> stage -> {frame or unit: record}."""
+    out: dict[str, dict[str, dict]] = {}
+    for task_id, records in result.records.items():
+        task = graph.tasks[task_id]
+        by_stage = out.setdefault(task.shot, {}).setdefault(task.kind, {})
+        for unit, record in records.items():
+            by_stage[int(unit) if unit.isdigit() else unit] = record
+    return out
+
+
+def _write_manifests(job_dir: Path, shots: list[Shot], graph: JobGraph, result: JobResult, stylized: bool,
+                     models: dict[str, dict | None]) -> dict[str, Path]:
+    from render_farm.job_outputs import build_manifest, write_manifest
+
+    records = _unit_records(graph, result)
+    paths = {}
+    for shot in shots:
+        shot_records = records.get(shot.name, {})
+        files: dict[str, str] = {}
+        for kind in ("cameras", "assemble"):
+            for record in shot_records.get(kind, {}).values():
+                files.update({rel: info["sha256"] for rel, info in record["outputs"].items()})
+        manifest = build_manifest(
+            shot={"name": shot.name, "source": shot.source, "template_hash": shot.template_hash,
+                  "resolved": shot.resolved, "overrides": shot.overrides},
+            frames=shot.frames, records=shot_records, shot_files=files, stylized=stylized,
+            models=models.get(shot.name),
+        )
+        view = shot.view(job_dir)
+        write_manifest(view, manifest)
+        paths[shot.name] = view / "manifest.json"
+    return paths
+
+
+def run_job(
+    request: JobRequest | None,
+    out: str | os.PathLike,
+    *,
+    farm: str = "local",
+    workers: int | None = None,
+    store: str | os.PathLike | None = None,
+    force: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    executor=None,
+    include_dashboard: bool | None = None,
+) -> JobSummary:
+    """Run a ``passes`` or ``render`` job into ``out``; ``request`` None with ``resume`` reads ``job.json``.
+
+    Raises InputError (2), WeightsUnavailableError (3), JobFailedError (1); KeyboardInterrupt
+    propagates after the workers are stopped (the caller returns 130).
+    """
+    job_dir = Path(out).expanduser().absolute()
+    # 1. Check inputs (nothing is written before this is through).
+    if executor is None and not (farm in ("local", "ray") or farm.startswith("ray://")):
+        raise InputError(f"--farm {farm!r}: use local, ray, or ray://HOST:PORT")
+    if job_dir.exists() and not job_dir.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder; choose a folder path")
+    if resume:
+        record = read_job_record(job_dir)
+        if record is None:
+            raise InputError(f"--resume: {job_dir} holds no job to resume ({JOB_FILE} missing); start it without --resume")
+        recorded = JobRequest.from_json(record["request"])
+        if request is not None and request.command != recorded.command and request.command == "passes":
+            raise InputError(f"--resume: {job_dir} holds a {recorded.command} job; resume it with greybox {recorded.command}")
+        request = recorded if request is None or request.command == recorded.command else JobRequest(**{**recorded.to_json(), "command": request.command})
+        shots = shots_from_record(record)
+    else:
+        if request is None:
+            raise InputError("nothing to run: give TEMPLATE or --resume")
+        shots = resolve_shots(request)
+    stages = ["passes"] + (["stylize"] if request.command == "render" else [])
+    store_root = Path(store).expanduser() if store else default_store_root()
+
+    # 2. Resolve model weights before anything renders (exit 3 at once).
+    models: dict[str, dict | None] = {}
+    if request.command == "render":
+        for shot in shots:
+            if shot.template.style.stylizer == "diffusion":
+                from stylize.model_resolution import resolve_models
+
+                resolved = resolve_models(shot.template.style, model_override=request.model,
+                                          controlnet_overrides=request.controlnets or None)
+                models[shot.name] = resolved.manifest()
+
+    # 3. Lock the folder, compare with what it holds, record the request.
+    existing = read_job_record(job_dir) if job_dir.is_dir() else None
+    _check_folder(job_dir, existing, request, shots, stages, force, resume)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    with JobLock(job_dir):
+        existing = read_job_record(job_dir)
+        diffs = _check_folder(job_dir, existing, request, shots, stages, force, resume)
+        if diffs and existing is not None:
+            _clear_views(job_dir, existing)
+        kept = set(existing.get("stages", [])) if existing is not None and not diffs else set()
+        write_json_atomic(job_dir / JOB_FILE, job_record(request, shots, sorted(kept | set(stages), key=["passes", "stylize"].index)))
+        task_store = TaskStore(store_root)
+        task_store.clean_staging()
+
+        # 4. The graph, on the executor.
+        own_executor = executor is None
+        if own_executor:
+            executor = make_executor(farm, workers, request.threads, include_dashboard=include_dashboard)
+        gpu = bool(getattr(executor, "has_gpu", False))
+        graph = build_graph(
+            shots, command=request.command, job_dir=job_dir, chunk_size=request.chunk_size, threads=request.threads,
+            task_timeout_s=request.task_timeout_s, models=models, model_override=request.model,
+            controlnet_overrides=request.controlnets, gpu=gpu,
+        )
+        meta = job_dir / ".greybox"
+        write_json_atomic(meta / GRAPH_FILE, {"tasks": graph.summary()})
+        run_log = RunLog(job_dir / RUN_LOG)
+        run_log.write({**run_header(executor.name), "store": str(task_store.root), "tasks": len(graph),
+                       "executor_detail": executor.describe()})
+        from render_farm.progress_display import ProgressDisplay
+
+        policy = RunPolicy(retries=request.retries, max_failed_tasks=request.max_failed_tasks)
+        status = "interrupted"
+        try:
+            if hasattr(executor, "start"):
+                executor.start()
+            with ProgressDisplay(graph, enabled=progress) as display:
+                result = run_graph(graph, executor, task_store, policy=policy, run_log=run_log,
+                                   log_dir=meta / "logs", on_event=display.on_event)
+            status = "ok" if result.ok else "failed"
+        finally:
+            if own_executor:
+                try:
+                    executor.shutdown()
+                except Exception:  # noqa: BLE001 - shutting down must not hide the real outcome
+                    pass
+            if status != "ok":
+                run_log.write({"event": "run_end", "status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                run_log.close()
+
+        # 5. Failures, or the manifests.
+        if not result.ok:
+            kinds = {f["kind"] for f in result.failed.values()}
+            lines = [f"  {tid}: {f['reason']} ({f['kind']}, {f['attempts']} attempt(s))" for tid, f in result.failed.items()]
+            tail = f"\n  {len(result.blocked)} task(s) not run because they depend on a failed one" if result.blocked else ""
+            message = f"{len(result.failed)} task(s) failed:\n" + "\n".join(lines) + tail
+            message += f"\nlogs: {meta / 'logs'}; `greybox status {job_dir}` lists every task; rerun with --resume"
+            if "input" in kinds:
+                raise InputError(message)
+            if "weights" in kinds:
+                raise WeightsUnavailableError(message)
+            raise JobFailedError(message)
+        # A passes run into a folder that also holds stylised frames keeps the full manifest.
+        manifests = {}
+        if request.command == "render" or "stylize" not in kept:
+            manifests = _write_manifests(job_dir, shots, graph, result, request.command == "render", models)
+        run_log.write({"event": "run_end", "status": "ok", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                       "seconds": round(result.seconds, 3), "ran": result.ran, "reused": result.cached,
+                       "recomputed": result.recomputed})
+        run_log.close()
+        return JobSummary(job_dir, shots, result, manifests)

@@ -1,0 +1,164 @@
+"""Turn a job's shots into a :class:`JobGraph` with store keys.
+
+Per shot:
+
+- ``cameras``: ``cameras.json`` (one unit);
+- ``passes/AAAA-BBBB``: a contiguous chunk of frames (fixed boundaries counted from the
+  template's ``frame_start``), one store unit per frame; a worker builds the scene once per chunk
+  and keeps it warm for the shot's next chunk (affinity = the scene's key);
+- ``stylize/...`` (render only): per batch of ``style.batch_size`` frames for ``per_frame``; for
+  ``flow_warp`` one task per frame that depends on the previous frame's task; for ``keyframes``
+  the keyframes first, then batches that depend on every keyframe task;
+- ``assemble`` (render only): video and contact sheet once every frame is done.
+
+Keys: a unit's key hashes the part of the resolved template its stage reads (passes: everything
+but ``style``, ``name`` and ``description``; stylisation: ``style``, ``seed`` and ``render``),
+the stage settings, the frame, the greybox version and its upstream units' keys. So a changed
+prompt reruns stylisation only and a moved object reruns the passes and everything after.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from render_farm.frame_ranges import chunk_frames, frame_name
+from render_farm.job_graph import JobGraph, Task
+from render_farm.job_request import Shot
+from render_farm.task_store import unit_key
+from scenes.template_loading import canonical_hash
+
+PASSES_FN = "render_farm.stage_tasks:passes_chunk"
+CAMERAS_FN = "render_farm.stage_tasks:cameras"
+STYLIZE_FN = "render_farm.stage_tasks:stylize_batch"
+ASSEMBLE_FN = "render_farm.stage_tasks:assemble_shot"
+
+
+def passes_inputs(resolved: dict) -> dict:
+    """The part of a resolved template the passes depend on."""
+    return {k: v for k, v in resolved.items() if k not in ("style", "name", "description")}
+
+
+def stylize_inputs(resolved: dict) -> dict:
+    """The part of a resolved template stylisation depends on (besides its upstream passes)."""
+    return {"style": resolved["style"], "seed": resolved["seed"], "render": resolved["render"]}
+
+
+def stylize_batches(mode: str, frames: list[int], batch_size: int, frame_start: int, max_keyframes: int) -> list[tuple[list[int], list[int]]]:
+    """(frames of the batch, indices of the batches it depends on), in a valid order.
+
+    ``per_frame``: fixed batches of ``batch_size`` from ``frame_start``, independent.
+    ``flow_warp``: one frame per batch, each after the previous one (frame t starts from t-1's output).
+    ``keyframes``: batch 0 holds up to ``max_keyframes`` evenly spread keyframes (first and last
+    included); the other frames, in fixed batches, depend on it.
+    """
+    if mode == "flow_warp":
+        return [([f], [i - 1] if i else []) for i, f in enumerate(frames)]
+    if mode == "keyframes":
+        count = max(1, min(max_keyframes, len(frames), math.ceil(len(frames) / 8)))
+        if count == 1:
+            keys = [frames[0]]
+        else:
+            keys = sorted({frames[round(i * (len(frames) - 1) / (count - 1))] for i in range(count)})
+        rest = [f for f in frames if f not in set(keys)]
+        return [(keys, [])] + [(chunk, [0]) for chunk in chunk_frames(rest, batch_size, frame_start)]
+    return [(chunk, []) for chunk in chunk_frames(frames, batch_size, frame_start)]
+
+
+def build_graph(
+    shots: list[Shot],
+    *,
+    command: str,
+    job_dir: Path,
+    chunk_size: int = 8,
+    threads: int = 2,
+    task_timeout_s: float | None = None,
+    models: dict[str, dict | None] | None = None,
+    model_override: str | None = None,
+    controlnet_overrides: dict[str, str] | None = None,
+    gpu: bool = False,
+) -> JobGraph:
+    """The job's task graph; ``models[shot.name]`` is ``ResolvedModels.manifest()`` for diffusion shots."""
+    graph = JobGraph()
+    models = models or {}
+    for shot in shots:
+        prefix = f"{shot.name}/" if shot.folder else ""
+        view = str(shot.view(job_dir))
+        resolved = shot.resolved
+        p_inputs = passes_inputs(resolved)
+        scene_key = canonical_hash(p_inputs)
+        common = {"template": resolved, "template_hash": shot.template_hash, "source": shot.source}
+        template = shot.template
+        start = template.render.frame_start
+
+        # Cameras for the selected frames.
+        cam_key = unit_key("cameras", {"template": p_inputs, "frames": shot.frames})
+        cameras = graph.add(Task(
+            f"{prefix}cameras", "cameras", CAMERAS_FN, {**common, "frames": shot.frames},
+            units=(("cameras", cam_key),), shot=shot.name, view=view, threads=1,
+            timeout_s=task_timeout_s or 300.0,
+        ))
+
+        # Passes: contiguous chunks, one unit per frame.
+        passes_key: dict[int, str] = {}
+        chunk_of: dict[int, str] = {}
+        for chunk in chunk_frames(shot.frames, chunk_size, start):
+            units = []
+            for f in chunk:
+                passes_key[f] = unit_key("passes", {"template": p_inputs, "frame": f, "threads": threads})
+                units.append((str(f), passes_key[f]))
+            tid = f"{prefix}passes/{frame_name(chunk[0])}-{frame_name(chunk[-1])}"
+            graph.add(Task(
+                tid, "passes", PASSES_FN, {**common, "scene_key": scene_key}, units=tuple(units),
+                shot=shot.name, view=view, frames=tuple(chunk), num_cpus=threads, threads=threads,
+                timeout_s=task_timeout_s or (300.0 + 120.0 * len(chunk)), affinity=scene_key,
+            ))
+            for f in chunk:
+                chunk_of[f] = tid
+        if command != "render":
+            continue
+
+        # Stylisation: batches with cross-frame dependencies as the consistency mode needs.
+        style = template.style
+        s_inputs = stylize_inputs(resolved)
+        settings = {"threads": threads, "models": models.get(shot.name),
+                    "model_override": model_override, "controlnet_overrides": controlnet_overrides or {}}
+        plan = stylize_batches(style.consistency.mode, shot.frames, style.batch_size, start, style.consistency.max_keyframes)
+        batch_tasks: list[str] = []
+        batch_keys: list[list[str]] = []
+        for frames, after in plan:
+            upstream_keys = [k for i in after for k in batch_keys[i]]
+            batch = frames if (style.stylizer == "diffusion" and style.batch_size > 1) else None
+            units, keys = [], []
+            for f in frames:
+                key = unit_key("stylize", {**s_inputs, "frame": f, "batch": batch, "settings": settings},
+                               [passes_key[f], *upstream_keys])
+                units.append((str(f), key))
+                keys.append(key)
+            deps = list(dict.fromkeys([cameras.task_id, *(chunk_of[f] for f in frames), *(batch_tasks[i] for i in after)]))
+            name = frame_name(frames[0]) if len(frames) == 1 else f"{frame_name(frames[0])}-{frame_name(frames[-1])}"
+            tid = f"{prefix}stylize/{name}"
+            if tid in graph.tasks:
+                tid = f"{prefix}stylize/{len(batch_tasks)}-{name}"
+            graph.add(Task(
+                tid, "stylize", STYLIZE_FN,
+                {**common, "stylizer": style.stylizer, "model_override": model_override,
+                 "controlnet_overrides": controlnet_overrides or {}},
+                deps=tuple(deps), units=tuple(units), shot=shot.name, view=view, frames=tuple(frames),
+                num_cpus=threads, num_gpus=1.0 if (gpu and style.stylizer == "diffusion") else 0.0, threads=threads,
+                timeout_s=task_timeout_s or (600.0 + 600.0 * len(frames)),
+            ))
+            batch_tasks.append(tid)
+            batch_keys.append(keys)
+
+        # Assembly once every frame is done.
+        all_keys = [k for keys in batch_keys for k in keys] + [passes_key[f] for f in shot.frames]
+        fps = template.render.fps
+        controls = list(template.passes.control)
+        asm_key = unit_key("assemble", {"fps": fps, "frames": shot.frames, "controls": controls}, all_keys)
+        graph.add(Task(
+            f"{prefix}assemble", "assemble", ASSEMBLE_FN, {"frames": shot.frames, "fps": fps, "controls": controls},
+            deps=tuple(batch_tasks), units=(("assembly", asm_key),), shot=shot.name, view=view, threads=1,
+            timeout_s=task_timeout_s or (300.0 + 2.0 * len(shot.frames)),
+        ))
+    return graph

@@ -1,0 +1,256 @@
+"""What a job was asked to do: templates (and sweeps of ``--set`` values) resolved into shots.
+
+A :class:`JobRequest` is the command line's inputs; :func:`resolve_shots` validates every template
+(raising :class:`InputError` before anything is written) and names each shot's subfolder.
+``DIR/job.json`` records the request and each shot's resolved template, so ``--resume`` continues
+with exactly those inputs and a rerun with different inputs is refused with what differs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from greybox.errors import InputError
+from render_farm.frame_ranges import parse_frames
+
+JOB_FILE = "job.json"
+JOB_SCHEMA = 1
+COMMANDS = ("passes", "render")
+
+
+@dataclass
+class JobRequest:
+    """The inputs of a job (what is recorded in ``job.json``; executor choices are not inputs)."""
+
+    command: str
+    templates: list[str]
+    overrides: list[str] = field(default_factory=list)
+    sweeps: list[str] = field(default_factory=list)
+    frames: str | None = None
+    stylizer: str | None = None
+    model: str | None = None
+    controlnets: dict[str, str] = field(default_factory=dict)
+    consistency: str | None = None
+    chunk_size: int = 8
+    threads: int = 2
+    task_timeout_s: float | None = None
+    retries: int = 3
+    max_failed_tasks: int = 1
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "JobRequest":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class Shot:
+    """One template variant of the job, written to ``job_dir/<folder>`` (``folder`` '' = the job's folder)."""
+
+    name: str
+    folder: str
+    source: str
+    template: object  # scenes.template_schema.Template
+    resolved: dict
+    template_hash: str
+    overrides: list[str]
+    frames: list[int]
+
+    def view(self, job_dir: Path) -> Path:
+        return Path(job_dir) / self.folder if self.folder else Path(job_dir)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "folder": self.folder, "source": self.source, "resolved": self.resolved,
+                "template_hash": self.template_hash, "overrides": self.overrides, "frames": self.frames}
+
+
+def toml_value(value) -> str:
+    """A plain value as a TOML literal (for building ``--set`` overrides from a sweep)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
+    raise InputError(f"cannot use {value!r} in a sweep; use strings, numbers, booleans, lists or tables")
+
+
+def parse_sweep(text: str) -> tuple[str, list]:
+    """``key.path=[v1, v2, ...]`` -> (key path, values)."""
+    from scenes.template_loading import parse_override
+
+    if "=" not in text:
+        raise InputError(f"--sweep {text!r}: expected key.path=[VALUE, VALUE, ...], e.g. --sweep 'style.prompt=[\"a\", \"b\"]'")
+    parts, values = parse_override(text)
+    if not isinstance(values, list) or not values:
+        raise InputError(f"--sweep {text!r}: the value must be a non-empty TOML list, e.g. [\"a\", \"b\"] or [1, 2]")
+    return ".".join(map(str, parts)), values
+
+
+def _slug(value, limit: int = 32) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    text = re.sub(r"[^A-Za-z0-9_.\-]+", "_", text).strip("_.-")
+    return (text[:limit].rstrip("_.-")) or "x"
+
+
+def _apply_options(loaded, request: JobRequest):
+    """Fold --stylizer and --consistency into the template, validated like any override."""
+    from scenes.template_loading import LoadedTemplate, validate_data
+
+    resolved = json.loads(json.dumps(loaded.resolved))
+    extra = []
+    if request.stylizer is not None:
+        resolved["style"]["stylizer"] = request.stylizer
+        extra.append(f"--stylizer {request.stylizer}")
+    if request.consistency is not None:
+        resolved["style"]["consistency"]["mode"] = request.consistency
+        extra.append(f"--consistency {request.consistency}")
+    if not extra:
+        return loaded
+    template = validate_data(resolved, loaded.source)
+    return LoadedTemplate(template=template, source=loaded.source, resolved=template.model_dump(mode="json", by_alias=True),
+                          overrides=tuple(loaded.overrides) + tuple(extra))
+
+
+def resolve_shots(request: JobRequest) -> list[Shot]:
+    """Validate every template and sweep variant; name each shot's folder. Raises InputError."""
+    # 1. Check inputs
+    from scenes.template_loading import load_template
+
+    if request.command not in COMMANDS:
+        raise InputError(f"unknown command {request.command!r}")
+    if not request.templates:
+        raise InputError("give at least one TEMPLATE (a .toml path or a bundled name; `greybox templates` lists them)")
+    if request.chunk_size < 1:
+        raise InputError(f"--chunk-size {request.chunk_size}: must be at least 1")
+    sweeps = [parse_sweep(s) for s in request.sweeps]
+    variants: list[list[tuple[str, object]]] = [[]]
+    for key, values in sweeps:
+        variants = [v + [(key, value)] for v in variants for value in values]
+
+    # 2. Load each template x variant (all problems of one template raised together)
+    loaded_all = []
+    problems, messages = [], []
+    for source in request.templates:
+        for variant in variants:
+            overrides = list(request.overrides) + [f"{k}={toml_value(v)}" for k, v in variant]
+            try:
+                loaded = _apply_options(load_template(source, overrides), request)
+            except InputError as err:
+                messages.append(str(err))
+                problems.extend(err.problems)
+                continue
+            loaded_all.append((source, variant, loaded))
+    if messages:
+        raise InputError("\n".join(dict.fromkeys(messages)), problems)
+
+    # 3. Name the shots: one shot writes into the job's folder, several into subfolders
+    shots: list[Shot] = []
+    several = len(loaded_all) > 1
+    used: set[str] = set()
+    for source, variant, loaded in loaded_all:
+        template = loaded.template
+        name = template.name
+        if variant:
+            name += "-" + "-".join(f"{k.split('.')[-1]}-{_slug(v)}" for k, v in variant)
+        base, n = name, 2
+        while name in used:
+            name, n = f"{base}-{n}", n + 1
+        used.add(name)
+        frames = parse_frames(request.frames, template.render.frame_start, template.render.frame_end)
+        shots.append(Shot(name=name, folder=name if several else "", source=str(source), template=template,
+                          resolved=loaded.resolved, template_hash=loaded.template_hash,
+                          overrides=list(loaded.overrides), frames=frames))
+    return shots
+
+
+def shots_from_record(record: dict) -> list[Shot]:
+    """The shots a ``job.json`` recorded (for ``--resume``), re-validated from their resolved data."""
+    from scenes.template_loading import canonical_hash, validate_data
+
+    shots = []
+    for s in record["shots"]:
+        template = validate_data(s["resolved"], s["source"])
+        shots.append(Shot(name=s["name"], folder=s["folder"], source=s["source"], template=template,
+                          resolved=s["resolved"], template_hash=canonical_hash(s["resolved"]),
+                          overrides=list(s["overrides"]), frames=[int(f) for f in s["frames"]]))
+    return shots
+
+
+def read_job_record(job_dir: Path) -> dict | None:
+    path = Path(job_dir) / JOB_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot read the job record ({err}); use --force to start over in this folder") from None
+
+
+def job_record(request: JobRequest, shots: list[Shot], stages: list[str]) -> dict:
+    return {"schema": JOB_SCHEMA, "request": request.to_json(), "stages": stages, "shots": [s.to_json() for s in shots]}
+
+
+def _diff(old, new, path: str, out: list[str], limit: int = 20) -> None:
+    if len(out) >= limit:
+        return
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in old:
+                out.append(f"{sub} added ({json.dumps(new[key])[:60]})")
+            elif key not in new:
+                out.append(f"{sub} removed")
+            else:
+                _diff(old[key], new[key], sub, out, limit)
+    elif isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for i, (a, b) in enumerate(zip(old, new)):
+            _diff(a, b, f"{path}.{i}", out, limit)
+    elif old != new:
+        out.append(f"{path}: {json.dumps(old)[:60]} -> {json.dumps(new)[:60]}")
+
+
+def input_differences(record: dict, request: JobRequest, shots: list[Shot], stages: list[str]) -> list[str]:
+    """What differs between the inputs a folder's job recorded and this request ([] when compatible).
+
+    Only what both produced is compared: a folder that holds passes only accepts a render whose
+    non-style inputs match (style keys are then new, not different)."""
+    common = set(record.get("stages", [])) & set(stages)
+    old_shots = {s["name"]: s for s in record.get("shots", [])}
+    new_shots = {s.name: s for s in shots}
+    out: list[str] = []
+    if set(old_shots) != set(new_shots):
+        gone = sorted(set(old_shots) - set(new_shots))
+        added = sorted(set(new_shots) - set(old_shots))
+        out.append("shots differ" + (f"; it has {', '.join(gone)}" if gone else "") + (f"; this job has {', '.join(added)}" if added else ""))
+        return out
+    for name, shot in new_shots.items():
+        old = dict(old_shots[name]["resolved"])
+        new = dict(shot.resolved)
+        if "stylize" not in common:
+            old.pop("style", None)
+            new.pop("style", None)
+        for key in ("name", "description"):
+            old.pop(key, None)
+            new.pop(key, None)
+        diffs: list[str] = []
+        _diff(old, new, "", diffs)
+        if "stylize" in common:
+            old_req = record.get("request", {})
+            if (old_req.get("model"), old_req.get("controlnets") or {}) != (request.model, request.controlnets or {}):
+                diffs.append(f"models: --model/--controlnet {old_req.get('model')!r} {old_req.get('controlnets')} -> "
+                             f"{request.model!r} {request.controlnets}")
+        if diffs:
+            prefix = f"{name}: " if len(new_shots) > 1 else ""
+            out.extend(prefix + d for d in diffs)
+    return out

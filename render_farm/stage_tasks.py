@@ -1,0 +1,176 @@
+"""Task functions the farm runs in workers, one per stage: ``fn(params, ctx) -> result``.
+
+Each imports its stage lazily (Blender only in the passes and cameras tasks, torch and diffusers
+only in the stylize task), writes its outputs into store staging folders through ``ctx`` and
+commits one store unit per frame (per shot for cameras and assembly). A unit is committed as soon
+as its files are written, so a worker killed mid-chunk loses only the frame in flight.
+
+``params["template"]`` is the resolved template (plain data); workers validate it back into a
+:class:`scenes.template_schema.Template` once per process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from render_farm.frame_ranges import frame_name
+
+_TEMPLATES: dict[str, object] = {}
+
+
+def template_from_params(params: dict):
+    """The validated Template for ``params['template']`` (cached per worker by its hash)."""
+    from scenes.template_loading import canonical_hash, validate_data
+
+    resolved = params["template"]
+    key = params.get("template_hash") or canonical_hash(resolved)
+    template = _TEMPLATES.get(key)
+    if template is None:
+        template = validate_data(resolved, params.get("source", "template"))
+        _TEMPLATES.clear()
+        _TEMPLATES[key] = template
+    return template
+
+
+def _move_into(src_root: Path, relpaths, dst_root: Path) -> None:
+    for rel in relpaths:
+        dst = dst_root / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src_root / rel, dst)
+
+
+def noop(params: dict, ctx) -> None:
+    """Does nothing (scheduling tests and benchmarks)."""
+    return None
+
+
+def bpy_version() -> str:
+    """The Blender version of this worker (imports bpy: workers only)."""
+    import bpy
+
+    return bpy.app.version_string
+
+
+def passes_chunk(params: dict, ctx) -> dict:
+    """Render the passes and control images of this task's frames (one store unit per frame).
+
+    The worker keeps one warm :class:`passes.blender_render.PassRenderer` per scene hash, so a
+    shot's chunks on one worker build the Blender scene once.
+    """
+    # 1. Check inputs
+    template = template_from_params(params)
+    frames = [int(unit) for unit, _ in ctx.units]
+    if not frames:
+        return {}
+    from passes.render_chunk import pass_frame_paths, render_pass_frames
+    from procedural.scene_builder import build_scene
+
+    # 2. A warm renderer for this scene
+    def make_renderer():
+        from passes.blender_render import PassRenderer
+
+        return PassRenderer(build_scene(template), threads=ctx.threads)
+
+    renderer = ctx.warm("passes", params["scene_key"], make_renderer)
+    meta = {"bpy": bpy_version()}
+
+    # 3. Render, committing each frame's files as soon as they are written
+    chunk_dir = ctx.store.new_staging(f"chunk-{ctx.units[0][1]}")
+    controls = list(template.passes.control)
+
+    def commit_frame(frame: int) -> None:
+        unit = str(frame)
+        staging = ctx.staging(unit)
+        _move_into(chunk_dir, pass_frame_paths(frame, controls), staging)
+        ctx.commit(unit, staging, {**meta, "frame": frame})
+
+    try:
+        render_pass_frames(template, frames, chunk_dir, threads=ctx.threads, renderer=renderer, on_frame=commit_frame)
+    finally:
+        shutil.rmtree(chunk_dir, ignore_errors=True)
+    return {"bpy": meta["bpy"]}
+
+
+def cameras(params: dict, ctx) -> None:
+    """``cameras.json`` for the shot's frames: per frame K, world_to_camera (OpenCV) and Blender's matrix."""
+    from greybox.atomic_files import write_json_atomic
+    from passes.camera_records import camera_records
+    from procedural.scene_builder import build_scene
+
+    template = template_from_params(params)
+    scene = build_scene(template)
+    unit = ctx.units[0][0]
+    staging = ctx.staging(unit)
+    write_json_atomic(staging / "cameras.json", camera_records(scene, params["frames"]))
+    ctx.commit(unit, staging, {})
+
+
+def _library_versions() -> dict:
+    versions = {}
+    for name in ("torch", "diffusers", "transformers"):
+        try:
+            from importlib.metadata import version
+
+            versions[name] = version(name)
+        except Exception:  # noqa: BLE001 - a missing library is recorded as absent
+            versions[name] = None
+    return versions
+
+
+def stylize_batch(params: dict, ctx) -> dict:
+    """Stylise this task's frames from the shot's control images and passes (the view ``ctx.view``)."""
+    # 1. Check inputs
+    template = template_from_params(params)
+    frames = [int(unit) for unit, _ in ctx.units]
+    if not frames:
+        return {}
+    from stylize.stylize_stage import stylize_frames
+
+    stylizer = params["stylizer"]
+    resolved = instance = None
+    if stylizer == "diffusion":
+        # One warm pipeline per worker, for this style and these models.
+        from scenes.template_loading import canonical_hash
+        from stylize.model_resolution import resolve_models
+
+        overrides = params.get("controlnet_overrides") or None
+        resolved = resolve_models(template.style, model_override=params.get("model_override"), controlnet_overrides=overrides)
+
+        def load():
+            from stylize.diffusion_stylizer import DiffusionStylizer
+
+            return DiffusionStylizer(resolved, template.style, device=None, threads=ctx.threads)
+
+        warm_key = canonical_hash({"style": params["template"]["style"], "models": resolved.manifest(), "threads": ctx.threads})
+        instance = ctx.warm("stylizer", warm_key, load)
+
+    # 2. Stylise into staging, then one store unit per frame
+    batch_dir = ctx.store.new_staging(f"batch-{ctx.units[0][1]}")
+    meta = {"stylizer": stylizer}
+    if stylizer == "diffusion":
+        meta.update(_library_versions())
+    try:
+        stylize_frames(template, frames, ctx.view, batch_dir, stylizer=stylizer, resolved=resolved,
+                       stylizer_instance=instance, threads=ctx.threads)
+        for frame in frames:
+            unit = str(frame)
+            staging = ctx.staging(unit)
+            _move_into(batch_dir, [f"frames/{frame_name(frame)}.png"], staging)
+            ctx.commit(unit, staging, {**meta, "frame": frame})
+    finally:
+        shutil.rmtree(batch_dir, ignore_errors=True)
+    return meta
+
+
+def assemble_shot(params: dict, ctx) -> None:
+    """``video.mp4`` and ``contact_sheet.png`` of the shot, from its stylised frames and control images."""
+    from render_farm.job_outputs import write_contact_sheet, write_video
+
+    unit = ctx.units[0][0]
+    staging = ctx.staging(unit)
+    frames = [int(f) for f in params["frames"]]
+    write_video(ctx.view, frames, params["fps"], staging / "video.mp4")
+    write_contact_sheet(ctx.view, frames, params["controls"], staging / "contact_sheet.png")
+    ctx.commit(unit, staging, {})
