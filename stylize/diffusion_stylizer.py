@@ -1,0 +1,301 @@
+"""ControlNet-guided diffusion: control images (and optionally init images) in, stylised frames out.
+
+Pipelines (diffusers):
+- SD1.5-style base + ControlNets: ``StableDiffusionControlNetPipeline`` (one ``ControlNetModel``,
+  or a ``MultiControlNetModel`` list, each with its own ``controlnet_conditioning_scale`` and
+  ``control_guidance_start``/``end``); with init images ``StableDiffusionControlNetImg2ImgPipeline``
+  (built from the same components, no second load).
+- SDXL base + ControlNets: ``StableDiffusionXLControlNetPipeline`` / ``...Img2ImgPipeline``.
+- SDXL base + the union ControlNet: ``StableDiffusionXLControlNetUnionPipeline`` (and its img2img
+  twin), one control image per pass with its ``control_mode`` (depth 1, lines 3, normal 4, seg 5)
+  and one guidance window.
+
+Reproducibility: one CPU ``torch.Generator`` per frame (``generator=[...]``), so a frame's noise
+depends only on its seed, not on how frames are grouped into batches; batches have fixed
+boundaries (``style.batch_size``); a fixed CPU thread count. Batched kernels do not round like
+single ones (a CPU GEMM with 4 rows differs from one with 1 row in the last bit, which shows up
+as 1 in uint8 after a few steps), so on the CPU, where batching buys little, the frames of a batch
+run one by one (``batch_invariant``): results are then bit-identical whatever the batch size.
+On CUDA a batch runs as one; the fixed boundaries keep the same frames together on every run. CUDA runs fp16 (or bf16 if asked),
+the CPU float32. Attention is PyTorch SDPA (``AttnProcessor2_0``). Control images are handed over
+as float tensors at exactly the output size, so the pipeline never resamples them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from greybox.errors import InputError
+
+from stylize.control_inputs import check_control_sizes
+
+SUPPORTED_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def choose_device_and_dtype(device=None, dtype=None):
+    """``(torch.device, torch.dtype)``: CUDA with fp16 when present (bf16 if asked), else CPU float32."""
+    import torch
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if isinstance(dtype, str):
+        if dtype not in SUPPORTED_DTYPES:
+            raise InputError(f"dtype {dtype!r} is not one of {', '.join(SUPPORTED_DTYPES)}")
+        dtype = getattr(torch, dtype)
+    if dtype is None:
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
+    if device.type == "cpu" and dtype != torch.float32:
+        raise InputError(f"dtype {dtype} on the CPU: the CPU runs float32 only (half precision is for CUDA)")
+    return device, dtype
+
+
+class DiffusionStylizer:
+    """Loads the resolved models once and stylises frames from their control images.
+
+    ``resolved`` comes from ``stylize.model_resolution.resolve_models``; ``style`` is the
+    template's ``StyleSpec``. ``threads`` fixes ``torch.set_num_threads`` (CPU results depend on
+    it). ``.pipeline`` is the loaded text-to-image pipeline (``.unet``, ``.controlnet``,
+    ``.vae``, ``.text_encoder``, ``.tokenizer``, ``.scheduler``); ``.img2img_pipeline`` shares
+    its components.
+    """
+
+    def __init__(self, resolved, style, *, device=None, dtype=None, threads: int | None = None):
+        import torch
+
+        # 1. Check inputs and fix the numerics.
+        if not resolved.controlnets:
+            raise InputError("the diffusion stylizer needs at least one ControlNet (style.controlnets)")
+        self.resolved = resolved
+        self.style = style
+        self.device, self.dtype = choose_device_and_dtype(device, dtype)
+        if threads is not None:
+            if threads < 1:
+                raise InputError(f"threads must be at least 1, got {threads}")
+            torch.set_num_threads(int(threads))
+        self.threads = torch.get_num_threads()
+
+        # 2. Load the ControlNets and the pipeline through from_pretrained (local folders only,
+        #    safetensors only, no remote code).
+        self.controlnet = self._load_controlnets()
+        self.pipeline = self._load_pipeline()
+
+        # 3. Scheduler by its diffusers class name, SDPA attention, device.
+        self.pipeline.scheduler = _scheduler_from_name(style.scheduler, self.pipeline.scheduler.config)
+        _use_sdpa(self.pipeline)
+        self.pipeline.to(self.device)
+        self.pipeline.set_progress_bar_config(disable=True)
+        self._img2img = None
+        # On the CPU run each frame of a batch alone, so that outputs do not depend on batching.
+        self.batch_invariant = self.device.type == "cpu"
+
+    # ----------------------------------------------------------------------------------------
+    # Loading
+    # ----------------------------------------------------------------------------------------
+
+    def _load_controlnets(self):
+        import diffusers
+
+        loaded: dict[str, Any] = {}
+        models = []
+        for c in self.resolved.controlnets:
+            key = str(c.model.local_path)
+            if key not in loaded:
+                cls = getattr(diffusers, c.model.class_name)
+                loaded[key] = cls.from_pretrained(key, **_dtype_kwargs(self.dtype), use_safetensors=True, local_files_only=True)
+            models.append(loaded[key])
+        if self.resolved.union:
+            return models[0]
+        if len(models) == 1:
+            return models[0]
+        try:
+            from diffusers import MultiControlNetModel
+        except ImportError:  # diffusers before it was exported at the top level
+            from diffusers.pipelines.controlnet.multicontrolnet import MultiControlNetModel
+        return MultiControlNetModel(models)
+
+    def _pipeline_classes(self):
+        import diffusers
+
+        if self.resolved.union:
+            return diffusers.StableDiffusionXLControlNetUnionPipeline, diffusers.StableDiffusionXLControlNetUnionImg2ImgPipeline
+        if self.resolved.family == "sdxl":
+            return diffusers.StableDiffusionXLControlNetPipeline, diffusers.StableDiffusionXLControlNetImg2ImgPipeline
+        return diffusers.StableDiffusionControlNetPipeline, diffusers.StableDiffusionControlNetImg2ImgPipeline
+
+    def _load_pipeline(self):
+        text2img, _ = self._pipeline_classes()
+        kwargs: dict[str, Any] = dict(
+            controlnet=self.controlnet, use_safetensors=True, local_files_only=True, **_dtype_kwargs(self.dtype)
+        )
+        if self.resolved.family == "sd15":
+            kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        return text2img.from_pretrained(str(self.resolved.base.local_path), **kwargs)
+
+    @property
+    def img2img_pipeline(self):
+        """The img2img pipeline over the same components (built on first use, nothing reloaded)."""
+        if self._img2img is None:
+            _, img2img = self._pipeline_classes()
+            parameters = _init_parameters(img2img)
+            components = {k: v for k, v in self.pipeline.components.items() if k in parameters}
+            if "requires_safety_checker" in parameters:
+                components["requires_safety_checker"] = False
+            self._img2img = img2img(**components)
+            self._img2img.set_progress_bar_config(disable=True)
+        return self._img2img
+
+    # ----------------------------------------------------------------------------------------
+    # Stylising
+    # ----------------------------------------------------------------------------------------
+
+    def stylize(
+        self,
+        frames: list[int],
+        controls: list[dict[str, np.ndarray]],
+        *,
+        init_images: list[np.ndarray] | None = None,
+        seeds: list[int],
+    ) -> list[np.ndarray]:
+        """Stylise ``frames`` (uint8 (H, W, 3) each, in order).
+
+        ``controls[i]`` maps each ControlNet's pass to frame ``frames[i]``'s uint8 (H, W, 3) control
+        image, all at the output size; ``init_images`` (optional, same size) switches to img2img
+        with ``style.strength``; ``seeds[i]`` is the frame's noise seed. Frames are processed in
+        consecutive batches of ``style.batch_size``; each frame's result does not depend on that.
+        """
+        # 1. Check inputs.
+        n = len(frames)
+        if len(controls) != n or len(seeds) != n or (init_images is not None and len(init_images) != n):
+            raise InputError(
+                f"stylize got {n} frames, {len(controls)} control sets, {len(seeds)} seeds"
+                + (f", {len(init_images)} init images" if init_images is not None else "")
+                + "; give one of each per frame"
+            )
+        if n == 0:
+            return []
+        passes = self.resolved.pass_names
+        first = controls[0]
+        missing = [p for p in passes if p not in first]
+        if missing:
+            raise InputError(f"frame {frames[0]}: no control image for pass(es) {', '.join(missing)} (ControlNets: {', '.join(passes)})")
+        height, width = first[passes[0]].shape[:2]
+        if height % 8 or width % 8:
+            raise InputError(f"output size {width}x{height} must be a multiple of 8 in both sides (render.resolution)")
+        for frame, control in zip(frames, controls):
+            absent = [p for p in passes if p not in control]
+            if absent:
+                raise InputError(f"frame {frame}: no control image for pass(es) {', '.join(absent)}")
+            check_control_sizes({p: control[p] for p in passes}, (width, height), frame=frame)
+        if init_images is not None:
+            check_control_sizes({f"init image of frame {f}": im for f, im in zip(frames, init_images)}, (width, height))
+
+        # 2. Fixed batch boundaries: consecutive groups of style.batch_size.
+        outputs: list[np.ndarray] = []
+        size = self.style.batch_size
+        for lo in range(0, n, size):
+            hi = min(lo + size, n)
+            step = 1 if self.batch_invariant else hi - lo
+            for k in range(lo, hi, step):
+                outputs += self._run_batch(
+                    controls[k : k + step], None if init_images is None else init_images[k : k + step], seeds[k : k + step], height, width
+                )
+        return outputs
+
+    def _control_tensor(self, images: list[np.ndarray]):
+        import torch
+
+        # (B, 3, H, W) float32 in [0, 1] at exactly the output size: the pipeline's control image
+        # processor does not resize it (and never normalises control images to [-1, 1]).
+        batch = np.stack(images).astype(np.float32) / 255.0
+        return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
+
+    def _image_tensor(self, images: list[np.ndarray]):
+        # img2img source: the pipeline's image processor normalises [0, 1] to [-1, 1].
+        return self._control_tensor(images)
+
+    def _run_batch(self, controls, init_images, seeds, height, width) -> list[np.ndarray]:
+        import torch
+
+        style = self.style
+        batch = len(seeds)
+        generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
+        call: dict[str, Any] = dict(
+            prompt=[style.prompt] * batch,
+            negative_prompt=[style.negative_prompt] * batch,
+            num_inference_steps=style.num_inference_steps,
+            guidance_scale=style.guidance_scale,
+            generator=generators,
+            output_type="np",
+        )
+        passes = self.resolved.pass_names
+        control_tensors = [self._control_tensor([c[p] for c in controls]) for p in passes]
+        nets = self.resolved.controlnets
+        if self.resolved.union:
+            start, end = self.resolved.union_window
+            call.update(
+                control_image=control_tensors,
+                control_mode=self.resolved.union_control_modes,
+                controlnet_conditioning_scale=[float(c.scale) for c in nets],
+                control_guidance_start=float(start),
+                control_guidance_end=float(end),
+            )
+        else:
+            one = len(nets) == 1
+            call.update(
+                controlnet_conditioning_scale=float(nets[0].scale) if one else [float(c.scale) for c in nets],
+                control_guidance_start=float(nets[0].start) if one else [float(c.start) for c in nets],
+                control_guidance_end=float(nets[0].end) if one else [float(c.end) for c in nets],
+            )
+        if init_images is None:
+            pipe = self.pipeline
+            if not self.resolved.union:
+                call["image"] = control_tensors[0] if len(nets) == 1 else control_tensors
+        else:
+            pipe = self.img2img_pipeline
+            call["image"] = self._image_tensor(init_images)
+            call["strength"] = float(style.strength)
+            if not self.resolved.union:
+                call["control_image"] = control_tensors[0] if len(nets) == 1 else control_tensors
+        call.update(height=height, width=width)
+        with torch.inference_mode():
+            result = pipe(**call).images
+        # As diffusers' numpy_to_pil: round(x * 255).
+        return [np.ascontiguousarray((np.clip(im, 0.0, 1.0) * 255.0).round().astype(np.uint8)) for im in result]
+
+
+def _dtype_kwargs(dtype) -> dict:
+    """``dtype=`` where diffusers has it (0.42+; ``torch_dtype`` is deprecated there), else ``torch_dtype=``."""
+    from diffusers.utils import deprecation_utils
+
+    return {"dtype": dtype} if hasattr(deprecation_utils, "_resolve_dtype") else {"torch_dtype": dtype}
+
+
+def _init_parameters(cls) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(cls.__init__).parameters) - {"self"}
+
+
+def _scheduler_from_name(name: str, config):
+    """The scheduler class ``name`` (diffusers class name) configured from the model's scheduler config."""
+    import diffusers
+
+    cls = getattr(diffusers, name, None)
+    if cls is None or not hasattr(cls, "from_config"):
+        raise InputError(f"style.scheduler {name!r} is not a diffusers scheduler class")
+    return cls.from_config(config)
+
+
+def _use_sdpa(pipe) -> None:
+    """PyTorch scaled-dot-product attention for the UNet and every ControlNet."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    modules = [pipe.unet]
+    controlnet = pipe.controlnet
+    modules += list(getattr(controlnet, "nets", [controlnet]))
+    for module in modules:
+        if hasattr(module, "set_attn_processor"):
+            module.set_attn_processor(AttnProcessor2_0())
