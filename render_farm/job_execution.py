@@ -23,7 +23,7 @@ from greybox.atomic_files import write_json_atomic
 from greybox.errors import InputError, JobFailedError, WeightsUnavailableError
 from render_farm.job_graph import JobGraph
 from render_farm.job_lock import JobLock
-from render_farm.job_plan import build_graph
+from render_farm.job_plan import build_graph, stylize_batches
 from render_farm.job_request import (
     JOB_FILE, JobRequest, Shot, input_differences, job_record, read_job_record, resolve_shots, shots_from_record,
 )
@@ -181,6 +181,10 @@ def run_job(
             raise InputError("nothing to run: give TEMPLATE or --resume")
         shots = resolve_shots(request)
     stages = ["passes"] + (["stylize"] if request.command == "render" else [])
+    if request.command == "render":
+        for shot in shots:  # a sequence mode needs consecutive frames: refuse before writing anything
+            style = shot.template.style
+            stylize_batches(style.consistency.mode, shot.frames, style.batch_size, shot.template.render.frame_start)
     store_root = Path(store).expanduser() if store else default_store_root()
 
     # 2. Resolve model weights before anything renders (exit 3 at once).

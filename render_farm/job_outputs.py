@@ -123,6 +123,7 @@ def build_manifest(
     resolved = shot["resolved"]
     per_frame: dict[str, dict[str, str]] = {}
     versions: dict[str, str | None] = {"greybox": GREYBOX_VERSION}
+    consistency: dict = {"mode": None, "keyframes": [], "generated_frames": [], "denoising_steps": 0}
     for stage in ("passes", "stylize"):
         for f in frames:
             record = records.get(stage, {}).get(f)
@@ -138,6 +139,12 @@ def build_manifest(
                 for lib in ("torch", "diffusers", "transformers"):
                     if meta.get(lib):
                         versions[lib] = meta[lib]
+                if "consistency" in meta:
+                    consistency["mode"] = meta["consistency"]["mode"]
+                    consistency["keyframes"] = sorted(set(consistency["keyframes"]) | set(meta["consistency"]["keyframes"]))
+                    consistency["denoising_steps"] += int(meta.get("denoising_steps", 0))
+                    if meta.get("generated"):
+                        consistency["generated_frames"].append(f)
     style = resolved["style"]
     style_seed = resolved["seed"] if style.get("seed") is None else style["seed"]
     seeds: dict = {"scene": resolved["seed"]}
@@ -166,6 +173,9 @@ def build_manifest(
     if stylized:
         manifest["stylizer"] = style["stylizer"]
         manifest["models"] = models
+        # Cost is counted as denoising steps: UNet evaluations, each batch element counted (a CFG pair is 2).
+        consistency["denoising_steps_per_frame"] = consistency["denoising_steps"] / max(len(frames), 1)
+        manifest["consistency"] = consistency
     return manifest
 
 

@@ -7,8 +7,8 @@ Per shot:
   template's ``frame_start``), one store unit per frame; a worker builds the scene once per chunk
   and keeps it warm for the shot's next chunk (affinity = the scene's key);
 - ``stylize/...`` (render only): per batch of ``style.batch_size`` frames for ``per_frame``; for
-  ``flow_warp`` one task per frame that depends on the previous frame's task; for ``keyframes``
-  the keyframes first, then batches that depend on every keyframe task;
+  ``flow_warp`` and ``keyframes`` one sequence task over the shot's frames (each frame builds on
+  the ones before), after every passes chunk of the shot;
 - ``assemble`` (render only): video and contact sheet once every frame is done.
 
 Keys: a unit's key hashes the part of the resolved template its stage reads (passes: everything
@@ -19,10 +19,10 @@ prompt reruns stylisation only and a moved object reruns the passes and everythi
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-from render_farm.frame_ranges import chunk_frames, frame_name
+from greybox.errors import InputError
+from render_farm.frame_ranges import chunk_frames, format_frames, frame_name
 from render_farm.job_graph import JobGraph, Task
 from render_farm.job_request import Shot
 from render_farm.task_store import unit_key
@@ -44,24 +44,23 @@ def stylize_inputs(resolved: dict) -> dict:
     return {"style": resolved["style"], "seed": resolved["seed"], "render": resolved["render"]}
 
 
-def stylize_batches(mode: str, frames: list[int], batch_size: int, frame_start: int, max_keyframes: int) -> list[tuple[list[int], list[int]]]:
+def stylize_batches(mode: str, frames: list[int], batch_size: int, frame_start: int) -> list[tuple[list[int], list[int]]]:
     """(frames of the batch, indices of the batches it depends on), in a valid order.
 
     ``per_frame``: fixed batches of ``batch_size`` from ``frame_start``, independent.
-    ``flow_warp``: one frame per batch, each after the previous one (frame t starts from t-1's output).
-    ``keyframes``: batch 0 holds up to ``max_keyframes`` evenly spread keyframes (first and last
-    included); the other frames, in fixed batches, depend on it.
+    ``flow_warp`` and ``keyframes``: the shot's frames as one sequence task. Frame t of
+    ``flow_warp`` starts from t-1's output; ``keyframes`` chooses its keyframes by surface coverage
+    from the rendered passes, and later frames reuse (and add to) the texture atlases the earlier
+    ones filled, so the sequence cannot be split without changing its output. The frames must be
+    consecutive.
     """
-    if mode == "flow_warp":
-        return [([f], [i - 1] if i else []) for i, f in enumerate(frames)]
-    if mode == "keyframes":
-        count = max(1, min(max_keyframes, len(frames), math.ceil(len(frames) / 8)))
-        if count == 1:
-            keys = [frames[0]]
-        else:
-            keys = sorted({frames[round(i * (len(frames) - 1) / (count - 1))] for i in range(count)})
-        rest = [f for f in frames if f not in set(keys)]
-        return [(keys, [])] + [(chunk, [0]) for chunk in chunk_frames(rest, batch_size, frame_start)]
+    if mode in ("flow_warp", "keyframes"):
+        if frames != list(range(frames[0], frames[-1] + 1)):
+            raise InputError(
+                f"--frames: consistency mode {mode!r} needs consecutive frames (each builds on the ones before); "
+                f"got {format_frames(frames)}. Pick one range, e.g. --frames {frames[0]}-{frames[-1]}"
+            )
+        return [(list(frames), [])]
     return [(chunk, []) for chunk in chunk_frames(frames, batch_size, frame_start)]
 
 
@@ -123,7 +122,7 @@ def build_graph(
         s_inputs = stylize_inputs(resolved)
         settings = {"threads": threads, "models": models.get(shot.name),
                     "model_override": model_override, "controlnet_overrides": controlnet_overrides or {}}
-        plan = stylize_batches(style.consistency.mode, shot.frames, style.batch_size, start, style.consistency.max_keyframes)
+        plan = stylize_batches(style.consistency.mode, shot.frames, style.batch_size, start)
         batch_tasks: list[str] = []
         batch_keys: list[list[str]] = []
         for frames, after in plan:

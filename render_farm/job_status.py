@@ -131,6 +131,14 @@ def format_manifest(manifest: dict, max_frames: int = 50) -> str:
     lines.append("  versions: " + ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items()))
     if manifest.get("stylizer"):
         lines.append(f"  stylizer: {manifest['stylizer']}")
+    consistency = manifest.get("consistency")
+    if consistency:
+        keyframes = consistency.get("keyframes") or []
+        lines.append(
+            f"  consistency: {consistency['mode']}, {consistency['denoising_steps']} denoising steps "
+            f"({consistency['denoising_steps_per_frame']:.2f} a frame), {len(consistency.get('generated_frames', []))} frames generated"
+            + (f", keyframes {', '.join(map(str, keyframes))}" if keyframes else "")
+        )
     models = manifest.get("models")
     if models:
         base = models["base"]

@@ -126,7 +126,7 @@ def stylize_batch(params: dict, ctx) -> dict:
     frames = [int(unit) for unit, _ in ctx.units]
     if not frames:
         return {}
-    from stylize.stylize_stage import stylize_frames
+    from stylize.consistency_modes import stylize_sequence
 
     stylizer = params["stylizer"]
     resolved = instance = None
@@ -146,19 +146,27 @@ def stylize_batch(params: dict, ctx) -> dict:
         warm_key = canonical_hash({"style": params["template"]["style"], "models": resolved.manifest(), "threads": ctx.threads})
         instance = ctx.warm("stylizer", warm_key, load)
 
-    # 2. Stylise into staging, then one store unit per frame
+    # 2. Stylise into staging in the template's consistency mode (per_frame: this batch alone;
+    #    flow_warp and keyframes: the shot's whole sequence, planned as one task), then one store
+    #    unit per frame. The denoising steps of the task are recorded on its first frame's unit.
     batch_dir = ctx.store.new_staging(f"batch-{ctx.units[0][1]}")
     meta = {"stylizer": stylizer}
     if stylizer == "diffusion":
         meta.update(_library_versions())
     try:
-        stylize_frames(template, frames, ctx.view, batch_dir, stylizer=stylizer, resolved=resolved,
-                       stylizer_instance=instance, threads=ctx.threads)
-        for frame in frames:
+        result = stylize_sequence(template, frames, ctx.view, batch_dir, stylizer=stylizer, resolved=resolved,
+                                  stylizer_instance=instance, threads=ctx.threads)
+        consistency = {"mode": result.mode, "keyframes": list(result.keyframes)}
+        for i, frame in enumerate(frames):
             unit = str(frame)
             staging = ctx.staging(unit)
             _move_into(batch_dir, [f"frames/{frame_name(frame)}.png"], staging)
-            ctx.commit(unit, staging, {**meta, "frame": frame})
+            frame_meta = {
+                **meta, "frame": frame, "consistency": consistency,
+                "generated": frame in result.generated_frames,
+                "denoising_steps": result.denoising_steps if i == 0 else 0,
+            }
+            ctx.commit(unit, staging, frame_meta)
     finally:
         shutil.rmtree(batch_dir, ignore_errors=True)
     return meta

@@ -82,12 +82,12 @@ def test_frame_selection_parsing():
     assert chunk_frames([3, 4, 5, 9], 4, 1) == [[3, 4], [5], [9]]
 
 
-def test_stylize_batches_express_cross_frame_dependencies():
-    assert stylize_batches("per_frame", [1, 2, 3, 4, 5], 2, 1, 16) == [([1, 2], []), ([3, 4], []), ([5], [])]
-    chain = stylize_batches("flow_warp", [1, 2, 3], 4, 1, 16)
-    assert chain == [([1], []), ([2], [0]), ([3], [1])]
-    plan = stylize_batches("keyframes", list(range(1, 25)), 4, 1, 16)
-    keyframes = plan[0][0]
-    assert keyframes[0] == 1 and keyframes[-1] == 24
-    assert all(after == [0] for _, after in plan[1:])
-    assert sorted(keyframes + [f for frames, _ in plan[1:] for f in frames]) == list(range(1, 25))
+def test_stylize_batches_per_frame_fixed_and_sequences_whole():
+    assert stylize_batches("per_frame", [1, 2, 3, 4, 5], 2, 1) == [([1, 2], []), ([3, 4], []), ([5], [])]
+    # Batch boundaries are counted from frame_start, whichever frames are selected.
+    assert stylize_batches("per_frame", [2, 3, 4], 2, 1) == [([2], []), ([3, 4], [])]
+    # flow_warp and keyframes: the shot's frames form one sequence (each frame builds on earlier ones).
+    assert stylize_batches("flow_warp", [1, 2, 3], 4, 1) == [([1, 2, 3], [])]
+    assert stylize_batches("keyframes", list(range(1, 25)), 4, 1) == [(list(range(1, 25)), [])]
+    with pytest.raises(InputError, match="consecutive"):
+        stylize_batches("keyframes", [1, 2, 5], 4, 1)
