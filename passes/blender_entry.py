@@ -1,0 +1,104 @@
+"""Render greybox passes inside a studio's own Blender 5.0 (no greybox install needed in Blender's Python).
+
+Usage::
+
+    blender -b -P passes/blender_entry.py -- TEMPLATE --out DIR [--frames 1-24] [--set key.path=VALUE ...] [--threads N]
+
+Arguments after ``--`` are ours (Blender keeps the rest). The repository root (this file's
+parent's parent) is put on ``sys.path``; Blender's Python needs numpy, pydantic and OpenEXR.
+Writes ``DIR/passes/NNNN.exr``, ``DIR/control/<kind>/NNNN.png`` and ``DIR/cameras.json``.
+Exit status: 0 done, 2 bad input (template, option, path), 1 anything else.
+
+The same script runs under the bpy wheel's Python: ``python passes/blender_entry.py -- TEMPLATE --out DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+
+def parse_frames(text: str, start: int, end: int) -> list[int]:
+    """'1-12,20,30-32' -> sorted unique frames; each must lie in start..end."""
+    from greybox.errors import InputError
+
+    frames: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                a, b = part.split("-", 1)
+                lo, hi = int(a), int(b)
+                if hi < lo:
+                    raise ValueError
+                frames.update(range(lo, hi + 1))
+            else:
+                frames.add(int(part))
+        except ValueError:
+            raise InputError(f"--frames {text!r}: {part!r} is not a frame or an inclusive range like 1-24") from None
+    outside = sorted(f for f in frames if not start <= f <= end)
+    if outside:
+        raise InputError(f"--frames {text!r}: frames {outside[:10]} are outside the template's range {start}-{end}")
+    return sorted(frames)
+
+
+def main(argv: list[str]) -> int:
+    """Parse our arguments (those after ``--``), render the passes, write cameras.json; return the exit status."""
+    from greybox.errors import GreyboxError
+
+    args_after = argv[argv.index("--") + 1:] if "--" in argv else argv[1:]
+    parser = argparse.ArgumentParser(prog="blender -b -P passes/blender_entry.py --", description=__doc__.split("\n")[0])
+    parser.add_argument("template", help="bundled template name or path to a .toml")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--frames", default=None, help="inclusive ranges and lists, e.g. 1-12,20 (default: all)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="key.path=VALUE")
+    parser.add_argument("--threads", type=int, default=2)
+    try:
+        args = parser.parse_args(args_after)
+    except SystemExit as exc:
+        return 2 if exc.code else 0
+
+    try:
+        # 1. Check inputs
+        from scenes.template_loading import load_template
+
+        loaded = load_template(args.template, list(args.overrides))
+        template = loaded.template
+        render = template.render
+        frames = parse_frames(args.frames, render.frame_start, render.frame_end) if args.frames else list(render.frames)
+        if args.threads < 1:
+            from greybox.errors import InputError
+
+            raise InputError(f"--threads {args.threads}: must be at least 1")
+        out_dir = Path(args.out)
+
+        # 2. Render the passes and control images
+        from greybox.atomic_files import write_json_atomic
+        from passes.camera_records import camera_records
+        from passes.render_chunk import render_pass_frames
+        from procedural.scene_builder import build_scene
+
+        results = render_pass_frames(
+            template, frames, out_dir, threads=args.threads,
+            on_frame=lambda f: print(f"greybox: frame {f} done", flush=True),
+        )
+
+        # 3. Camera records for the frames written
+        write_json_atomic(out_dir / "cameras.json", camera_records(build_scene(template), frames))
+        print(f"greybox: {len(results)} frames written to {out_dir}", flush=True)
+        return 0
+    except GreyboxError as err:
+        print(f"greybox: error: {err}", file=sys.stderr)
+        return err.exit_code
+
+
+if __name__ == "__main__":
+    status = main(sys.argv)
+    sys.stdout.flush()
+    if status:
+        sys.exit(status)

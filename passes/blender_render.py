@@ -1,0 +1,428 @@
+"""Exact data passes from Cycles, headless: depth, camera-space normal, flow, instance and class ids, UV.
+
+:class:`PassRenderer` builds the Blender scene once (:func:`procedural.blender_scene.instantiate_scene`)
+and configures Cycles for fast, exact data (CONDITIONING.md): CPU, 1 sample at the pixel centre
+(filter width 0.01), no adaptive sampling, no denoising, no bounces, no lights, motion blur off
+(it disables the vector pass), a fixed thread count, and one material override for every object:
+an emission shader whose colour is the shading normal (Geometry > Normal, what the Normal pass
+holds) transformed into Blender camera space in the shader. Emission is about three times cheaper
+to shade than the default BSDF, and the Combined pass then carries the camera-space normal
+exactly (checked against the Normal pass rotated by the camera: equal to 1e-7). Each :meth:`PassRenderer.render` writes an
+uncompressed multilayer EXR to a temporary file (``/dev/shm`` when there is one), reads it back with
+``OpenEXR`` and converts Blender's conventions to :class:`passes.frame_passes.FramePasses`:
+
+- Depth: ``Z >= 1e9`` or non-finite -> ``inf``.
+- Normal: Combined RGB = the camera-space normal (+X right, +Y up, +Z towards the viewer; Cycles'
+  own camera space has +Z forward, so the shader flips Z); 0 on background. Flat shading gives
+  unit normals at one sample (no pixel filtering), so no renormalisation is needed.
+- Vector (pixels, +y up): ``XY = p(t-1) - p(t)``, ``ZW = p(t) - p(t+1)``; in image coordinates
+  (y down) ``flow_forward = (-Z, +W)`` and ``flow_backward = (X, -Y)``.
+- Object Index -> ``instance_id``; ``class_id`` through an instance -> class lookup table.
+- UV: (U, V, A) as Blender writes it (background 0).
+
+Blender's own files carry render times in their headers: they are read and deleted here, never kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from passes.frame_passes import FramePasses
+from procedural.scene_data import Scene
+
+BACKGROUND_Z = 1e9  # Cycles writes about 1e10 where nothing is hit
+
+# Multi-part EXR part names Blender 5.0 writes for one view layer called "ViewLayer".
+_PART_DEPTH = "ViewLayer.Depth"
+_PART_COMBINED = "ViewLayer.Combined"  # RGB = camera-space normal (the material override)
+_PART_VECTOR = "ViewLayer.Vector"
+_PART_INDEX = "ViewLayer.Object Index"
+_PART_UV = "ViewLayer.UV"
+
+
+_SCRATCH_PREFIX = "greybox-passes-"
+
+
+def _scratch_dir() -> str:
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        return str(shm)
+    return tempfile.gettempdir()
+
+
+def _remove_orphaned_scratch(folder: str) -> None:
+    """Delete temporary EXRs left by renderer processes that died mid-render (their pid is gone):
+    in /dev/shm they would hold memory until reboot. Files of live processes are left alone."""
+    for path in Path(folder).glob(f"{_SCRATCH_PREFIX}*.exr"):
+        try:
+            pid = int(path.name[len(_SCRATCH_PREFIX):].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+        except OSError:
+            pass  # alive (maybe another user's): keep
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Send file descriptor 1 to /dev/null for the duration (Blender's C code prints there)."""
+    try:
+        fd = sys.stdout.fileno() if hasattr(sys.stdout, "fileno") else 1
+    except (OSError, ValueError):
+        fd = 1
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
+
+
+def configure_data_render(bscene, threads: int) -> None:
+    """Cycles on the CPU for exact data passes (see the module docstring)."""
+    render = bscene.render
+    render.engine = "CYCLES"
+    cycles = bscene.cycles
+    cycles.device = "CPU"
+    cycles.samples = 1
+    cycles.use_adaptive_sampling = False
+    cycles.use_denoising = False
+    cycles.filter_width = 0.01
+    cycles.pixel_filter_type = "BOX"
+    cycles.seed = 0
+    cycles.use_animated_seed = False
+    cycles.max_bounces = 0
+    cycles.diffuse_bounces = 0
+    cycles.glossy_bounces = 0
+    cycles.transmission_bounces = 0
+    cycles.volume_bounces = 0
+    cycles.transparent_max_bounces = 0
+    cycles.caustics_reflective = False
+    cycles.caustics_refractive = False
+    cycles.use_light_tree = False
+    render.use_motion_blur = False
+    render.threads_mode = "FIXED"
+    render.threads = int(threads)
+    render.use_persistent_data = True  # keep the BVH between frames: only the camera moves
+    render.use_compositing = False
+    render.use_sequencer = False
+    render.film_transparent = True
+    render.use_stamp = False
+    render.use_file_extension = False
+    for attr in dir(render):
+        if attr.startswith("use_stamp_"):
+            try:
+                setattr(render, attr, False)
+            except (AttributeError, TypeError):
+                pass
+
+    settings = render.image_settings
+    settings.media_type = "MULTI_LAYER_IMAGE"
+    settings.color_depth = "32"
+    settings.exr_codec = "NONE"
+
+    layer = bscene.view_layers[0]
+    layer.use_pass_combined = True  # written regardless; it carries the normal
+    layer.use_pass_z = True
+    layer.use_pass_normal = False
+    layer.use_pass_vector = True
+    layer.use_pass_object_index = True
+    layer.use_pass_uv = True
+    layer.use_pass_material_index = False
+    layer.samples = 0
+    import bpy
+
+    layer.material_override = normal_emission_material(bpy.data)
+
+
+NORMAL_MATERIAL_NAME = "greybox_camera_normal"
+
+
+def normal_emission_material(data):
+    """A material that emits its shading normal in Blender camera space (Combined RGB = n_cam)."""
+    mat = data.materials.get(NORMAL_MATERIAL_NAME) or data.materials.new(NORMAL_MATERIAL_NAME)
+    tree = mat.node_tree  # Blender 5.0 gives every new material a node tree
+    tree.nodes.clear()
+    output = tree.nodes.new("ShaderNodeOutputMaterial")
+    output.target = "ALL"
+    geometry = tree.nodes.new("ShaderNodeNewGeometry")
+    to_camera = tree.nodes.new("ShaderNodeVectorTransform")
+    to_camera.vector_type = "NORMAL"
+    to_camera.convert_from = "WORLD"
+    to_camera.convert_to = "CAMERA"
+    flip_z = tree.nodes.new("ShaderNodeVectorMath")  # Cycles' camera space looks down +Z; Blender's down -Z
+    flip_z.operation = "MULTIPLY"
+    flip_z.inputs[1].default_value = (1.0, 1.0, -1.0)
+    emission = tree.nodes.new("ShaderNodeEmission")
+    emission.inputs["Strength"].default_value = 1.0
+    tree.links.new(geometry.outputs["Normal"], to_camera.inputs["Vector"])
+    tree.links.new(to_camera.outputs["Vector"], flip_z.inputs[0])
+    tree.links.new(flip_z.outputs["Vector"], emission.inputs["Color"])
+    tree.links.new(emission.outputs["Emission"], output.inputs["Surface"])
+    return mat
+
+
+_generation = 0  # bumped by every PassRenderer: Blender holds one scene per process
+
+
+class PassRenderer:
+    """Renders :class:`FramePasses` for frames of one scene; build once, render many (a warm worker keeps one).
+
+    ``threads`` is Cycles' fixed thread count. ``timings`` holds the seconds of each step of the
+    last :meth:`render` call ("render", "exr_read", "convert") for the benchmark.
+    Blender has one scene per process: building a second PassRenderer retires the first (its
+    :meth:`render` then raises instead of touching freed Blender data).
+    """
+
+    def __init__(self, scene: Scene, threads: int = 2):
+        import bpy
+
+        from procedural.blender_scene import instantiate_scene
+
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        global _generation
+
+        self.scene = scene
+        self.threads = int(threads)
+        _generation += 1
+        self._generation = _generation
+        instantiate_scene(scene)
+        self._bscene = bpy.context.scene
+        configure_data_render(self._bscene, self.threads)
+        self._bpy = bpy
+        scratch = _scratch_dir()
+        _remove_orphaned_scratch(scratch)
+        self._tmp_path = os.path.join(scratch, f"{_SCRATCH_PREFIX}{os.getpid()}-{id(self):x}.exr")
+        self._bscene.render.filepath = self._tmp_path
+        max_id = max((o.instance_id for o in scene.objects), default=0)
+        lut = np.zeros(max_id + 1, dtype=np.uint32)
+        for o in scene.objects:
+            lut[o.instance_id] = o.semantic_class_id
+        self._class_lut = lut
+        self.timings: dict[str, float] = {}
+
+    def render(self, frame: int) -> FramePasses:
+        """Render ``frame`` (inside the scene's frame range) and return its passes."""
+        if self._generation != _generation:
+            raise RuntimeError("this PassRenderer was retired: a newer one replaced the Blender scene in this process")
+        if not (self.scene.frame_start <= frame <= self.scene.frame_end):
+            raise ValueError(f"frame {frame} is outside {self.scene.frame_start}..{self.scene.frame_end}")
+        t0 = time.perf_counter()
+        self._bscene.frame_set(int(frame))
+        with _quiet_stdout():  # Blender prints "Saved: <temp file>" on the C stdout
+            self._bpy.ops.render.render(write_still=True)
+        t1 = time.perf_counter()
+        try:
+            parts = read_blender_exr(self._tmp_path)
+        finally:
+            try:
+                os.unlink(self._tmp_path)
+            except FileNotFoundError:
+                pass
+        t2 = time.perf_counter()
+        passes = convert_blender_passes(parts, frame, self._class_lut)
+        t3 = time.perf_counter()
+        self.timings = {"render": t1 - t0, "exr_read": t2 - t1, "convert": t3 - t2}
+        return passes
+
+    def close(self) -> None:
+        try:
+            os.unlink(self._tmp_path)
+        except FileNotFoundError:
+            pass
+
+
+def read_blender_exr(path: str) -> dict[str, np.ndarray]:
+    """Blender's multi-part multilayer EXR -> {"ViewLayer.Depth.Z": (H, W) float32, ...}, every channel of every part.
+
+    Blender 5.0 writes one part per pass (``ViewLayer.Depth``, ``ViewLayer.Combined``, ...), each
+    channel named in full (``ViewLayer.Combined.R``); row 0 is the top of the image. The file we
+    ask for (uncompressed, float, scanlines in increasing Y) is read directly with numpy
+    (:func:`read_uncompressed_exr`, about 4x faster); anything else goes through ``OpenEXR``.
+    """
+    with open(path, "rb") as handle:
+        data = handle.read()
+    channels = read_uncompressed_exr(data)
+    if channels is not None:
+        return channels
+    import OpenEXR
+
+    channels = {}
+    with OpenEXR.File(path, separate_channels=True) as exr:
+        for part in exr.parts:
+            for name, channel in part.channels.items():
+                channels[name] = channel.pixels
+    return channels
+
+
+_EXR_MAGIC = 20000630
+_EXR_MULTIPART = 0x1000
+_EXR_TILED = 0x200
+_EXR_DEEP = 0x800
+_EXR_FLOAT = 2
+
+
+def _parse_exr_headers(data: bytes, multipart: bool) -> tuple[list[dict], int]:
+    """The attribute dicts of each part's header (raw bytes values) and the offset just past them."""
+    pos = 8
+    headers: list[dict] = []
+    while True:
+        header: dict[str, tuple[str, bytes]] = {}
+        while True:
+            end = data.index(b"\0", pos)
+            name = data[pos:end].decode("latin-1")
+            pos = end + 1
+            if not name:
+                break
+            end = data.index(b"\0", pos)
+            kind = data[pos:end].decode("latin-1")
+            size = int.from_bytes(data[end + 1 : end + 5], "little")
+            header[name] = (kind, data[end + 5 : end + 5 + size])
+            pos = end + 5 + size
+        if not header:  # the empty header that ends a multi-part list
+            break
+        headers.append(header)
+        if not multipart:
+            break
+    return headers, pos
+
+
+def _channel_list(value: bytes) -> list[tuple[str, int, int, int]]:
+    """chlist attribute -> [(name, pixel type, x sampling, y sampling)] in file order."""
+    out, pos = [], 0
+    while value[pos] != 0:
+        end = value.index(b"\0", pos)
+        name = value[pos:end].decode("utf-8")
+        pixel_type, _, xs, ys = np.frombuffer(value[end + 1 : end + 17], dtype="<i4")
+        out.append((name, int(pixel_type), int(xs), int(ys)))
+        pos = end + 17
+    return out
+
+
+def read_uncompressed_exr(data: bytes) -> dict[str, np.ndarray] | None:
+    """Channels of an uncompressed scanline EXR (single or multi-part, all channels 32-bit float,
+    no subsampling, one scanline per chunk, increasing Y) read with numpy; ``None`` when the
+    file is anything else (the caller then uses ``OpenEXR``)."""
+    if len(data) < 8 or int.from_bytes(data[:4], "little") != _EXR_MAGIC:
+        return None
+    flags = int.from_bytes(data[4:8], "little")
+    if flags & (_EXR_TILED | _EXR_DEEP):
+        return None
+    multipart = bool(flags & _EXR_MULTIPART)
+    try:
+        headers, pos = _parse_exr_headers(data, multipart)
+    except (ValueError, IndexError):
+        return None
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    prefix = 12 if multipart else 8  # (part number,) y, byte count
+    channels: dict[str, np.ndarray] = {}
+    tables = []
+    for header in headers:
+        try:
+            if header["compression"][1] != b"\x00" or header["lineOrder"][1] != b"\x00":
+                return None
+            xmin, ymin, xmax, ymax = (int(v) for v in np.frombuffer(header["dataWindow"][1], dtype="<i4"))
+            chlist = _channel_list(header["channels"][1])
+        except (KeyError, ValueError, IndexError):
+            return None
+        if any(t != _EXR_FLOAT or xs != 1 or ys != 1 for _, t, xs, ys in chlist):
+            return None
+        h, w = ymax - ymin + 1, xmax - xmin + 1
+        tables.append((pos, h, w, ymin, chlist))
+        pos += 8 * h
+    for index, (table_pos, h, w, ymin, chlist) in enumerate(tables):
+        offsets = np.frombuffer(data, dtype="<u8", count=h, offset=table_pos).astype(np.int64)
+        stride = prefix + 4 * w * len(chlist)
+        if h > 1 and not np.all(np.diff(offsets) == stride):
+            return None
+        start = int(offsets[0])
+        if start + h * stride > len(data):
+            return None
+        rows = buffer[start : start + h * stride].reshape(h, stride)
+        info = rows[:, :prefix].copy().view("<i4")
+        if multipart and not np.all(info[:, 0] == index):
+            return None
+        if not np.all(info[:, -2] == ymin + np.arange(h)) or not np.all(info[:, -1] == 4 * w * len(chlist)):
+            return None
+        pixels = rows[:, prefix:].view("<f4").reshape(h, len(chlist), w)
+        for c, (name, _, _, _) in enumerate(chlist):
+            channels[name] = pixels[:, c, :]  # a view into ``data``; converted (copied) next
+    return channels
+
+
+def _channel(channels: dict, part: str, component: str) -> np.ndarray:
+    """Take (remove) one channel from ``channels``, so its memory goes as soon as it is converted."""
+    key = f"{part}.{component}"
+    try:
+        return channels.pop(key)
+    except KeyError:
+        raise RuntimeError(f"Blender's EXR has no channel {key!r}; it has {sorted(channels)}") from None
+
+
+def convert_blender_passes(channels: dict[str, np.ndarray], frame: int, class_lut: np.ndarray) -> FramePasses:
+    """Blender's pass channels -> :class:`FramePasses` in greybox's conventions (see the module docstring).
+
+    ``class_lut[instance_id]`` is the class id of each instance (0 for 0). Consumes ``channels``
+    (each channel is removed once converted, to keep the peak memory down at high resolutions).
+    """
+    z = _channel(channels, _PART_DEPTH, "Z")
+    index = _channel(channels, _PART_INDEX, "X")
+    instance_id = index.astype(np.uint32)  # exact small integers in float32
+    background = instance_id == 0
+    np.logical_or(background, ~(z < BACKGROUND_Z), out=background)  # also catches NaN
+
+    depth = z.astype(np.float32, copy=True)
+    depth[background] = np.inf
+
+    # The vector fields are stored planar, (C, H, W), and handed out as (H, W, C) views: filling
+    # them and writing them back out channel by channel (our EXR) then needs no interleaving.
+    h, w = z.shape
+    normal_planar = np.empty((3, h, w), dtype=np.float32)
+    for c, name in enumerate("RGB"):
+        np.copyto(normal_planar[c], _channel(channels, _PART_COMBINED, name))
+    normal_planar[:, background] = 0.0
+    normal = np.moveaxis(normal_planar, 0, -1)
+
+    flow_planar = np.empty((4, h, w), dtype=np.float32)
+    np.negative(_channel(channels, _PART_VECTOR, "Z"), out=flow_planar[0])
+    np.copyto(flow_planar[1], _channel(channels, _PART_VECTOR, "W"))
+    np.copyto(flow_planar[2], _channel(channels, _PART_VECTOR, "X"))
+    np.negative(_channel(channels, _PART_VECTOR, "Y"), out=flow_planar[3])
+    flow_planar[:, background] = 0.0
+    flow_forward = np.moveaxis(flow_planar[0:2], 0, -1)
+    flow_backward = np.moveaxis(flow_planar[2:4], 0, -1)
+
+    if int(instance_id.max(initial=0)) >= len(class_lut):
+        raise RuntimeError(f"object index {int(instance_id.max())} has no scene object")
+    instance_id[background] = 0
+    class_id = class_lut[instance_id]
+
+    uv_planar = np.empty((3, h, w), dtype=np.float32)
+    for c, name in enumerate("UVA"):
+        np.copyto(uv_planar[c], _channel(channels, _PART_UV, name))
+    uv = np.moveaxis(uv_planar, 0, -1)
+
+    return FramePasses(
+        frame=int(frame), depth=depth, normal=normal, flow_forward=flow_forward, flow_backward=flow_backward,
+        instance_id=instance_id, class_id=class_id, uv=uv,
+    )

@@ -1,0 +1,212 @@
+"""The passes stage for one chunk of frames: render, write ``passes/NNNN.exr`` and the control images.
+
+:func:`render_pass_frames` is the stage entry (the farm calls it per chunk; ``blender_entry.py``
+calls it in a studio's Blender). It writes only per-frame files, each atomically, and returns
+their hashes; ``manifest.json`` and ``cameras.json`` belong to the caller.
+
+Files are encoded on the calling thread and written (temporary name, fsync, rename) by one
+background thread while Blender renders the next frame, so the disk wait overlaps the render.
+A frame counts as done (``on_frame``, the returned hashes) only once all its files are renamed.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from greybox.atomic_files import write_bytes_atomic
+from greybox.errors import InputError
+from passes import control_images
+from passes.depth_range import template_disparity_range
+from passes.frame_passes import FramePasses
+from passes.line_art import render_lines
+from passes.pass_exr import encode_passes_exr
+from procedural.scene_data import Scene
+
+CONTROL_KINDS = ("depth", "normal", "seg", "lines")
+MAX_FRAMES_IN_FLIGHT = 2  # frames whose files may still be being written while the next renders
+MAX_BYTES_IN_FLIGHT = 64 << 20  # ... and their bytes (at 1024^2 one frame's EXR is 54 MB: one frame)
+
+
+_SCENE_CACHE: dict[str, Scene] = {}
+_SCENE_CACHE_SIZE = 2
+
+
+def scene_for_template(template) -> Scene:
+    """``procedural.scene_builder.build_scene(template)``, remembered for the last few templates
+    (keyed by the validated template's canonical JSON), so a warm worker does not rebuild the
+    scene for every chunk. The builder is deterministic, so this changes no output."""
+    from procedural.scene_builder import build_scene
+
+    key = template.model_dump_json(by_alias=True)
+    scene = _SCENE_CACHE.get(key)
+    if scene is None:
+        scene = build_scene(template)
+        while len(_SCENE_CACHE) >= _SCENE_CACHE_SIZE:
+            _SCENE_CACHE.pop(next(iter(_SCENE_CACHE)))
+        _SCENE_CACHE[key] = scene
+    return scene
+
+
+def frame_stem(frame: int) -> str:
+    """NNNN: the frame number zero-padded to at least four digits."""
+    return f"{int(frame):04d}"
+
+
+def pass_frame_paths(frame: int, control_kinds: Iterable[str]) -> list[str]:
+    """Relative paths (POSIX) of the files :func:`render_pass_frames` writes for ``frame``."""
+    stem = frame_stem(frame)
+    paths = [f"passes/{stem}.exr"]
+    for kind in control_kinds:
+        if kind not in CONTROL_KINDS:
+            raise ValueError(f"unknown control kind {kind!r}; expected one of {', '.join(CONTROL_KINDS)}")
+        paths.append(f"control/{kind}/{stem}.png")
+    return paths
+
+
+def control_image(
+    kind: str, scene: Scene, passes: FramePasses, template, disparity_range: tuple[float, float] | None
+) -> np.ndarray:
+    """One control image (uint8 HxWx3) of ``kind`` for a frame, as the template's ``[passes]`` asks."""
+    spec = template.passes
+    if kind == "depth":
+        lo, hi = disparity_range if disparity_range is not None else control_images.per_frame_disparity_range(passes.depth)
+        return control_images.depth_control(passes.depth, lo, hi)
+    if kind == "normal":
+        return control_images.normal_control(passes.normal)
+    if kind == "seg":
+        from scenes.semantic_palette import resolve_class
+
+        return control_images.seg_control(passes.class_id, resolve_class(spec.seg_background).class_id)
+    if kind == "lines":
+        lines = render_lines(scene, passes.frame, passes, crease_angle_deg=spec.line_crease_angle, width=spec.line_width)
+        return control_images.lines_control(lines)
+    raise ValueError(f"unknown control kind {kind!r}")
+
+
+def encode_frame_outputs(
+    scene: Scene, passes: FramePasses, template, disparity_range: tuple[float, float] | None,
+    timings: dict[str, float] | None = None,
+) -> dict[str, bytes | memoryview]:
+    """One frame's files: {relative path: bytes-like content} for the EXR and each control PNG the template wants."""
+    stem = frame_stem(passes.frame)
+    files: dict[str, bytes | memoryview] = {}
+    t0 = time.perf_counter()
+    files[f"passes/{stem}.exr"] = encode_passes_exr(passes)
+    t1 = time.perf_counter()
+    build = lines = encode = 0.0
+    for kind in template.passes.control:
+        s0 = time.perf_counter()
+        image = control_image(kind, scene, passes, template, disparity_range)
+        s1 = time.perf_counter()
+        files[f"control/{kind}/{stem}.png"] = control_images.encode_control_png(image)
+        s2 = time.perf_counter()
+        if kind == "lines":
+            lines += s1 - s0
+        else:
+            build += s1 - s0
+        encode += s2 - s1
+    if timings is not None:
+        timings.update({"exr_encode": t1 - t0, "control": build, "line_art": lines, "png_encode": encode})
+    return files
+
+
+def write_frame_outputs(
+    out_dir: Path, scene: Scene, passes: FramePasses, template, disparity_range: tuple[float, float] | None,
+    timings: dict[str, float] | None = None,
+) -> dict[str, str]:
+    """Encode and write (atomically, on this thread) one frame's files under ``out_dir``; return {relative path: sha256}."""
+    files = encode_frame_outputs(scene, passes, template, disparity_range, timings)
+    t0 = time.perf_counter()
+    hashes = {rel: write_bytes_atomic(Path(out_dir) / rel, data) for rel, data in files.items()}
+    if timings is not None:
+        timings["file_write"] = time.perf_counter() - t0
+    return hashes
+
+
+def render_pass_frames(
+    template,
+    frames: list[int],
+    out_dir: Path,
+    *,
+    threads: int = 2,
+    renderer=None,
+    on_frame: Callable[[int], None] | None = None,
+) -> dict[int, dict[str, str]]:
+    """Render ``frames`` of ``template`` into ``out_dir``: ``passes/NNNN.exr`` and ``control/<kind>/NNNN.png``.
+
+    ``renderer`` (a :class:`passes.blender_render.PassRenderer` for this template's scene) is
+    reused when given, as a warm worker does; otherwise one is built. ``on_frame(frame)`` is called
+    once each frame's files are all written, in frame order. Returns {frame: {relative path: sha256}}.
+    Raises :class:`InputError` for frames outside the template's range.
+    """
+    # 1. Check inputs
+    render = template.render
+    frames = [int(f) for f in frames]
+    outside = [f for f in frames if not (render.frame_start <= f <= render.frame_end)]
+    if outside:
+        raise InputError(
+            f"frames {outside[:10]} are outside the template's range {render.frame_start}-{render.frame_end}; "
+            "choose frames inside render.frame_start..render.frame_end"
+        )
+    out_dir = Path(out_dir)
+
+    # 2. Build the scene (pure numpy, deterministic; a warm worker builds each template once)
+    scene = scene_for_template(template)
+
+    # 3. The renderer: reuse a warm one when it was built for this very scene
+    if renderer is None:
+        from passes.blender_render import PassRenderer
+
+        renderer = PassRenderer(scene, threads=threads)
+    elif renderer.scene is not scene and (
+        (renderer.scene.width, renderer.scene.height) != (scene.width, scene.height)
+        or renderer.scene.geometry_hash() != scene.geometry_hash()
+    ):
+        raise ValueError("the renderer given was built for a different scene; build a new PassRenderer for this template")
+    else:
+        scene = renderer.scene  # the same data; keeps per-scene caches (line-art edges, depth range) warm
+
+    disparity_range = None
+    if "depth" in template.passes.control:
+        disparity_range = template_disparity_range(scene, template.passes)
+
+    # 4. Render each frame; encode here, write in the background while the next frame renders
+    results: dict[int, dict[str, str]] = {}
+    pending: list[tuple[int, dict[str, Future], int]] = []  # (frame, futures, bytes)
+
+    def finish_oldest() -> None:
+        frame, futures, _ = pending.pop(0)
+        results[frame] = {rel: future.result() for rel, future in futures.items()}
+        if on_frame is not None:
+            on_frame(frame)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="greybox-pass-writer") as writer:
+        try:
+            for frame in frames:
+                passes = renderer.render(frame)
+                files = encode_frame_outputs(scene, passes, template, disparity_range)
+                del passes  # not held while the next frame renders
+                size = sum(len(data) for data in files.values())
+                pending.append((frame, {rel: writer.submit(write_bytes_atomic, out_dir / rel, data)
+                                        for rel, data in files.items()}, size))
+                del files
+                while pending and (
+                    len(pending) > MAX_FRAMES_IN_FLIGHT
+                    or sum(p[2] for p in pending) > MAX_BYTES_IN_FLIGHT
+                    or all(f.done() for f in pending[0][1].values())
+                ):
+                    finish_oldest()
+            while pending:
+                finish_oldest()
+        finally:
+            for _, futures, _ in pending:  # on an error: let started writes finish before leaving
+                for future in futures.values():
+                    future.cancel() or future.exception()
+
+    # 5. Hashes of everything written
+    return results
