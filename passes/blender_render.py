@@ -256,15 +256,8 @@ def read_blender_exr(path: str) -> dict[str, np.ndarray]:
     """Blender's multi-part multilayer EXR -> {"ViewLayer.Depth.Z": (H, W) float32, ...}, every channel of every part.
 
     Blender 5.0 writes one part per pass (``ViewLayer.Depth``, ``ViewLayer.Combined``, ...), each
-    channel named in full (``ViewLayer.Combined.R``); row 0 is the top of the image. The file we
-    ask for (uncompressed, float, scanlines in increasing Y) is read directly with numpy
-    (:func:`read_uncompressed_exr`, about 4x faster); anything else goes through ``OpenEXR``.
+    channel named in full (``ViewLayer.Combined.R``); row 0 is the top of the image.
     """
-    with open(path, "rb") as handle:
-        data = handle.read()
-    channels = read_uncompressed_exr(data)
-    if channels is not None:
-        return channels
     import OpenEXR
 
     channels = {}
@@ -272,101 +265,6 @@ def read_blender_exr(path: str) -> dict[str, np.ndarray]:
         for part in exr.parts:
             for name, channel in part.channels.items():
                 channels[name] = channel.pixels
-    return channels
-
-
-_EXR_MAGIC = 20000630
-_EXR_MULTIPART = 0x1000
-_EXR_TILED = 0x200
-_EXR_DEEP = 0x800
-_EXR_FLOAT = 2
-
-
-def _parse_exr_headers(data: bytes, multipart: bool) -> tuple[list[dict], int]:
-    """The attribute dicts of each part's header (raw bytes values) and the offset just past them."""
-    pos = 8
-    headers: list[dict] = []
-    while True:
-        header: dict[str, tuple[str, bytes]] = {}
-        while True:
-            end = data.index(b"\0", pos)
-            name = data[pos:end].decode("latin-1")
-            pos = end + 1
-            if not name:
-                break
-            end = data.index(b"\0", pos)
-            kind = data[pos:end].decode("latin-1")
-            size = int.from_bytes(data[end + 1 : end + 5], "little")
-            header[name] = (kind, data[end + 5 : end + 5 + size])
-            pos = end + 5 + size
-        if not header:  # the empty header that ends a multi-part list
-            break
-        headers.append(header)
-        if not multipart:
-            break
-    return headers, pos
-
-
-def _channel_list(value: bytes) -> list[tuple[str, int, int, int]]:
-    """chlist attribute -> [(name, pixel type, x sampling, y sampling)] in file order."""
-    out, pos = [], 0
-    while value[pos] != 0:
-        end = value.index(b"\0", pos)
-        name = value[pos:end].decode("utf-8")
-        pixel_type, _, xs, ys = np.frombuffer(value[end + 1 : end + 17], dtype="<i4")
-        out.append((name, int(pixel_type), int(xs), int(ys)))
-        pos = end + 17
-    return out
-
-
-def read_uncompressed_exr(data: bytes) -> dict[str, np.ndarray] | None:
-    """Channels of an uncompressed scanline EXR (single or multi-part, all channels 32-bit float,
-    no subsampling, one scanline per chunk, increasing Y) read with numpy; ``None`` when the
-    file is anything else (the caller then uses ``OpenEXR``)."""
-    if len(data) < 8 or int.from_bytes(data[:4], "little") != _EXR_MAGIC:
-        return None
-    flags = int.from_bytes(data[4:8], "little")
-    if flags & (_EXR_TILED | _EXR_DEEP):
-        return None
-    multipart = bool(flags & _EXR_MULTIPART)
-    try:
-        headers, pos = _parse_exr_headers(data, multipart)
-    except (ValueError, IndexError):
-        return None
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    prefix = 12 if multipart else 8  # (part number,) y, byte count
-    channels: dict[str, np.ndarray] = {}
-    tables = []
-    for header in headers:
-        try:
-            if header["compression"][1] != b"\x00" or header["lineOrder"][1] != b"\x00":
-                return None
-            xmin, ymin, xmax, ymax = (int(v) for v in np.frombuffer(header["dataWindow"][1], dtype="<i4"))
-            chlist = _channel_list(header["channels"][1])
-        except (KeyError, ValueError, IndexError):
-            return None
-        if any(t != _EXR_FLOAT or xs != 1 or ys != 1 for _, t, xs, ys in chlist):
-            return None
-        h, w = ymax - ymin + 1, xmax - xmin + 1
-        tables.append((pos, h, w, ymin, chlist))
-        pos += 8 * h
-    for index, (table_pos, h, w, ymin, chlist) in enumerate(tables):
-        offsets = np.frombuffer(data, dtype="<u8", count=h, offset=table_pos).astype(np.int64)
-        stride = prefix + 4 * w * len(chlist)
-        if h > 1 and not np.all(np.diff(offsets) == stride):
-            return None
-        start = int(offsets[0])
-        if start + h * stride > len(data):
-            return None
-        rows = buffer[start : start + h * stride].reshape(h, stride)
-        info = rows[:, :prefix].copy().view("<i4")
-        if multipart and not np.all(info[:, 0] == index):
-            return None
-        if not np.all(info[:, -2] == ymin + np.arange(h)) or not np.all(info[:, -1] == 4 * w * len(chlist)):
-            return None
-        pixels = rows[:, prefix:].view("<f4").reshape(h, len(chlist), w)
-        for c, (name, _, _, _) in enumerate(chlist):
-            channels[name] = pixels[:, c, :]  # a view into ``data``; converted (copied) next
     return channels
 
 

@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from greybox.atomic_files import write_bytes_atomic
+from greybox.atomic_files import encode_png, write_bytes_atomic
 from greybox.errors import InputError
 from passes import control_images
 from passes.depth_range import template_disparity_range
@@ -103,7 +103,7 @@ def encode_frame_outputs(
         s0 = time.perf_counter()
         image = control_image(kind, scene, passes, template, disparity_range)
         s1 = time.perf_counter()
-        files[f"control/{kind}/{stem}.png"] = control_images.encode_control_png(image)
+        files[f"control/{kind}/{stem}.png"] = encode_png(image)
         s2 = time.perf_counter()
         if kind == "lines":
             lines += s1 - s0

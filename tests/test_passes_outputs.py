@@ -169,19 +169,19 @@ def test_control_png_is_lossless_and_deterministic():
 
     from PIL import Image
 
-    from passes.control_images import encode_control_png
+    from greybox.atomic_files import encode_png
 
     rng = np.random.default_rng(1)
     rgb = rng.integers(0, 256, (17, 23, 3), dtype=np.uint8)
     grey = rng.integers(0, 256, (9, 5), dtype=np.uint8)
     for image, mode in ((rgb, "RGB"), (grey, "L")):
-        data = encode_control_png(image)
-        assert data == encode_control_png(image.copy())
+        data = encode_png(image)
+        assert data == encode_png(image.copy())
         decoded = Image.open(io.BytesIO(data))
         assert decoded.mode == mode
         np.testing.assert_array_equal(np.array(decoded), image)
-    with pytest.raises(ValueError):
-        encode_control_png(rgb.astype(np.float32))
+    with pytest.raises(TypeError):
+        encode_png(rgb.astype(np.float32))
 
 
 def test_seg_control_background_and_bad_ids():
@@ -261,32 +261,3 @@ def test_camera_records_project_like_the_track():
         assert np.all(cam[:, 2] > 0)  # OpenCV: z forward
         np.testing.assert_allclose(np.linalg.inv(np.array(record["blender_matrix_world"])) @ np.append(points[0], 1),
                                    np.append(cam[0] * [1, -1, -1], 1), atol=1e-9)
-
-
-def test_fast_exr_reader_matches_openexr(tmp_path):
-    """The numpy reader of Blender's uncompressed files agrees with OpenEXR, and declines anything else."""
-    import OpenEXR
-
-    from passes.blender_render import read_uncompressed_exr
-
-    rng = np.random.default_rng(5)
-    a = {"L.Depth.Z": rng.normal(size=(7, 11)).astype(np.float32)}
-    b = {"L.Vector.X": rng.normal(size=(7, 11)).astype(np.float32), "L.Vector.Y": rng.normal(size=(7, 11)).astype(np.float32)}
-    header = {"compression": OpenEXR.NO_COMPRESSION, "type": OpenEXR.scanlineimage}
-    multi = tmp_path / "multi.exr"
-    # (OpenEXR wraps the arrays of the dicts it is given in Channel objects: hand it copies)
-    with OpenEXR.File([OpenEXR.Part(dict(header, name="L.Depth"), dict(a)), OpenEXR.Part(dict(header, name="L.Vector"), dict(b))]) as f:
-        f.write(str(multi))
-    single = tmp_path / "single.exr"
-    with OpenEXR.File(header, {**a, **b}) as f:
-        f.write(str(single))
-    for path in (multi, single):
-        got = read_uncompressed_exr(path.read_bytes())
-        assert got is not None and sorted(got) == sorted({**a, **b})
-        for name, pixels in {**a, **b}.items():
-            np.testing.assert_array_equal(got[name], pixels)
-    zipped = tmp_path / "zip.exr"
-    with OpenEXR.File(dict(header, compression=OpenEXR.ZIP_COMPRESSION), dict(a)) as f:
-        f.write(str(zipped))
-    assert read_uncompressed_exr(zipped.read_bytes()) is None
-    assert read_uncompressed_exr(b"not an exr") is None
