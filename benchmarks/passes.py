@@ -150,7 +150,7 @@ cpu s: CPU seconds per frame of the whole process (Cycles threads included). ble
 the bpy render call (sync, Cycles, its EXR to /dev/shm); ours = s/frame - blender. The steps
 (medians, run one after the other): exr_read (Blender's file), convert (to FramePasses), line_art,
 control (depth/normal/seg images), exr_encode (our EXR), png_encode, file_write (temporary name,
-fsync, rename; in render_pass_frames it overlaps the next render). PT: one 128-sample beauty render
+rename; in render_pass_frames conversion, encoding and writing overlap the next render). PT: one 128-sample beauty render
 of the same frame (default materials, sun + world), ratio = PT / s per frame.""")
     print("Scene: " + ", ".join(f"{r['resolution']}^2 PassRenderer set-up {r['setup']:.2f} s" for r in results)
           + f"; {results[0]['triangles']} triangles")

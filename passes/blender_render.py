@@ -50,6 +50,13 @@ _PART_UV = "ViewLayer.UV"
 _SCRATCH_PREFIX = "greybox-passes-"
 
 
+def blender_version() -> str:
+    """The version of the Blender (bpy) this process renders with; imports bpy, so workers only."""
+    import bpy
+
+    return bpy.app.version_string
+
+
 def _scratch_dir() -> str:
     shm = Path("/dev/shm")
     if shm.is_dir() and os.access(shm, os.W_OK):

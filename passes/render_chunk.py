@@ -28,8 +28,9 @@ from passes.pass_exr import encode_passes_exr
 from procedural.scene_data import Scene
 
 CONTROL_KINDS = ("depth", "normal", "seg", "lines")
-MAX_FRAMES_IN_FLIGHT = 2  # frames whose files may still be being written while the next renders
-MAX_BYTES_IN_FLIGHT = 64 << 20  # ... and their bytes (at 1024^2 one frame's EXR is 54 MB: one frame)
+MAX_FRAMES_IN_FLIGHT = 2  # frames still being converted and written while the next renders
+MAX_BYTES_IN_FLIGHT = 48 << 20  # ... and their pass arrays: 512^2 (16 MB a frame) overlaps; 1024^2 (64 MB) runs in
+# step, which keeps a 1024^2 worker under 700 MB resident
 
 
 _SCENE_CACHE: dict[str, Scene] = {}
@@ -175,13 +176,17 @@ def render_pass_frames(
     if "depth" in template.passes.control:
         disparity_range = template_disparity_range(scene, template.passes)
 
-    # 4. Render each frame; encode here, write in the background while the next frame renders
+    # 4. Render each frame on this thread; convert, encode and write it on a background thread while
+    #    the next frame renders (bpy releases the GIL while Cycles runs, so our work fills the core
+    #    Blender leaves idle between its own steps). Frames finish, and on_frame runs, in order.
     results: dict[int, dict[str, str]] = {}
-    pending: list[tuple[int, dict[str, Future], int]] = []  # (frame, futures, bytes)
+    pending: list[tuple[int, Future]] = []
+    frame_bytes = scene.width * scene.height * 4 * 16  # ~16 float32 planes a frame in flight
+    in_flight = min(MAX_FRAMES_IN_FLIGHT, MAX_BYTES_IN_FLIGHT // frame_bytes)  # 0: no overlap
 
     def finish_oldest() -> None:
-        frame, futures, _ = pending.pop(0)
-        results[frame] = {rel: future.result() for rel, future in futures.items()}
+        frame, future = pending.pop(0)
+        results[frame] = future.result()
         if on_frame is not None:
             on_frame(frame)
 
@@ -189,24 +194,21 @@ def render_pass_frames(
         try:
             for frame in frames:
                 passes = renderer.render(frame)
-                files = encode_frame_outputs(scene, passes, template, disparity_range)
-                del passes  # not held while the next frame renders
-                size = sum(len(data) for data in files.values())
-                pending.append((frame, {rel: writer.submit(write_bytes_atomic, out_dir / rel, data)
-                                        for rel, data in files.items()}, size))
-                del files
-                while pending and (
-                    len(pending) > MAX_FRAMES_IN_FLIGHT
-                    or sum(p[2] for p in pending) > MAX_BYTES_IN_FLIGHT
-                    or all(f.done() for f in pending[0][1].values())
-                ):
+                if in_flight == 0:
+                    results[frame] = write_frame_outputs(out_dir, scene, passes, template, disparity_range)
+                    del passes
+                    if on_frame is not None:
+                        on_frame(frame)
+                    continue
+                pending.append((frame, writer.submit(write_frame_outputs, out_dir, scene, passes, template, disparity_range)))
+                del passes  # held by the background job only
+                while pending and (len(pending) > in_flight or pending[0][1].done()):
                     finish_oldest()
             while pending:
                 finish_oldest()
         finally:
-            for _, futures, _ in pending:  # on an error: let started writes finish before leaving
-                for future in futures.values():
-                    future.cancel() or future.exception()
+            for _, future in pending:  # on an error: let a started frame finish before leaving
+                future.cancel() or future.exception()
 
     # 5. Hashes of everything written
     return results

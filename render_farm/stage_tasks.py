@@ -46,13 +46,6 @@ def noop(params: dict, ctx) -> None:
     return None
 
 
-def bpy_version() -> str:
-    """The Blender version of this worker (imports bpy: workers only)."""
-    import bpy
-
-    return bpy.app.version_string
-
-
 def passes_chunk(params: dict, ctx) -> dict:
     """Render the passes and control images of this task's frames (one store unit per frame).
 
@@ -74,7 +67,9 @@ def passes_chunk(params: dict, ctx) -> dict:
         return PassRenderer(build_scene(template), threads=ctx.threads)
 
     renderer = ctx.warm("passes", params["scene_key"], make_renderer)
-    meta = {"bpy": bpy_version()}
+    from passes.blender_render import blender_version
+
+    meta = {"bpy": blender_version()}
 
     # 3. Render, committing each frame's files as soon as they are written
     chunk_dir = ctx.store.new_staging(f"chunk-{ctx.units[0][1]}")
