@@ -98,12 +98,13 @@ def diffusion_style(template, args, models: Path):
 
     passes = [c.pass_name for c in template.style.controlnets] or ["depth"]
     base = models / "sd15"
+    if args.full_size:
+        raise SystemExit("--full-size needs the full-size model folders; see benchmarks/stylize.py (not wired here)")
     if not (base / "model_index.json").is_file():
-        if args.full_size:
-            raise SystemExit("--full-size needs the full-size model folders; see benchmarks/stylize.py (not wired here)")
         save_tiny_sd15(base)
-        for i, p in enumerate(passes):
-            save_tiny_controlnet(models / f"controlnet_{p}", base, seed=10 + i)
+    for p in passes:  # each shot's templates may ask for other passes
+        if not (models / f"controlnet_{p}" / "config.json").is_file():
+            save_tiny_controlnet(models / f"controlnet_{p}", base, seed=10 + ("depth", "normal", "seg", "lines").index(p))
     style = template.style.model_dump(by_alias=True)
     style.update(stylizer="diffusion", model=str(base), num_inference_steps=args.steps, strength=args.strength)
     style["controlnets"] = [dict(c, model=str(models / f"controlnet_{c['pass']}")) for c in style["controlnets"]]
