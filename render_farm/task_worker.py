@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import os
 import socket
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -109,6 +110,25 @@ class TaskContext:
         return obj
 
 
+def drop_inherited_blender_paths() -> None:
+    """Remove Blender's script folders from ``sys.path`` unless this process imported bpy itself.
+
+    ``import bpy`` appends Blender's script folders to ``sys.path``, and multiprocessing's spawn
+    hands the parent's ``sys.path`` to its children. A worker started by a program that had
+    imported bpy would then find the pure-Python ``bpy`` package in ``scripts/modules`` (which
+    needs Blender's built-in ``_bpy``) instead of the wheel. The worker's own ``import bpy`` adds
+    the folders back.
+    """
+    if "bpy" in sys.modules:
+        return
+    sys.path[:] = [p for p in sys.path if not _is_blender_script_path(p)]
+
+
+def _is_blender_script_path(path: str) -> bool:
+    parts = Path(path).parts
+    return "scripts" in parts and ("bpy" in parts or "blender" in parts)
+
+
 def execute_task(spec: dict) -> dict:
     """Run one task spec in this process and return its outcome as plain data.
 
@@ -117,6 +137,7 @@ def execute_task(spec: dict) -> dict:
     """
     started = time.perf_counter()
     pid, host = os.getpid(), socket.gethostname()
+    drop_inherited_blender_paths()
     fix_thread_count(int(spec.get("threads", 1)))
     ctx = TaskContext(spec)
     ctx.log(f"attempt {spec.get('attempt', 1)} started pid={pid} host={host}")

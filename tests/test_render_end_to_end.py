@@ -91,3 +91,20 @@ def test_render_sequence_modes_with_npr(template, tmp_path, mode):
     assert sorted(p.name for p in (out / "frames").glob("*.png")) == ["0001.png", "0002.png", "0003.png"]
     if mode == "keyframes":
         assert manifest["consistency"]["keyframes"][0] == 1
+
+
+def test_farm_workers_start_cleanly_from_a_program_that_imported_bpy(template, tmp_path):
+    """bpy puts Blender's script folders on sys.path, which spawn hands to the workers; they must
+    still import the bpy wheel, not Blender's pure-Python `bpy` package."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    code = (
+        "import sys, bpy\nfrom render_farm.cli import main\n"
+        f"sys.exit(main(['passes', {str(template)!r}, '--out', {str(out)!r}, '--store', {str(tmp_path / 'store')!r}]))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert sorted(p.name for p in (out / "passes").glob("*.exr")) == ["0001.exr", "0002.exr", "0003.exr"]
