@@ -620,65 +620,52 @@ class AtlasSet:
             atlas.filled = out
         return atlas.filled
 
-    def gather(self, passes: FramePasses) -> tuple[np.ndarray, np.ndarray]:
-        """Produce a frame from the atlases with its own UV and instance passes (bilinear in the atlas).
-
-        Returns (image (H, W, 3) float32 0..1, seen (H, W) bool: the pixel's texel is textured).
-        """
+    def _lookups(self, passes: FramePasses):
+        """For each textured thing a frame shows: (atlas key, pixel selection, atlas x, y in texels,
+        the seen flag of each selected pixel's texel). Key 0 is the background's direction atlas."""
         h, w = passes.height, passes.width
-        image = np.zeros((h, w, 3), dtype=np.float32)
-        seen = np.zeros((h, w), dtype=bool)
         inst = passes.instance_id
         covered = (passes.uv[..., 2] >= 1.0) & (inst > 0)
         for i in np.unique(inst[covered]):
-            if int(i) not in self.objects:
+            key = int(i)
+            if key not in self.objects:
                 continue
-            atlas = self.objects[int(i)]
+            size = self.objects[key].size
             sel = covered & (inst == i)
             uv = passes.uv[sel][:, :2].astype(np.float64)
-            x, y = uv[:, 0] * atlas.size, uv[:, 1] * atlas.size
-            image[sel] = _bilinear_grid(self.filled(int(i)), x, y)
-            rows = np.clip(np.floor(y), 0, atlas.size - 1).astype(np.intp)
-            cols = np.clip(np.floor(x), 0, atlas.size - 1).astype(np.intp)
-            seen[sel] = self.seen_mask(int(i))[rows, cols]
-        background = inst == 0
-        if background.any():
-            env = self.environment
-            dirs = pixel_directions(self.camera, passes.frame, w, h)[background]
-            x, y = env.coordinates(dirs)
-            image[background] = _bilinear_grid(self.filled(0), x, y)
-            rows = np.clip(np.floor(y), 0, env.size - 1).astype(np.intp)
-            cols = np.clip(np.floor(x), 0, 2 * env.size - 1).astype(np.intp)
-            seen[background] = self.seen_mask(0)[rows, cols]
-        return image, seen
-
-    def unseen_share(self, passes: FramePasses) -> float:
-        """Share of the frame's pixels whose surface (or background direction) is not yet textured."""
-        _, seen = self.gather_seen_only(passes)
-        return float((~seen).mean())
-
-    def gather_seen_only(self, passes: FramePasses) -> tuple[None, np.ndarray]:
-        """Like :meth:`gather` but only the seen mask (no colour lookup, no push-pull)."""
-        h, w = passes.height, passes.width
-        seen = np.zeros((h, w), dtype=bool)
-        inst = passes.instance_id
-        covered = (passes.uv[..., 2] >= 1.0) & (inst > 0)
-        for i in np.unique(inst[covered]):
-            if int(i) not in self.objects:
-                continue
-            atlas = self.objects[int(i)]
-            sel = covered & (inst == i)
-            uv = passes.uv[sel][:, :2].astype(np.float64)
-            rows = np.clip(np.floor(uv[:, 1] * atlas.size), 0, atlas.size - 1).astype(np.intp)
-            cols = np.clip(np.floor(uv[:, 0] * atlas.size), 0, atlas.size - 1).astype(np.intp)
-            seen[sel] = self.seen_mask(int(i))[rows, cols]
+            x, y = uv[:, 0] * size, uv[:, 1] * size
+            rows = np.clip(np.floor(y), 0, size - 1).astype(np.intp)
+            cols = np.clip(np.floor(x), 0, size - 1).astype(np.intp)
+            yield key, sel, x, y, self.seen_mask(key)[rows, cols]
         background = inst == 0
         if background.any():
             env = self.environment
             x, y = env.coordinates(pixel_directions(self.camera, passes.frame, w, h)[background])
             rows = np.clip(np.floor(y), 0, env.size - 1).astype(np.intp)
             cols = np.clip(np.floor(x), 0, 2 * env.size - 1).astype(np.intp)
-            seen[background] = self.seen_mask(0)[rows, cols]
+            yield 0, background, x, y, self.seen_mask(0)[rows, cols]
+
+    def gather(self, passes: FramePasses) -> tuple[np.ndarray, np.ndarray]:
+        """Produce a frame from the atlases with its own UV and instance passes (bilinear in the atlas).
+
+        Returns (image (H, W, 3) float32 0..1, seen (H, W) bool: the pixel's texel is textured).
+        """
+        image = np.zeros((passes.height, passes.width, 3), dtype=np.float32)
+        seen = np.zeros((passes.height, passes.width), dtype=bool)
+        for key, sel, x, y, texel_seen in self._lookups(passes):
+            image[sel] = _bilinear_grid(self.filled(key), x, y)
+            seen[sel] = texel_seen
+        return image, seen
+
+    def unseen_share(self, passes: FramePasses) -> float:
+        """Share of the frame's pixels whose surface (or background direction) is not yet textured."""
+        return float((~self.gather_seen_only(passes)[1]).mean())
+
+    def gather_seen_only(self, passes: FramePasses) -> tuple[None, np.ndarray]:
+        """Like :meth:`gather` but only the seen mask (no colour lookup, no push-pull)."""
+        seen = np.zeros((passes.height, passes.width), dtype=bool)
+        for _, sel, _, _, texel_seen in self._lookups(passes):
+            seen[sel] = texel_seen
         return None, seen
 
     def mark_seen(self, passes: FramePasses) -> None:
