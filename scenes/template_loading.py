@@ -159,6 +159,19 @@ _MESSAGES = {
     "list_type": "must be a list",
     "model_type": "must be a table",
     "dict_type": "must be a table",
+    "string_pattern_mismatch": "may hold only letters, digits, '_', '-' (and '.' in object names)",
+}
+
+# Messages that quote the limit pydantic reports in the error's context.
+_CONTEXT_MESSAGES = {
+    "multiple_of": "must be a multiple of {multiple_of} (allowed: multiples of 8 from 8 to 8192)",
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be greater than {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be less than {lt}",
+    "too_short": "needs at least {min_length} item(s), got {actual_length}",
+    "too_long": "takes at most {max_length} item(s), got {actual_length}",
+    "literal_error": "must be one of {expected}",
 }
 
 
@@ -178,28 +191,10 @@ def _validation_problems(err: ValidationError, data: dict, source: str) -> list[
             message = _MESSAGES[item["type"]]
         elif item["type"] == "value_error":
             message = str(item["ctx"].get("error", item["msg"])) if "ctx" in item else item["msg"]
+        elif item["type"] in _CONTEXT_MESSAGES:
+            message = _CONTEXT_MESSAGES[item["type"]].format(**(item.get("ctx") or {}))
         else:
             message = item["msg"]
-            ctx = item.get("ctx") or {}
-            kind = item["type"]
-            if kind == "multiple_of":
-                message = f"must be a multiple of {ctx.get('multiple_of')} (allowed: multiples of 8 from 8 to 8192)"
-            elif kind == "greater_than_equal":
-                message = f"must be at least {ctx.get('ge')}"
-            elif kind == "greater_than":
-                message = f"must be greater than {ctx.get('gt')}"
-            elif kind == "less_than_equal":
-                message = f"must be at most {ctx.get('le')}"
-            elif kind == "less_than":
-                message = f"must be less than {ctx.get('lt')}"
-            elif kind == "too_short":
-                message = f"needs at least {ctx.get('min_length')} item(s), got {ctx.get('actual_length')}"
-            elif kind == "too_long":
-                message = f"takes at most {ctx.get('max_length')} item(s), got {ctx.get('actual_length')}"
-            elif kind == "literal_error":
-                message = f"must be one of {ctx.get('expected')}"
-            elif kind == "string_pattern_mismatch":
-                message = "may hold only letters, digits, '_', '-' (and '.' in object names)"
         value = _lookup(data, loc)
         if isinstance(value, float) and not math.isfinite(value):
             message = "must be a finite number (no nan or inf)"
