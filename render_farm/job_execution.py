@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,6 +198,8 @@ def run_job(
                 resolved = resolve_models(shot.template.style, model_override=request.model,
                                           controlnet_overrides=request.controlnets or None)
                 models[shot.name] = resolved.manifest()
+                for warning in resolved.warnings:  # e.g. the union ControlNet runs one guidance window
+                    print(f"greybox: note ({shot.name}): {warning}", file=sys.stderr)
 
     # 3. Lock the folder, compare with what it holds, record the request.
     existing = read_job_record(job_dir) if job_dir.is_dir() else None
