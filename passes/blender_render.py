@@ -230,6 +230,12 @@ class PassRenderer:
 
     def render(self, frame: int) -> FramePasses:
         """Render ``frame`` (inside the scene's frame range) and return its passes."""
+        return self.read_rendered(self.render_to_file(frame), frame)
+
+    def render_to_file(self, frame: int) -> str:
+        """Render ``frame`` with Blender and return the path of its multilayer EXR in the scratch
+        folder (a name of its own, so the next render does not overwrite it). Pass the path to
+        :meth:`read_rendered`, on any thread, which reads and deletes it."""
         if self._generation != _generation:
             raise RuntimeError("this PassRenderer was retired: a newer one replaced the Blender scene in this process")
         if not (self.scene.frame_start <= frame <= self.scene.frame_end):
@@ -238,18 +244,21 @@ class PassRenderer:
         self._bscene.frame_set(int(frame))
         with _quiet_stdout():  # Blender prints "Saved: <temp file>" on the C stdout
             self._bpy.ops.render.render(write_still=True)
+        path = f"{self._tmp_path[:-4]}-{int(frame)}.exr"
+        os.replace(self._tmp_path, path)
+        self.timings = {"render": time.perf_counter() - t0}
+        return path
+
+    def read_rendered(self, path: str, frame: int) -> FramePasses:
+        """Blender's EXR at ``path`` (from :meth:`render_to_file`) -> FramePasses; deletes the file."""
         t1 = time.perf_counter()
         try:
-            parts = read_blender_exr(self._tmp_path)
+            parts = read_blender_exr(path)
         finally:
-            try:
-                os.unlink(self._tmp_path)
-            except FileNotFoundError:
-                pass
+            discard_rendered(path)
         t2 = time.perf_counter()
         passes = convert_blender_passes(parts, frame, self._class_lut)
-        t3 = time.perf_counter()
-        self.timings = {"render": t1 - t0, "exr_read": t2 - t1, "convert": t3 - t2}
+        self.timings.update({"exr_read": t2 - t1, "convert": time.perf_counter() - t2})
         return passes
 
     def close(self) -> None:
@@ -257,6 +266,14 @@ class PassRenderer:
             os.unlink(self._tmp_path)
         except FileNotFoundError:
             pass
+
+
+def discard_rendered(path: str) -> None:
+    """Delete a scratch EXR from :meth:`PassRenderer.render_to_file` that will not be read."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def read_blender_exr(path: str) -> dict[str, np.ndarray]:

@@ -21,6 +21,7 @@ import numpy as np
 from greybox.atomic_files import encode_png, write_bytes_atomic
 from greybox.errors import InputError
 from passes import control_images
+from passes.blender_render import discard_rendered
 from passes.depth_range import template_disparity_range
 from passes.frame_passes import FramePasses
 from passes.line_art import render_lines
@@ -176,8 +177,8 @@ def render_pass_frames(
     if "depth" in template.passes.control:
         disparity_range = template_disparity_range(scene, template.passes)
 
-    # 4. Render each frame on this thread; convert, encode and write it on a background thread while
-    #    the next frame renders (bpy releases the GIL while Cycles runs, so our work fills the core
+    # 4. Render each frame on this thread; read, convert, encode and write it on a background thread
+    #    while the next frame renders (bpy releases the GIL while Cycles runs, so our work fills the core
     #    Blender leaves idle between its own steps). Frames finish, and on_frame runs, in order.
     results: dict[int, dict[str, str]] = {}
     pending: list[tuple[int, Future]] = []
@@ -190,18 +191,21 @@ def render_pass_frames(
         if on_frame is not None:
             on_frame(frame)
 
+    def finish_frame(path: str, frame: int) -> dict[str, str]:
+        passes = renderer.read_rendered(path, frame)
+        return write_frame_outputs(out_dir, scene, passes, template, disparity_range)
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="greybox-pass-writer") as writer:
+        scratch: dict[int, str] = {}
         try:
             for frame in frames:
-                passes = renderer.render(frame)
+                path = scratch[frame] = renderer.render_to_file(frame)
                 if in_flight == 0:
-                    results[frame] = write_frame_outputs(out_dir, scene, passes, template, disparity_range)
-                    del passes
+                    results[frame] = finish_frame(path, frame)
                     if on_frame is not None:
                         on_frame(frame)
                     continue
-                pending.append((frame, writer.submit(write_frame_outputs, out_dir, scene, passes, template, disparity_range)))
-                del passes  # held by the background job only
+                pending.append((frame, writer.submit(finish_frame, path, frame)))
                 while pending and (len(pending) > in_flight or pending[0][1].done()):
                     finish_oldest()
             while pending:
@@ -209,6 +213,8 @@ def render_pass_frames(
         finally:
             for _, future in pending:  # on an error: let a started frame finish before leaving
                 future.cancel() or future.exception()
+            for path in scratch.values():  # rendered but never read (an error stopped the chunk)
+                discard_rendered(path)
 
     # 5. Hashes of everything written
     return results
