@@ -337,6 +337,11 @@ class ConsistencySpec(StrictModel):
         0.1, description="keyframes: add a keyframe when this share of visible surface is untextured"
     )
     max_keyframes: Annotated[int, Field(ge=1, le=1000)] = 16
+    min_generate_share: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.01,
+        description="flow_warp and keyframes: a frame with fewer new or untextured pixels than this share of it "
+        "fills them from their neighbours instead of running the generator",
+    )
 
 
 class StyleSpec(StrictModel):
