@@ -192,11 +192,13 @@ def render_pass_frames(
             on_frame(frame)
 
     def finish_frame(path: str, frame: int) -> dict[str, str]:
+        del scratch[frame]  # read_rendered deletes the file, whatever happens
         passes = renderer.read_rendered(path, frame)
         return write_frame_outputs(out_dir, scene, passes, template, disparity_range)
 
+    scratch: dict[int, str] = {}  # rendered, not yet read
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="greybox-pass-writer") as writer:
-        scratch: dict[int, str] = {}
         try:
             for frame in frames:
                 path = scratch[frame] = renderer.render_to_file(frame)

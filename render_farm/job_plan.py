@@ -44,8 +44,8 @@ def stylize_inputs(resolved: dict) -> dict:
     return {"style": resolved["style"], "seed": resolved["seed"], "render": resolved["render"]}
 
 
-def stylize_batches(mode: str, frames: list[int], batch_size: int, frame_start: int) -> list[tuple[list[int], list[int]]]:
-    """(frames of the batch, indices of the batches it depends on), in a valid order.
+def stylize_batches(mode: str, frames: list[int], batch_size: int, frame_start: int) -> list[list[int]]:
+    """The frames of each stylisation task.
 
     ``per_frame``: fixed batches of ``batch_size`` from ``frame_start``, independent.
     ``flow_warp`` and ``keyframes``: the shot's frames as one sequence task. Frame t of
@@ -60,8 +60,8 @@ def stylize_batches(mode: str, frames: list[int], batch_size: int, frame_start: 
                 f"--frames: consistency mode {mode!r} needs consecutive frames (each builds on the ones before); "
                 f"got {format_frames(frames)}. Pick one range, e.g. --frames {frames[0]}-{frames[-1]}"
             )
-        return [(list(frames), [])]
-    return [(chunk, []) for chunk in chunk_frames(frames, batch_size, frame_start)]
+        return [list(frames)]
+    return chunk_frames(frames, batch_size, frame_start)
 
 
 def build_graph(
@@ -125,16 +125,15 @@ def build_graph(
         plan = stylize_batches(style.consistency.mode, shot.frames, style.batch_size, start)
         batch_tasks: list[str] = []
         batch_keys: list[list[str]] = []
-        for frames, after in plan:
-            upstream_keys = [k for i in after for k in batch_keys[i]]
+        for frames in plan:
             batch = frames if (style.stylizer == "diffusion" and style.batch_size > 1) else None
             units, keys = [], []
             for f in frames:
                 key = unit_key("stylize", {**s_inputs, "frame": f, "batch": batch, "settings": settings},
-                               [passes_key[f], *upstream_keys])
+                               [passes_key[f]])
                 units.append((str(f), key))
                 keys.append(key)
-            deps = list(dict.fromkeys([cameras.task_id, *(chunk_of[f] for f in frames), *(batch_tasks[i] for i in after)]))
+            deps = list(dict.fromkeys([cameras.task_id, *(chunk_of[f] for f in frames)]))
             name = frame_name(frames[0]) if len(frames) == 1 else f"{frame_name(frames[0])}-{frame_name(frames[-1])}"
             tid = f"{prefix}stylize/{name}"
             if tid in graph.tasks:

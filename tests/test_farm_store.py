@@ -83,11 +83,11 @@ def test_frame_selection_parsing():
 
 
 def test_stylize_batches_per_frame_fixed_and_sequences_whole():
-    assert stylize_batches("per_frame", [1, 2, 3, 4, 5], 2, 1) == [([1, 2], []), ([3, 4], []), ([5], [])]
+    assert stylize_batches("per_frame", [1, 2, 3, 4, 5], 2, 1) == [[1, 2], [3, 4], [5]]
     # Batch boundaries are counted from frame_start, whichever frames are selected.
-    assert stylize_batches("per_frame", [2, 3, 4], 2, 1) == [([2], []), ([3, 4], [])]
+    assert stylize_batches("per_frame", [2, 3, 4], 2, 1) == [[2], [3, 4]]
     # flow_warp and keyframes: the shot's frames form one sequence (each frame builds on earlier ones).
-    assert stylize_batches("flow_warp", [1, 2, 3], 4, 1) == [([1, 2, 3], [])]
-    assert stylize_batches("keyframes", list(range(1, 25)), 4, 1) == [(list(range(1, 25)), [])]
+    assert stylize_batches("flow_warp", [1, 2, 3], 4, 1) == [[1, 2, 3]]
+    assert stylize_batches("keyframes", list(range(1, 25)), 4, 1) == [list(range(1, 25))]
     with pytest.raises(InputError, match="consecutive"):
         stylize_batches("keyframes", [1, 2, 5], 4, 1)
