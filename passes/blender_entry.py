@@ -1,4 +1,4 @@
-"""Render greybox passes inside a studio's own Blender 5.0 (no greybox install needed in Blender's Python).
+"""Render greybox passes inside a studio's own Blender 4.2 LTS, 4.5 LTS or 5.0 (no greybox install needed in Blender's Python).
 
 Usage::
 
@@ -7,7 +7,7 @@ Usage::
 Arguments after ``--`` are ours (Blender keeps the rest). The repository root (this file's
 parent's parent) is put on ``sys.path``; Blender's Python needs numpy, pydantic and OpenEXR.
 Writes ``DIR/passes/NNNN.exr``, ``DIR/control/<kind>/NNNN.png`` and ``DIR/cameras.json``.
-Exit status: 0 done, 2 bad input (template, option, path), 1 anything else.
+Exit status: 0 done, 2 bad input (template, option, path) or a Blender greybox does not support, 1 anything else.
 
 The same script runs under the bpy wheel's Python: ``python passes/blender_entry.py -- TEMPLATE --out DIR``.
 """
@@ -76,6 +76,9 @@ def main(argv: list[str]) -> int:
 
             raise InputError(f"--threads {args.threads}: must be at least 1")
         out_dir = Path(args.out)
+        from passes.blender_compat import check_running_blender
+
+        blender = check_running_blender()
 
         # 2. Render the passes and control images
         from greybox.atomic_files import write_json_atomic
@@ -90,7 +93,7 @@ def main(argv: list[str]) -> int:
 
         # 3. Camera records for the frames written
         write_json_atomic(out_dir / "cameras.json", camera_records(build_scene(template), frames))
-        print(f"greybox: {len(results)} frames written to {out_dir}", flush=True)
+        print(f"greybox: {len(results)} frames written to {out_dir} (Blender {blender})", flush=True)
         return 0
     except GreyboxError as err:
         print(f"greybox: error: {err}", file=sys.stderr)

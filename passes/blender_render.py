@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from passes.blender_compat import canonical_channel_name, check_running_blender, new_node_material, set_multilayer_exr
 from passes.frame_passes import FramePasses
 from procedural.scene_data import Scene
 
@@ -48,13 +49,6 @@ _PART_UV = "ViewLayer.UV"
 
 
 _SCRATCH_PREFIX = "greybox-passes-"
-
-
-def blender_version() -> str:
-    """The version of the Blender (bpy) this process renders with; imports bpy, so workers only."""
-    import bpy
-
-    return bpy.app.version_string
 
 
 def _scratch_dir() -> str:
@@ -143,7 +137,7 @@ def configure_data_render(bscene, threads: int) -> None:
                 pass
 
     settings = render.image_settings
-    settings.media_type = "MULTI_LAYER_IMAGE"
+    set_multilayer_exr(settings)
     settings.color_depth = "32"
     settings.exr_codec = "NONE"
 
@@ -166,8 +160,8 @@ NORMAL_MATERIAL_NAME = "greybox_camera_normal"
 
 def normal_emission_material(data):
     """A material that emits its shading normal in Blender camera space (Combined RGB = n_cam)."""
-    mat = data.materials.get(NORMAL_MATERIAL_NAME) or data.materials.new(NORMAL_MATERIAL_NAME)
-    tree = mat.node_tree  # Blender 5.0 gives every new material a node tree
+    mat = new_node_material(data, NORMAL_MATERIAL_NAME)
+    tree = mat.node_tree
     tree.nodes.clear()
     output = tree.nodes.new("ShaderNodeOutputMaterial")
     output.target = "ALL"
@@ -207,6 +201,7 @@ class PassRenderer:
 
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
+        check_running_blender()  # 4.2, 4.5 or 5.0, else a clear error before any Blender data is touched
         global _generation
 
         self.scene = scene
@@ -280,7 +275,9 @@ def read_blender_exr(path: str) -> dict[str, np.ndarray]:
     """Blender's multi-part multilayer EXR -> {"ViewLayer.Depth.Z": (H, W) float32, ...}, every channel of every part.
 
     Blender 5.0 writes one part per pass (``ViewLayer.Depth``, ``ViewLayer.Combined``, ...), each
-    channel named in full (``ViewLayer.Combined.R``); row 0 is the top of the image.
+    channel named in full (``ViewLayer.Combined.R``); 4.x one part with the same full names, but
+    ``IndexOB`` for ``Object Index`` (names come back in 5.0's spelling,
+    :func:`passes.blender_compat.canonical_channel_name`); row 0 is the top of the image.
     """
     import OpenEXR
 
@@ -288,7 +285,7 @@ def read_blender_exr(path: str) -> dict[str, np.ndarray]:
     with OpenEXR.File(path, separate_channels=True) as exr:
         for part in exr.parts:
             for name, channel in part.channels.items():
-                channels[name] = channel.pixels
+                channels[canonical_channel_name(name)] = channel.pixels
     return channels
 
 

@@ -1,8 +1,9 @@
 """Blender's view of a :class:`procedural.scene_data.Scene`: meshes, pass indices, UVs and a keyframed camera.
 
 This is the only module in ``procedural`` that imports ``bpy`` (lazily, inside the functions), so
-the rest of the package stays importable without Blender. The code is plain bpy for Blender 5.0:
-a studio runs it in its own Blender through ``passes/blender_entry.py``.
+the rest of the package stays importable without Blender. The code is plain bpy for Blender 4.2, 4.5
+and 5.0 (what differs between them goes through :mod:`passes.blender_compat`): a studio runs it in
+its own Blender through ``passes/blender_entry.py``.
 
 What :func:`instantiate_scene` builds, from an empty factory scene:
 - one mesh object per :class:`SceneObject` (world-space vertices, identity object transform),
@@ -62,7 +63,7 @@ def _add_mesh_object(bpy, obj_data: SceneObject, collection):
 
 def _keyframe_camera(bpy, cam_obj, scene: Scene) -> None:
     """Keyframe location and quaternion on every frame of the track, LINEAR interpolation."""
-    from bpy_extras import anim_utils
+    from passes.blender_compat import action_fcurves
 
     track = scene.camera
     frames = np.asarray(track.frames, dtype=np.float64)
@@ -70,16 +71,11 @@ def _keyframe_camera(bpy, cam_obj, scene: Scene) -> None:
     quats = _quaternions_wxyz(np.asarray(track.rotations, dtype=np.float64))
 
     cam_obj.rotation_mode = "QUATERNION"
-    anim = cam_obj.animation_data_create()
-    action = bpy.data.actions.new(f"{CAMERA_NAME}_action")
-    slot = action.slots.new(id_type="OBJECT", name=CAMERA_NAME)
-    anim.action = action
-    anim.action_slot = slot
-    channelbag = anim_utils.action_ensure_channelbag_for_slot(action, slot)
+    fcurves = action_fcurves(bpy, cam_obj, f"{CAMERA_NAME}_action", CAMERA_NAME)
     n = len(frames)
     for data_path, values in (("location", positions), ("rotation_quaternion", quats)):
         for component in range(values.shape[1]):
-            fcurve = channelbag.fcurves.new(data_path, index=component)
+            fcurve = fcurves.new(data_path, index=component)
             fcurve.keyframe_points.add(n)
             co = np.empty((n, 2), dtype=np.float64)
             co[:, 0] = frames

@@ -182,6 +182,9 @@ def run_job(
             raise InputError("nothing to run: give TEMPLATE or --resume")
         shots = resolve_shots(request)
     stages = ["passes"] + (["stylize"] if request.command == "render" else [])
+    from passes.blender_compat import installed_blender_version
+
+    installed_blender_version()  # the passes are keyed by it: no bpy, or an unsupported one, exits 2 here
     if request.command == "render":
         for shot in shots:  # a sequence mode needs consecutive frames: refuse before writing anything
             style = shot.template.style

@@ -13,7 +13,9 @@ Per shot:
 
 Keys: a unit's key hashes the part of the resolved template its stage reads (passes: everything
 but ``style``, ``name`` and ``description``; stylisation: ``style``, ``seed`` and ``render``),
-the stage settings, the frame, the greybox version and its upstream units' keys. So a changed
+the stage settings, the frame, the greybox version and its upstream units' keys; the passes also
+hash the Blender version (the driver's installed bpy, read without importing it), and a worker
+whose Blender differs refuses the task rather than commit under that key. So a changed
 prompt reruns stylisation only and a moved object reruns the passes and everything after.
 """
 
@@ -78,8 +80,11 @@ def build_graph(
     gpu: bool = False,
 ) -> JobGraph:
     """The job's task graph; ``models[shot.name]`` is ``ResolvedModels.manifest()`` for diffusion shots."""
+    from passes.blender_compat import installed_blender_version
+
     graph = JobGraph()
     models = models or {}
+    blender = installed_blender_version()  # the bpy distribution's version; bpy is not imported here
     for shot in shots:
         prefix = f"{shot.name}/" if shot.folder else ""
         view = str(shot.view(job_dir))
@@ -104,11 +109,11 @@ def build_graph(
         for chunk in chunk_frames(shot.frames, chunk_size, start):
             units = []
             for f in chunk:
-                passes_key[f] = unit_key("passes", {"template": p_inputs, "frame": f, "threads": threads})
+                passes_key[f] = unit_key("passes", {"template": p_inputs, "frame": f, "threads": threads, "blender": blender})
                 units.append((str(f), passes_key[f]))
             tid = f"{prefix}passes/{frame_name(chunk[0])}-{frame_name(chunk[-1])}"
             graph.add(Task(
-                tid, "passes", PASSES_FN, {**common, "scene_key": scene_key}, units=tuple(units),
+                tid, "passes", PASSES_FN, {**common, "scene_key": scene_key, "blender": blender}, units=tuple(units),
                 shot=shot.name, view=view, frames=tuple(chunk), num_cpus=threads, threads=threads,
                 timeout_s=task_timeout_s or (300.0 + 120.0 * len(chunk)), affinity=scene_key,
             ))

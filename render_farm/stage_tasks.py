@@ -52,11 +52,14 @@ def passes_chunk(params: dict, ctx) -> dict:
     The worker keeps one warm :class:`passes.blender_render.PassRenderer` per scene hash, so a
     shot's chunks on one worker build the Blender scene once.
     """
-    # 1. Check inputs
+    # 1. Check inputs, and that this worker's Blender is the one the units' keys name (else it must not commit)
     template = template_from_params(params)
     frames = [int(unit) for unit, _ in ctx.units]
     if not frames:
         return {}
+    from passes.blender_compat import check_running_blender
+
+    meta = {"bpy": check_running_blender(params.get("blender"))}
     from passes.render_chunk import pass_frame_paths, render_pass_frames
     from procedural.scene_builder import build_scene
 
@@ -67,9 +70,6 @@ def passes_chunk(params: dict, ctx) -> dict:
         return PassRenderer(build_scene(template), threads=ctx.threads)
 
     renderer = ctx.warm("passes", params["scene_key"], make_renderer)
-    from passes.blender_render import blender_version
-
-    meta = {"bpy": blender_version()}
 
     # 3. Render, committing each frame's files as soon as they are written
     chunk_dir = ctx.store.new_staging(f"chunk-{ctx.units[0][1]}")

@@ -85,7 +85,14 @@ class TaskContext:
         return self.store.new_staging(self.key(unit))
 
     def commit(self, unit: str, staging: Path, meta: dict | None = None) -> dict:
-        """Move ``unit``'s finished outputs into the store; its record is written after them."""
+        """Move ``unit``'s finished outputs into the store; its record is written after them.
+
+        A task whose params name the Blender its keys were made for (``params["blender"]``) commits
+        only units whose meta records that same Blender (``meta["bpy"]``)."""
+        expected = (self.spec.get("params") or {}).get("blender")
+        if expected is not None and (meta or {}).get("bpy") != expected:
+            raise RuntimeError(f"unit {unit} of {self.task_id}: made with Blender {(meta or {}).get('bpy')}, "
+                               f"keyed for Blender {expected}; not committed")
         record = self.store.commit(self.key(unit), staging, meta)
         self.records[unit] = record
         return record

@@ -134,7 +134,9 @@ def test_passes_rerun_refuses_different_inputs_then_force(tiny, tmp_path, store,
         for kind in ("depth", "normal", "seg", "lines"):
             assert (out / "control" / kind / f"{f:04d}.png").is_file()
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["versions"]["bpy"].startswith("5.0")
+    from importlib.metadata import version
+
+    assert manifest["versions"]["bpy"] == version("bpy")  # the release that rendered: 4.2, 4.5 or 5.0
     assert "depth.Z" in manifest["passes"]["exr_channels"]
     cameras = json.loads((out / "cameras.json").read_text())
     assert set(cameras) == {"1", "2", "3", "4"} and set(cameras["1"]) == {"K", "world_to_camera", "blender_matrix_world"}
