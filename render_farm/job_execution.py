@@ -78,16 +78,21 @@ def make_executor(farm: str, workers: int | None, threads: int, *, include_dashb
 
 
 def _check_folder(job_dir: Path, record: dict | None, request: JobRequest, shots: list[Shot], stages: list[str],
-                  force: bool, resume: bool) -> list[str]:
-    """Raise InputError when ``job_dir`` holds something else; return the differences (for --force)."""
+                  force: bool, resume: bool, blender: str | None = None) -> list[str]:
+    """Raise InputError when ``job_dir`` holds something else; return the differences (for --force).
+    ``blender``: the release this job renders the passes with (a folder rendered by another one differs)."""
     if record is None:
         if job_dir.exists() and any(p.name != ".greybox" for p in job_dir.iterdir()) and not force:
             raise InputError(f"{job_dir} is not empty and holds no greybox job ({JOB_FILE} missing); "
                              "choose an empty or new --out, or pass --force to write into it anyway")
         return []
     if resume:
+        if blender is not None and record.get("blender") not in (None, blender):
+            raise InputError(f"--resume: {job_dir} was rendered with Blender {record['blender']}, this Python's bpy is "
+                             f"{blender}; resume from a Python with bpy=={record['blender']}, or rerun without --resume "
+                             "and with --force to render it again with this one")
         return []
-    diffs = input_differences(record, request, shots, stages)
+    diffs = input_differences(record, request, shots, stages, blender)
     if diffs and not force:
         shown = "\n  ".join(diffs)
         raise InputError(f"{job_dir} holds a render of different inputs:\n  {shown}\n"
@@ -184,7 +189,7 @@ def run_job(
     stages = ["passes"] + (["stylize"] if request.command == "render" else [])
     from passes.blender_compat import installed_blender_version
 
-    installed_blender_version()  # the passes are keyed by it: no bpy, or an unsupported one, exits 2 here
+    blender = installed_blender_version()  # the passes are keyed by it: no bpy, or an unsupported one, exits 2 here
     if request.command == "render":
         for shot in shots:  # a sequence mode needs consecutive frames: refuse before writing anything
             style = shot.template.style
@@ -206,15 +211,15 @@ def run_job(
 
     # 3. Lock the folder, compare with what it holds, record the request.
     existing = read_job_record(job_dir) if job_dir.is_dir() else None
-    _check_folder(job_dir, existing, request, shots, stages, force, resume)
+    _check_folder(job_dir, existing, request, shots, stages, force, resume, blender)
     job_dir.mkdir(parents=True, exist_ok=True)
     with JobLock(job_dir):
         existing = read_job_record(job_dir)
-        diffs = _check_folder(job_dir, existing, request, shots, stages, force, resume)
+        diffs = _check_folder(job_dir, existing, request, shots, stages, force, resume, blender)
         if diffs and existing is not None:
             _clear_views(job_dir, existing)
         kept = set(existing.get("stages", [])) if existing is not None and not diffs else set()
-        write_json_atomic(job_dir / JOB_FILE, job_record(request, shots, sorted(kept | set(stages), key=["passes", "stylize"].index)))
+        write_json_atomic(job_dir / JOB_FILE, job_record(request, shots, sorted(kept | set(stages), key=["passes", "stylize"].index), blender))
         task_store = TaskStore(store_root)
         task_store.clean_staging()
 

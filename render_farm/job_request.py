@@ -197,8 +197,12 @@ def read_job_record(job_dir: Path) -> dict | None:
         raise InputError(f"{path}: cannot read the job record ({err}); use --force to start over in this folder") from None
 
 
-def job_record(request: JobRequest, shots: list[Shot], stages: list[str]) -> dict:
-    return {"schema": JOB_SCHEMA, "request": request.to_json(), "stages": stages, "shots": [s.to_json() for s in shots]}
+def job_record(request: JobRequest, shots: list[Shot], stages: list[str], blender: str | None = None) -> dict:
+    """``job.json``: the request, its stages and shots, and the Blender release that renders the passes."""
+    record = {"schema": JOB_SCHEMA, "request": request.to_json(), "stages": stages, "shots": [s.to_json() for s in shots]}
+    if blender is not None:
+        record["blender"] = blender
+    return record
 
 
 def _diff(old, new, path: str, out: list[str], limit: int = 20) -> None:
@@ -220,15 +224,18 @@ def _diff(old, new, path: str, out: list[str], limit: int = 20) -> None:
         out.append(f"{path}: {json.dumps(old)[:60]} -> {json.dumps(new)[:60]}")
 
 
-def input_differences(record: dict, request: JobRequest, shots: list[Shot], stages: list[str]) -> list[str]:
+def input_differences(record: dict, request: JobRequest, shots: list[Shot], stages: list[str],
+                      blender: str | None = None) -> list[str]:
     """What differs between the inputs a folder's job recorded and this request ([] when compatible).
 
     Only what both produced is compared: a folder that holds passes only accepts a render whose
-    non-style inputs match (style keys are then new, not different)."""
+    non-style inputs match (style keys are then new, not different). ``blender``: this job's release."""
     common = set(record.get("stages", [])) & set(stages)
     old_shots = {s["name"]: s for s in record.get("shots", [])}
     new_shots = {s.name: s for s in shots}
     out: list[str] = []
+    if blender is not None and record.get("blender") not in (None, blender):
+        out.append(f"blender: {record['blender']} -> {blender} (the release that renders the passes)")
     if set(old_shots) != set(new_shots):
         gone = sorted(set(old_shots) - set(new_shots))
         added = sorted(set(new_shots) - set(old_shots))

@@ -221,13 +221,23 @@ def test_a_unit_made_with_another_blender_is_not_committed(tmp_path):
     assert ctx.commit("1", staging, {"bpy": "4.2.23"})["meta"]["bpy"] == "4.2.23"
 
 
-def test_the_manifest_records_the_release_that_rendered(tiny, tmp_path, capsys):
+def test_the_manifest_records_the_release_and_another_release_is_a_different_input(tiny, tmp_path, monkeypatch, capsys):
     from render_farm.cli import main
 
-    out = tmp_path / "out"
-    assert main(["passes", str(tiny), "--out", str(out), "--store", str(tmp_path / "store"), "--workers", "1"]) == 0
+    out, store = tmp_path / "out", str(tmp_path / "store")
+    assert main(["passes", str(tiny), "--out", str(out), "--store", store, "--workers", "1"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["versions"]["bpy"] == distribution_version("bpy")
+    before = _files(out)
+    capsys.readouterr()
+
+    other = another_supported_version()
+    monkeypatch.setattr(blender_compat, "installed_blender_version", lambda: other)
+    assert main(["passes", str(tiny), "--out", str(out), "--store", store]) == 2
+    assert f"blender: {distribution_version('bpy')} -> {other}" in capsys.readouterr().err
+    assert main(["passes", "--resume", "--out", str(out), "--store", store]) == 2
+    assert f"was rendered with Blender {distribution_version('bpy')}" in capsys.readouterr().err
+    assert _files(out) == before  # nothing rewritten
 
 
 def test_a_driver_without_bpy_exits_2_before_writing(tiny, tmp_path, monkeypatch, capsys):
