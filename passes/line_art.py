@@ -1,248 +1,158 @@
-"""Geometric line art from the scene's own edges and the exact passes (never an edge detector on an image).
+"""Geometric line art from the frame's exact passes (never an edge detector on a shaded image).
 
-Two sources, OR-ed into one 1-px mask (white lines on black in the control image):
+Lines are where the surface really changes, read off the exact geometric passes of the frame
+(instance id, camera-space normal, planar depth; the class follows the instance) between each pair of
+4-neighbouring pixels. The cost follows the pixels: a fixed number of array operations per pixel,
+whatever the scene's object, triangle or edge count, and the Scene is not needed.
 
-(a) Feature edges of each mesh: creases (dihedral angle above ``crease_angle_deg``) and open
-    boundary edges. Vertices are welded by position first, so a mesh whose faces carry their own
-    vertices (for UVs) still has its flat-face diagonals recognised as smooth. Each edge is
-    clipped to the near plane and to the screen, sampled every ~0.5 px with perspective-correct
-    depth, and a sample is drawn only where it is visible: its planar depth is at most the depth
-    pass at that pixel plus a tolerance from the local depth slope (the edge lies on the surface
-    the pixel shows, or in front of it at a silhouette).
-(b) Silhouettes and object boundaries from the instance-id pass: a pixel whose 4-neighbour holds
-    another instance and lies behind it (ties broken by id), so the line is one pixel wide on the
-    occluding side.
+A pair of 4-neighbours ``a``, ``b`` is an edge when
+
+- **object boundary**: their instance ids differ (background, id 0, included);
+- **silhouette or self-occlusion** (same object): the depth jumps, i.e. both
+  ``|1/z_a - 1/z_b| > DEPTH_JUMP * min(1/z_a, 1/z_b)`` (the farther depth is more than 2% beyond the
+  nearer one) and the jump is not the surface's own slope: planar depth ``z`` of a plane has
+  ``1/z`` affine in pixel coordinates, so the pair is continuous when the line through the next pixel
+  on either side (same object) predicts the other pixel's ``1/z`` to the same 2%. A floor or wall
+  seen at a grazing angle, where neighbouring depths differ by more than 2%, thus draws nothing;
+- **crease** (same object, no depth jump): the normals turn by more than ``crease_angle_deg``
+  (``passes.line_crease_angle``), ``n_a . n_b < cos(angle)``.
+
+Each edge marks one pixel of its pair, so lines are one pixel wide, on a stated side: for object
+boundaries and depth jumps the occluding (nearer) pixel, ties broken by the higher instance id; for
+creases the pixel of the face seen more obliquely (smaller camera-space normal z: constant along a
+straight crease, so the line does not hop between its sides, and a face one pixel thin is one line,
+not two), ties broken by the nearer pixel; a last tie keeps the top or left pixel. Background
+(id 0) is never marked. ``width`` > 1 (``passes.line_width``) grows the mask over a
+``width`` x ``width`` square.
+
+A step under 2% of the depth whose own face covers no pixel centre (a drawer gap seen from 2 m, a
+1 cm ledge at 4 m) is continuous by this definition and draws no line, or a dotted one where the
+step's face shows on some rows.
+
+Why no projected mesh edges (as the line pass once did): a crease seen exactly edge-on has one face
+covering no pixel, so its other face meets a farther surface or another object there and the
+depth or id rule draws it; a feature thinner than a pixel is missing from the depth, normal and seg
+control images too, and a line for it would be one over pixels whose passes are all continuous,
+which the line contract forbids. Across the bundled templates the projected-edge pixels that this
+pass does not draw were such pixels (``benchmarks/line_pass.py`` counts them), and mesh edges put
+seams on walls built from several boxes and diagonals across L-shaped floors, which this pass cannot.
 """
 
 from __future__ import annotations
 
-import weakref
-from dataclasses import dataclass
-
 import numpy as np
 
 from passes.frame_passes import FramePasses
-from procedural.scene_data import Scene
 
-WELD_DECIMALS = 6
-ABS_DEPTH_TOLERANCE = 1e-3  # metres
-REL_DEPTH_TOLERANCE = 2e-3  # of depth
-SAMPLES_PER_PIXEL = 2.0
+DEPTH_JUMP = 0.02  # relative: a silhouette or self-occlusion is a depth jump above 2% of the depth
 
 
-@dataclass(frozen=True)
-class FeatureEdges:
-    """World-space segments (E, 2, 3) of all objects' feature edges, with their instance ids (E,)."""
+def _mark_edges(step: int, mask, disparity, normal, instance_id, cos_limit) -> None:
+    """Set in ``mask`` (flat) the one marked pixel of each edge between pixels k and k + ``step`` of
+    the flattened HxW image (``step`` 1: horizontal neighbours, ``step`` W: vertical ones).
 
-    segments: np.ndarray
-    instance_ids: np.ndarray
-
-
-def mesh_feature_edges(vertices: np.ndarray, triangles: np.ndarray, crease_angle_deg: float) -> np.ndarray:
-    """(E, 2, 3) world segments of one mesh: creases sharper than ``crease_angle_deg`` and open boundaries."""
-    vertices = np.asarray(vertices, dtype=np.float64)
-    triangles = np.asarray(triangles, dtype=np.int64)
-    if len(triangles) == 0:
-        return np.zeros((0, 2, 3))
-    # weld by position so split vertices (per-face UVs) share edges
-    _, weld = np.unique(np.round(vertices, WELD_DECIMALS), axis=0, return_inverse=True)
-    weld = weld.reshape(-1)
-    tri = weld[triangles]
-    e1 = vertices[triangles[:, 1]] - vertices[triangles[:, 0]]
-    e2 = vertices[triangles[:, 2]] - vertices[triangles[:, 0]]
-    normals = np.cross(e1, e2)
-    lengths = np.linalg.norm(normals, axis=1)
-    valid = lengths > 1e-12
-    normals[valid] /= lengths[valid, None]
-
-    edges = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]])  # (3T, 2) welded ids
-    corner_edges = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
-    faces = np.tile(np.arange(len(triangles)), 3)
-    keep = (edges[:, 0] != edges[:, 1]) & np.tile(valid, 3)
-    edges, corner_edges, faces = edges[keep], corner_edges[keep], faces[keep]
-    key = np.sort(edges, axis=1)
-    _, first, inverse, counts = np.unique(key, axis=0, return_index=True, return_inverse=True, return_counts=True)
-    inverse = inverse.reshape(-1)
-
-    cos_limit = np.cos(np.radians(crease_angle_deg))
-    # the smallest cosine between any face of the edge and the edge's first face
-    ref_normal = normals[faces[first]][inverse]
-    cosines = np.einsum("ij,ij->i", normals[faces], ref_normal)
-    min_cos = np.full(len(first), 1.0)
-    np.minimum.at(min_cos, inverse, cosines)
-    feature = (counts == 1) | (min_cos < cos_limit)
-    chosen = corner_edges[first[feature]]
-    return vertices[chosen]
-
-
-_EDGE_CACHE: dict[tuple[int, float], tuple[weakref.ref, FeatureEdges]] = {}
-
-
-def scene_feature_edges(scene: Scene, crease_angle_deg: float = 30.0) -> FeatureEdges:
-    """Feature edges of every object (cached per scene object and angle)."""
-    key = (id(scene), float(crease_angle_deg))
-    cached = _EDGE_CACHE.get(key)
-    if cached is not None and cached[0]() is scene:
-        return cached[1]
-    segments, ids = [], []
-    for obj in scene.objects:
-        s = mesh_feature_edges(obj.vertices, obj.triangles, crease_angle_deg)
-        segments.append(s)
-        ids.append(np.full(len(s), obj.instance_id, dtype=np.uint32))
-    edges = FeatureEdges(
-        segments=np.concatenate(segments) if segments else np.zeros((0, 2, 3)),
-        instance_ids=np.concatenate(ids) if ids else np.zeros(0, dtype=np.uint32),
-    )
-    for k in [k for k, (ref, _) in _EDGE_CACHE.items() if ref() is None]:
-        del _EDGE_CACHE[k]
-    _EDGE_CACHE[key] = (weakref.ref(scene), edges)
-    return edges
-
-
-def _clip_near(a: np.ndarray, b: np.ndarray, near: float) -> tuple[np.ndarray, np.ndarray]:
-    """Clip camera-space segments (OpenCV, z forward) to z >= near; drop those wholly behind."""
-    za, zb = a[:, 2], b[:, 2]
-    keep = (za >= near) | (zb >= near)
-    a, b, za, zb = a[keep], b[keep], za[keep], zb[keep]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = (near - za) / (zb - za)
-    on_near = a + t[:, None] * (b - a)
-    return np.where((za < near)[:, None], on_near, a), np.where((zb < near)[:, None], on_near, b)
-
-
-def _clip_screen(p0, p1, w0, w1, width, height):
-    """Liang-Barsky clip of 2D segments to [0, width] x [0, height]; w = 1/z interpolated alongside."""
-    d = p1 - p0
-    t0 = np.zeros(len(p0))
-    t1 = np.ones(len(p0))
-    keep = np.ones(len(p0), dtype=bool)
-    for axis, limit in ((0, width), (1, height)):
-        for p, q in ((-d[:, axis], p0[:, axis]), (d[:, axis], limit - p0[:, axis])):
-            parallel = p == 0
-            keep &= ~(parallel & (q < 0))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                r = q / p
-            enter = (p < 0) & ~parallel
-            leave = (p > 0) & ~parallel
-            t0 = np.where(enter, np.maximum(t0, r), t0)
-            t1 = np.where(leave, np.minimum(t1, r), t1)
-    keep &= t0 <= t1
-    p0, p1, d, w0, w1, t0, t1 = p0[keep], p1[keep], d[keep], w0[keep], w1[keep], t0[keep], t1[keep]
-    q0 = p0 + t0[:, None] * d
-    q1 = p0 + t1[:, None] * d
-    return q0, q1, w0 + t0 * (w1 - w0), w0 + t1 * (w1 - w0)
-
-
-def _visible(z: np.ndarray, row: np.ndarray, col: np.ndarray, depth: np.ndarray, instance_id: np.ndarray) -> np.ndarray:
-    """Depth test of edge samples at (row, col): z <= depth + tolerance, the tolerance being a fixed
-    floor, a share of the depth and the local depth slope (largest change to a 4-neighbour of the
-    same object), since the edge need not pass through the pixel centre where depth was sampled."""
-    h, w = depth.shape
-    # pad by one pixel (inf depth, id of no object) so that neighbours need no bounds checks
-    depth_p = np.full((h + 2, w + 2), np.inf, dtype=np.float32)
-    depth_p[1:-1, 1:-1] = depth
-    ids_p = np.full((h + 2, w + 2), np.iinfo(np.uint32).max, dtype=np.uint32)
-    ids_p[1:-1, 1:-1] = instance_id
-    depth_flat = depth_p.reshape(-1)
-    ids_flat = ids_p.reshape(-1)
-    index = (row + 1) * (w + 2) + (col + 1)
-    d0 = depth_flat[index]
-    id0 = ids_flat[index]
-    finite0 = np.isfinite(d0)
-    slope = np.zeros(len(index), dtype=np.float32)
-    with np.errstate(invalid="ignore"):
-        for step in (-1, 1, -(w + 2), w + 2):
-            dn = depth_flat[index + step]
-            diff = np.abs(dn - d0)
-            diff[(ids_flat[index + step] != id0) | ~finite0 | ~np.isfinite(dn)] = 0.0
-            np.maximum(slope, diff, out=slope)
-    tolerance = ABS_DEPTH_TOLERANCE + REL_DEPTH_TOLERANCE * d0 + 1.5 * slope
-    return z <= d0 + tolerance
-
-
-def id_boundaries(instance_id: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """Bool HxW: pixels with a 4-neighbour of another instance that they occlude (nearer; ties: higher id)."""
-    ids = instance_id.astype(np.int64)
-    out = np.zeros(ids.shape, dtype=bool)
-    for axis in (0, 1):
-        a = [slice(None), slice(None)]
-        b = [slice(None), slice(None)]
-        a[axis] = slice(None, -1)
-        b[axis] = slice(1, None)
-        ia, ib = ids[tuple(a)], ids[tuple(b)]
-        da, db = depth[tuple(a)], depth[tuple(b)]
-        differ = ia != ib
-        a_front = (da < db) | ((da == db) & (ia > ib))
-        out[tuple(a)] |= differ & a_front
-        out[tuple(b)] |= differ & ~a_front
-    return out
-
-
-def _dilate(mask: np.ndarray, width: int) -> np.ndarray:
-    if width <= 1:
-        return mask
-    out = mask.copy()
-    lo = -((width - 1) // 2)
-    hi = width // 2
+    Dense (a few contiguous array operations a pixel): the candidate pairs, whose ids differ, whose
+    depth jumps by more than DEPTH_JUMP or whose normals turn by more than the crease angle. Sparse,
+    over the candidates only: the slope test for depth jumps and the side rules.
+    """
     h, w = mask.shape
-    for dy in range(lo, hi + 1):
-        for dx in range(lo, hi + 1):
-            if dx == 0 and dy == 0:
-                continue
-            ys = slice(max(dy, 0), h + min(dy, 0))
-            yd = slice(max(-dy, 0), h + min(-dy, 0))
-            xs = slice(max(dx, 0), w + min(dx, 0))
-            xd = slice(max(-dx, 0), w + min(-dx, 0))
-            out[yd, xd] |= mask[ys, xs]
-    return out
+    size = h * w
+    s = disparity.reshape(-1)
+    ids = instance_id.reshape(-1)
+    n = [normal[..., c].reshape(-1) for c in range(3)]  # views when the normal is stored planar
+    a, b = slice(0, size - step), slice(step, size)
+    s_a, s_b = s[a], s[b]
+    ids_a = ids[a]
+    candidate = np.abs(s_a - s_b) > np.float32(DEPTH_JUMP) * np.minimum(s_a, s_b)
+    candidate |= ids_a != ids[b]
+    dot = n[0][a] * n[0][b]
+    dot += n[1][a] * n[1][b]
+    dot += n[2][a] * n[2][b]
+    candidate |= (dot < cos_limit) & (ids_a != 0)
+    if step == 1:
+        candidate[w - 1 :: w] = False  # the last pixel of a row and the first of the next are no pair
+    k = np.flatnonzero(candidate)
+    if len(k) == 0:
+        return
+
+    # the candidates: pixel a = k, pixel b = k + step
+    kb = k + step
+    sa, sb = s[k], s[kb]
+    ia, ib = ids[k], ids[kb]
+    same = ia == ib
+    limit = np.float32(DEPTH_JUMP) * np.minimum(sa, sb)
+    jump = same & (ia != 0) & (np.abs(sa - sb) > limit)
+    # the slope test: 1/z of a plane is affine in pixel coordinates, so the pair is continuous when
+    # the line through (a - step, a) predicts b, or the line through (b + step, b) predicts a, to
+    # DEPTH_JUMP (the extra pixel inside the image and showing the same object)
+    j = np.flatnonzero(jump)
+    if len(j):
+        ka, kbj = k[j], kb[j]
+        if step == 1:
+            col = ka % w
+            has_prev, has_next = col >= 1, col + 2 <= w - 1
+        else:
+            has_prev, has_next = ka >= step, kbj + step < size
+        prev = np.where(has_prev, ka - step, ka)
+        nxt = np.where(has_next, kbj + step, kbj)
+        from_a = has_prev & (ids[prev] == ia[j]) & (np.abs(sb[j] - (2.0 * sa[j] - s[prev])) <= limit[j])
+        from_b = has_next & (ids[nxt] == ib[j]) & (np.abs(sa[j] - (2.0 * sb[j] - s[nxt])) <= limit[j])
+        jump[j[from_a | from_b]] = False
+    turn = (n[0][k] * n[0][kb] + n[1][k] * n[1][kb] + n[2][k] * n[2][kb]) < cos_limit
+    crease = same & (ia != 0) & ~jump & turn
+    occlusion = ~same | jump
+    # the occluding pixel: nearer (larger 1/z; background has 0), then the higher id, then a.
+    # creases: the face seen more obliquely (smaller normal z), then the nearer pixel, then a
+    a_occludes = (sa > sb) | ((sa == sb) & (ia >= ib))
+    nz_a, nz_b = n[2][k], n[2][kb]
+    a_oblique = (nz_a < nz_b) | ((nz_a == nz_b) & (sa >= sb))
+    mark_a = (occlusion & a_occludes) | (crease & a_oblique)
+    mark_b = (occlusion | crease) & ~mark_a
+    flat = mask.reshape(-1)
+    flat[k[mark_a]] = True
+    flat[kb[mark_b]] = True
 
 
-def feature_edge_mask(scene: Scene, frame: int, passes: FramePasses, crease_angle_deg: float = 30.0) -> np.ndarray:
-    """Bool HxW: the visible pixels of the scene's feature edges at ``frame`` (part (a) of the module docstring)."""
-    h, w = passes.depth.shape
+def line_mask(depth: np.ndarray, normal: np.ndarray, instance_id: np.ndarray, crease_angle_deg: float = 30.0) -> np.ndarray:
+    """Bool HxW, one pixel wide: object boundaries, depth jumps and creases (see the module docstring).
+
+    ``depth`` planar metres (inf on background), ``normal`` (H, W, 3) unit camera-space normals,
+    ``instance_id`` (H, W) with 0 on background, as in :class:`passes.frame_passes.FramePasses`.
+    """
+    depth = np.ascontiguousarray(depth, dtype=np.float32)
+    normal = np.asarray(normal, dtype=np.float32)
+    instance_id = np.ascontiguousarray(instance_id)
+    h, w = depth.shape
+    with np.errstate(divide="ignore"):
+        disparity = np.float32(1.0) / depth  # inf -> 0: background is the farthest
+    cos_limit = np.float32(np.cos(np.radians(float(crease_angle_deg))))
     mask = np.zeros((h, w), dtype=bool)
-    edges = scene_feature_edges(scene, crease_angle_deg)
-    if len(edges.segments) == 0:
-        return mask
-    track = scene.camera
-    w2c = track.world_to_camera_opencv(frame)
-    k = track.intrinsics(w, h)
-    cam = (edges.segments.reshape(-1, 3) @ w2c[:3, :3].T + w2c[:3, 3]).reshape(-1, 2, 3)
-    a, b = _clip_near(cam[:, 0], cam[:, 1], max(track.clip_start, 1e-6))
-    if len(a) == 0:
-        return mask
-    f = np.array([k[0, 0], k[1, 1]])
-    c = np.array([k[0, 2], k[1, 2]])
-    p0 = a[:, :2] / a[:, 2:3] * f + c
-    p1 = b[:, :2] / b[:, 2:3] * f + c
-    q0, q1, w0, w1 = _clip_screen(p0, p1, 1.0 / a[:, 2], 1.0 / b[:, 2], w, h)
-    if len(q0) == 0:
-        return mask
-    length = np.linalg.norm(q1 - q0, axis=1)
-    n = np.ceil(length * SAMPLES_PER_PIXEL).astype(np.int64) + 1
-    seg = np.repeat(np.arange(len(n)), n)
-    starts = np.cumsum(n) - n
-    t = ((np.arange(int(n.sum())) - starts[seg]) / np.maximum(n[seg] - 1, 1)).astype(np.float32)
-    q0 = q0.astype(np.float32)
-    dq = (q1 - q0).astype(np.float32)
-    x = q0[seg, 0] + t * dq[seg, 0]
-    y = q0[seg, 1] + t * dq[seg, 1]
-    inv_z = w0[seg] + t * (w1 - w0)[seg]  # 1/z is linear in screen space
-    col = np.minimum(np.maximum(x.astype(np.int64), 0), w - 1)  # x >= 0 after clipping: truncation = floor
-    row = np.minimum(np.maximum(y.astype(np.int64), 0), h - 1)
-    # one sample per pixel and edge is enough for the depth test: keep each pixel's nearest sample
-    key = (seg * h + row) * w + col
-    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    row, col = row[first], col[first]
-    z = (1.0 / inv_z[first]).astype(np.float32)
-    visible = _visible(z, row, col, passes.depth, passes.instance_id)
-    mask[row[visible], col[visible]] = True
+    if w >= 2:
+        _mark_edges(1, mask, disparity, normal, instance_id, cos_limit)
+    if h >= 2:
+        _mark_edges(w, mask, disparity, normal, instance_id, cos_limit)
     return mask
 
 
-def render_lines(scene: Scene, frame: int, passes: FramePasses, crease_angle_deg: float = 30.0, width: int = 1) -> np.ndarray:
-    """uint8 HxW line mask (255 = line): visible crease and boundary edges plus instance-id boundaries, ``width`` px."""
-    mask = feature_edge_mask(scene, frame, passes, crease_angle_deg)
-    mask |= id_boundaries(passes.instance_id, passes.depth)
-    mask = _dilate(mask, int(width))
-    return np.where(mask, np.uint8(255), np.uint8(0))
+def widen(mask: np.ndarray, width: int) -> np.ndarray:
+    """Grow a 1-px line mask to ``width`` px: each line pixel covers a ``width`` x ``width`` square,
+    ``(width - 1) // 2`` pixels up and left of it and ``width // 2`` down and right; ``width`` <= 1
+    returns the mask itself."""
+    width = int(width)
+    if width <= 1:
+        return mask
+    out = mask
+    for axis in (0, 1):
+        src, grown, n = np.moveaxis(out, axis, 0), np.zeros_like(out), out.shape[axis]
+        dst = np.moveaxis(grown, axis, 0)
+        for d in range(-((width - 1) // 2), width // 2 + 1):  # dst[i + d] |= src[i]
+            if abs(d) < n:
+                dst[max(d, 0) : n + min(d, 0)] |= src[max(-d, 0) : n - max(d, 0)]
+        out = grown
+    return out
+
+
+def render_lines(passes: FramePasses, crease_angle_deg: float = 30.0, width: int = 1) -> np.ndarray:
+    """uint8 HxW line mask (255 = line) of one frame's passes, ``width`` px (``passes.line_width``)."""
+    mask = line_mask(passes.depth, passes.normal, passes.instance_id, crease_angle_deg)
+    return np.where(widen(mask, width), np.uint8(255), np.uint8(0))

@@ -85,7 +85,7 @@ def control_image(
 
         return control_images.seg_control(passes.class_id, resolve_class(spec.seg_background).class_id)
     if kind == "lines":
-        lines = render_lines(scene, passes.frame, passes, crease_angle_deg=spec.line_crease_angle, width=spec.line_width)
+        lines = render_lines(passes, crease_angle_deg=spec.line_crease_angle, width=spec.line_width)
         return control_images.lines_control(lines)
     raise ValueError(f"unknown control kind {kind!r}")
 
@@ -171,7 +171,7 @@ def render_pass_frames(
     ):
         raise ValueError("the renderer given was built for a different scene; build a new PassRenderer for this template")
     else:
-        scene = renderer.scene  # the same data; keeps per-scene caches (line-art edges, depth range) warm
+        scene = renderer.scene  # the same data; keeps per-scene caches (the depth range) warm
 
     disparity_range = None
     if "depth" in template.passes.control:
