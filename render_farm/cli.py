@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_validate(args) -> int:
-    from scenes.template_loading import format_problem, load_template
+    from scenes.template_loading import format_problem, load_template, problem_as_json
 
     problems: list[dict] = []
     for name in args.files:
@@ -95,8 +95,7 @@ def cmd_validate(args) -> int:
             if not args.json:
                 print(f"{name}: valid")
     if args.json:
-        clean = [{k: (v if isinstance(v, (str, int, float, bool, list, dict, type(None))) else None) for k, v in p.items()} for p in problems]
-        print(json.dumps(clean, indent=2, default=lambda o: None))
+        print(json.dumps([problem_as_json(p) for p in problems], indent=2, allow_nan=False))
     return EXIT_BAD_INPUT if problems else EXIT_OK
 
 
