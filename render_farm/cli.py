@@ -33,7 +33,8 @@ def _add_job_options(p: argparse.ArgumentParser, render: bool) -> None:
                        help="replace the template's ControlNets (PASS: depth, normal, seg, lines); repeatable")
         p.add_argument("--consistency", choices=("per_frame", "flow_warp", "keyframes"), help="default: the template's style.consistency")
     p.add_argument("--force", action="store_true", help="replace a render of different inputs in DIR")
-    p.add_argument("--resume", action="store_true", help="continue the interrupted job in DIR with the inputs it recorded")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted job in DIR: with --out alone, on the inputs it recorded; "
+                   "with the whole command, when its inputs match the record")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.add_argument("--farm", default="local", metavar="local|ray|ray://HOST:PORT", help=FARM_HELP)
     p.add_argument("--workers", type=int, metavar="N", help="worker processes (local) or CPUs for a private Ray; default: cores / threads")
@@ -136,10 +137,11 @@ def cmd_job(args) -> int:
         raise InputError("--retries must be >= 0 and --max-failed-tasks >= 1")
     if args.task_timeout is not None and not args.task_timeout > 0:
         raise InputError(f"--task-timeout {args.task_timeout}: must be a positive number of seconds")
-    if args.resume and (args.templates or args.overrides or args.sweeps or args.frames):
-        raise InputError("--resume continues with the inputs DIR recorded: give only --out (and executor options)")
+    if args.resume and not args.templates and (args.overrides or args.sweeps or args.frames):
+        raise InputError("--resume continues the job DIR recorded: give only --out (and executor options), "
+                         "or the job's whole command (TEMPLATE included) plus --resume")
     request = None
-    if not args.resume:
+    if args.templates or not args.resume:  # the same command plus --resume: checked against DIR's record
         if not args.templates:
             raise InputError(f"greybox {args.job_command}: give a TEMPLATE (a .toml path or a bundled name), or --resume")
         request = JobRequest(
@@ -206,6 +208,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as err:
+        # A write that failed where no stage turned it into a message (no space, read-only).
+        from greybox.errors import write_error
+
+        mapped = write_error(err, err.filename or "an output")
+        if mapped is err:
+            raise
+        print(f"greybox: error: {mapped}", file=sys.stderr)
+        return mapped.exit_code
 
 
 if __name__ == "__main__":
