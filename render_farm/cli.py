@@ -44,6 +44,8 @@ def _add_job_options(p: argparse.ArgumentParser, render: bool) -> None:
     p.add_argument("--retries", type=int, default=3, metavar="N", help="retries of a task that dies or times out (default 3)")
     p.add_argument("--max-failed-tasks", type=int, default=1, metavar="N", help="stop starting new tasks after N tasks failed for good (default 1)")
     p.add_argument("--store", metavar="DIR", help="content-addressed store (default $GREYBOX_STORE or ~/.cache/greybox/store)")
+    p.add_argument("--max-memory", metavar="SIZE", help="memory a task may use, e.g. 8G or 8GiB (default: what its machine has free); "
+                   "a task estimated above it is refused before it renders")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +139,11 @@ def cmd_job(args) -> int:
         raise InputError("--retries must be >= 0 and --max-failed-tasks >= 1")
     if args.task_timeout is not None and not args.task_timeout > 0:
         raise InputError(f"--task-timeout {args.task_timeout}: must be a positive number of seconds")
+    max_memory = None
+    if args.max_memory is not None:
+        from render_farm.task_memory import parse_size
+
+        max_memory = parse_size(args.max_memory)
     if args.resume and not args.templates and (args.overrides or args.sweeps or args.frames):
         raise InputError("--resume continues the job DIR recorded: give only --out (and executor options), "
                          "or the job's whole command (TEMPLATE included) plus --resume")
@@ -156,7 +163,7 @@ def cmd_job(args) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         summary = run_job(request, args.out, farm=args.farm, workers=args.workers, store=args.store, force=args.force,
-                          resume=args.resume, progress=True)
+                          resume=args.resume, progress=True, max_memory=max_memory)
     finally:
         signal.signal(signal.SIGTERM, previous)
     # 3. Report.

@@ -134,6 +134,21 @@ def _check_links(job_dir: Path, shots: list[Shot], record: dict | None) -> None:
                   [JOB_FILE, RUN_LOG, f"{META_DIR}/lock", f"{META_DIR}/{GRAPH_FILE}", *_view_paths(views, VIEW_FILES)])
 
 
+def _check_memory(shots: list[Shot], command: str, max_memory: int | None) -> None:
+    """Refuse (exit 2, saying what would fit) a shot whose tasks are estimated over the budget."""
+    from render_farm.task_memory import check_task_memory, machine_free_bytes
+
+    free = None if max_memory is not None else machine_free_bytes()
+    for shot in shots:
+        render = shot.template.render
+        where = f"{shot.name}: " if len(shots) > 1 else ""
+        check_task_memory("passes", render.width, render.height, controls=shot.template.passes.control,
+                          max_memory=max_memory, free=free, where=where)
+        if command == "render":
+            check_task_memory("stylize", render.width, render.height, stylizer=shot.template.style.stylizer,
+                              max_memory=max_memory, free=free, where=where)
+
+
 def _check_writable(path: Path, option: str) -> None:
     """Refuse (exit 2, naming the folder) an output folder or store that cannot be written: a
     read-only file system, or a folder this user may not write (root passes chmod, not ``ro``)."""
@@ -198,6 +213,7 @@ def run_job(
     progress: bool = True,
     executor=None,
     include_dashboard: bool | None = None,
+    max_memory: int | None = None,
 ) -> JobSummary:
     """Run a ``passes`` or ``render`` job into ``out``; ``request`` None with ``resume`` reads ``job.json``.
 
@@ -244,6 +260,9 @@ def run_job(
         for shot in shots:  # a sequence mode needs consecutive frames: refuse before writing anything
             style = shot.template.style
             stylize_batches(style.consistency.mode, shot.frames, style.batch_size, shot.template.render.frame_start)
+    # Each task's memory: over --max-memory, or (local workers) over what this machine has free.
+    if max_memory is not None or (executor is None and farm == "local"):
+        _check_memory(shots, request.command, max_memory)
     store_root = Path(store).expanduser() if store else default_store_root()
     _check_writable(job_dir, "--out")
     _check_writable(store_root.absolute(), "--store")
@@ -293,7 +312,7 @@ def run_job(
         graph = build_graph(
             shots, command=request.command, job_dir=job_dir, chunk_size=request.chunk_size, threads=request.threads,
             task_timeout_s=request.task_timeout_s, models=models, model_override=request.model,
-            controlnet_overrides=request.controlnets, gpu=gpu,
+            controlnet_overrides=request.controlnets, gpu=gpu, max_memory=max_memory,
         )
         meta = job_dir / META_DIR
         write_json_confined(job_dir, f"{META_DIR}/{GRAPH_FILE}", {"tasks": graph.summary()})
