@@ -131,10 +131,10 @@ def cmd_job(args) -> int:
     from render_farm.job_request import JobRequest
 
     # 1. Check the options.
-    for name in ("workers", "chunk_size", "threads"):
+    for name, most in (("workers", 512), ("chunk_size", 100_000), ("threads", 512)):
         value = getattr(args, name)
-        if value is not None and value < 1:
-            raise InputError(f"--{name.replace('_', '-')} {value}: must be at least 1")
+        if value is not None and not 1 <= value <= most:
+            raise InputError(f"--{name.replace('_', '-')} {value}: must be from 1 to {most}")
     if args.retries < 0 or args.max_failed_tasks < 1:
         raise InputError("--retries must be >= 0 and --max-failed-tasks >= 1")
     if args.task_timeout is not None and not args.task_timeout > 0:

@@ -140,6 +140,7 @@ def structure_problems(data: Any, source: str, prefix: tuple = ()) -> list[dict]
 _TOML_TOKEN = re.compile(r'''"""(?:[^\\]|\\.)*?"""|\'\'\'.*?\'\'\'|"(?:[^"\\\n]|\\.)*"|'[^'\n]*'|#[^\n]*|[\[\]{}\n]''', re.S)
 _TOML_HEADER = re.compile(r"[ \t]*\[\[?[ \t]*([^\]\n]+?)[ \t]*\]")
 _TOML_KEY = re.compile(r"[ \t]*([^=\[\]{}#\n]+?)[ \t]*=")
+_TOML_BARE_KEY = re.compile(r"[ \t]*\[{0,2}[ \t]*([A-Za-z0-9_\-.]+)")
 
 
 def _toml_key_at(text: str, stop: int | None = None, max_depth: int | None = None) -> str:
@@ -170,8 +171,9 @@ def _toml_key_at(text: str, stop: int | None = None, max_depth: int | None = Non
     else:
         if stop is None:
             return ""
-    if stop is not None and depth == 0:
-        match = _TOML_KEY.match(text, text.rfind("\n", 0, stop) + 1)
+    if stop is not None and (depth == 0 or not key):
+        line = text.rfind("\n", 0, stop) + 1
+        match = _TOML_KEY.match(text, line) or _TOML_BARE_KEY.match(text, line)
         key = match.group(1) if match else key
     parts = [p.strip().strip("\"'") for p in f"{table}.{key}".split(".") if p.strip()]
     return _key_path(parts)
@@ -185,6 +187,13 @@ def _parse_toml(text: str, source: str, what: str) -> dict:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         message = f"not valid TOML: {err}"
+        where = re.search(r"at line (\d+), column (\d+)", str(err))
+        if "at end of document" in str(err):
+            key = _toml_key_at(text, stop=len(text))
+        elif where:
+            line, column = int(where.group(1)), int(where.group(2))
+            lines = text.splitlines(keepends=True)
+            key = _toml_key_at(text, stop=sum(len(t) for t in lines[: line - 1]) + column - 1)
     except RecursionError:
         key = _toml_key_at(text, max_depth=MAX_NESTING)
         message = f"{what} nests tables or lists too deeply; templates nest at most {MAX_NESTING} levels"
@@ -221,7 +230,7 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
     A part of ASCII digits is a list index (``style.controlnets.0.scale``); any other part is a key.
     """
     if "=" not in text:
-        raise _override_error(text, "", "expected key.path=VALUE, e.g. --set style.controlnets.0.scale=0.8")
+        raise _override_error(text, text.strip(), "expected key.path=VALUE (no '=' given), e.g. --set style.controlnets.0.scale=0.8")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
@@ -413,8 +422,12 @@ def load_template(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()
         with open(path, "rb") as handle:
             raw = handle.read(MAX_TEMPLATE_BYTES + 1)
         text = raw.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as err:
+    except OSError as err:
         problem = _problem(source, "", _MISSING, f"cannot read the template: {err}")
+        raise InputError(format_problem(problem), [problem]) from None
+    except UnicodeDecodeError as err:
+        key = _toml_key_at(raw[: err.start].decode("utf-8", errors="replace"), stop=len(raw[: err.start].decode("utf-8", errors="replace")))
+        problem = _problem(source, key, _MISSING, f"not UTF-8 text: byte {raw[err.start]:#04x} at offset {err.start}; save the template as UTF-8")
         raise InputError(format_problem(problem), [problem]) from None
     if len(raw) > MAX_TEMPLATE_BYTES:
         problem = _problem(source, "", _MISSING, f"the file is larger than {MAX_TEMPLATE_BYTES >> 20} MiB; templates are at most that")
