@@ -151,9 +151,13 @@ def test_the_same_command_plus_resume_is_accepted_when_inputs_match(reference, t
     out = tmp_path / "out"
     args = [*reference["args"], "--out", str(out), "--frames", "1-2"]
     assert main(args) == 0
+    # A temporary file a killed run left (its name is greybox's) goes; the user's own hidden file stays.
+    (out / "passes" / ".0001.exr.link-99999").write_bytes(b"partial")
+    (out / ".user-notes").write_text("mine")
     capsys.readouterr()
     assert main([*args, "--resume", "--json"]) == 0
     assert '"ran": 0' in capsys.readouterr().out
+    assert _temporary_files(out) == [".user-notes"]
     assert main([*args, "--resume", "--set", "render.fps=10"]) == 2
     err = capsys.readouterr().err
     assert "render.fps: 12 -> 10" in err and "--resume --out" in err
