@@ -16,6 +16,12 @@ import numpy as np
 from procedural.scene_data import Scene
 
 DEFAULT_SAMPLES = 10000
+# Point-frame projections the range may take (memory and time stay bounded for any shot length):
+# a shot with more frames than fit is sampled at evenly spaced frames, first and last included.
+# The living room (about 14,000 points with its vertices) uses every frame of shots up to ~1,100
+# frames; about 3 s and 100 MB on one core at the limit.
+MAX_PROJECTIONS = 16_000_000
+_BLOCK_PROJECTIONS = 1_000_000  # projected at once (about 8 MB per float64 temporary)
 # R2 low-discrepancy sequence (Roberts 2018): deterministic, evenly spread barycentric samples.
 _R2_PHI = 1.32471795724474602596
 _R2_A = np.array([1.0 / _R2_PHI, 1.0 / _R2_PHI**2])
@@ -56,10 +62,22 @@ def _disparity_weighted_percentile(sorted_disp: np.ndarray, percentile: float) -
 _RANGE_CACHE: dict[tuple[int, float, int], tuple[weakref.ref, tuple[float, float]]] = {}
 
 
+def range_frames(frame_start: int, frame_end: int, points: int, budget: int = MAX_PROJECTIONS) -> np.ndarray:
+    """The frames the shot's range projects ``points`` points into: every frame from ``frame_start``
+    to ``frame_end`` while ``points x frames`` fits ``budget``, else evenly spaced frames (first
+    and last included) that fit."""
+    count = frame_end - frame_start + 1
+    fit = max(2, budget // max(points, 1))
+    if count <= fit:
+        return np.arange(frame_start, frame_end + 1, dtype=np.int64)
+    return np.unique(np.linspace(frame_start, frame_end, fit).round().astype(np.int64))
+
+
 def shot_disparity_range(scene: Scene, percentile: float = 99.5, samples: int = DEFAULT_SAMPLES) -> tuple[float, float]:
     """(lo, hi) disparity over the whole shot, from geometry: surface samples projected into every
-    frame from ``frame_start`` to ``frame_end``, kept inside the frustum (on screen, between the
-    clip planes); lo = the smallest disparity (farthest point), hi = the ``percentile`` of disparity
+    frame from ``frame_start`` to ``frame_end`` (evenly spaced frames of a shot too long for
+    :data:`MAX_PROJECTIONS`), kept inside the frustum (on screen, between the clip planes);
+    lo = the smallest disparity (farthest point), hi = the ``percentile`` of disparity
     weighted by 1/Z^2 (each sample's share of the screen), so a few points close to the lens do not
     wash out the rest. Occlusion is ignored (points behind walls can only lower lo).
     Cached per scene object (a warm worker asks once per chunk)."""
@@ -69,16 +87,21 @@ def shot_disparity_range(scene: Scene, percentile: float = 99.5, samples: int = 
         return cached[1]
     points = surface_samples(scene, samples)
     track = scene.camera
-    frames = range(scene.frame_start, scene.frame_end + 1)
-    w2c = np.stack([track.world_to_camera_opencv(f) for f in frames])  # (F, 4, 4)
+    frames = range_frames(scene.frame_start, scene.frame_end, len(points))
     k = track.intrinsics(scene.width, scene.height)
-    # camera coordinates, one (N, F) matrix product per axis
-    cx, cy, z = (points @ w2c[:, axis, :3].T + w2c[:, axis, 3] for axis in range(3))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x = cx / z * k[0, 0] + k[0, 2]
-        y = cy / z * k[1, 1] + k[1, 2]
-    keep = (z >= track.clip_start) & (z <= track.clip_end) & (x >= 0) & (x <= scene.width) & (y >= 0) & (y <= scene.height)
-    disp = np.sort((1.0 / z[keep]).astype(np.float32))
+    px, py, pz = (points[:, axis : axis + 1] for axis in range(3))  # (N, 1) each
+    kept: list[np.ndarray] = []
+    block = max(1, _BLOCK_PROJECTIONS // max(len(points), 1))
+    for first in range(0, len(frames), block):
+        w2c = np.stack([track.world_to_camera_opencv(int(f)) for f in frames[first : first + block]])  # (B, 4, 4)
+        # camera coordinates (N, B), element by element (no BLAS: the same bits whatever the block)
+        cx, cy, z = (px * w2c[:, axis, 0] + py * w2c[:, axis, 1] + pz * w2c[:, axis, 2] + w2c[:, axis, 3] for axis in range(3))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = cx / z * k[0, 0] + k[0, 2]
+            y = cy / z * k[1, 1] + k[1, 2]
+        keep = (z >= track.clip_start) & (z <= track.clip_end) & (x >= 0) & (x <= scene.width) & (y >= 0) & (y <= scene.height)
+        kept.append((1.0 / z[keep]).astype(np.float32))
+    disp = np.sort(np.concatenate(kept))
     if disp.size == 0:
         result = (1.0 / track.clip_end, 1.0 / track.clip_start)
     else:

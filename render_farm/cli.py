@@ -33,7 +33,8 @@ def _add_job_options(p: argparse.ArgumentParser, render: bool) -> None:
                        help="replace the template's ControlNets (PASS: depth, normal, seg, lines); repeatable")
         p.add_argument("--consistency", choices=("per_frame", "flow_warp", "keyframes"), help="default: the template's style.consistency")
     p.add_argument("--force", action="store_true", help="replace a render of different inputs in DIR")
-    p.add_argument("--resume", action="store_true", help="continue the interrupted job in DIR with the inputs it recorded")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted job in DIR: with --out alone, on the inputs it recorded; "
+                   "with the whole command, when its inputs match the record")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.add_argument("--farm", default="local", metavar="local|ray|ray://HOST:PORT", help=FARM_HELP)
     p.add_argument("--workers", type=int, metavar="N", help="worker processes (local) or CPUs for a private Ray; default: cores / threads")
@@ -43,6 +44,8 @@ def _add_job_options(p: argparse.ArgumentParser, render: bool) -> None:
     p.add_argument("--retries", type=int, default=3, metavar="N", help="retries of a task that dies or times out (default 3)")
     p.add_argument("--max-failed-tasks", type=int, default=1, metavar="N", help="stop starting new tasks after N tasks failed for good (default 1)")
     p.add_argument("--store", metavar="DIR", help="content-addressed store (default $GREYBOX_STORE or ~/.cache/greybox/store)")
+    p.add_argument("--max-memory", metavar="SIZE", help="memory a task may use, e.g. 8G or 8GiB (default: what its machine has free); "
+                   "a task estimated above it is refused before it renders")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_validate(args) -> int:
-    from scenes.template_loading import format_problem, load_template
+    from scenes.template_loading import format_problem, load_template, problem_as_json
 
     problems: list[dict] = []
     for name in args.files:
@@ -95,8 +98,7 @@ def cmd_validate(args) -> int:
             if not args.json:
                 print(f"{name}: valid")
     if args.json:
-        clean = [{k: (v if isinstance(v, (str, int, float, bool, list, dict, type(None))) else None) for k, v in p.items()} for p in problems]
-        print(json.dumps(clean, indent=2, default=lambda o: None))
+        print(json.dumps([problem_as_json(p) for p in problems], indent=2, allow_nan=False))
     return EXIT_BAD_INPUT if problems else EXIT_OK
 
 
@@ -129,18 +131,24 @@ def cmd_job(args) -> int:
     from render_farm.job_request import JobRequest
 
     # 1. Check the options.
-    for name in ("workers", "chunk_size", "threads"):
+    for name, most in (("workers", 512), ("chunk_size", 100_000), ("threads", 512)):
         value = getattr(args, name)
-        if value is not None and value < 1:
-            raise InputError(f"--{name.replace('_', '-')} {value}: must be at least 1")
+        if value is not None and not 1 <= value <= most:
+            raise InputError(f"--{name.replace('_', '-')} {value}: must be from 1 to {most}")
     if args.retries < 0 or args.max_failed_tasks < 1:
         raise InputError("--retries must be >= 0 and --max-failed-tasks >= 1")
     if args.task_timeout is not None and not args.task_timeout > 0:
         raise InputError(f"--task-timeout {args.task_timeout}: must be a positive number of seconds")
-    if args.resume and (args.templates or args.overrides or args.sweeps or args.frames):
-        raise InputError("--resume continues with the inputs DIR recorded: give only --out (and executor options)")
+    max_memory = None
+    if args.max_memory is not None:
+        from render_farm.task_memory import parse_size
+
+        max_memory = parse_size(args.max_memory)
+    if args.resume and not args.templates and (args.overrides or args.sweeps or args.frames):
+        raise InputError("--resume continues the job DIR recorded: give only --out (and executor options), "
+                         "or the job's whole command (TEMPLATE included) plus --resume")
     request = None
-    if not args.resume:
+    if args.templates or not args.resume:  # the same command plus --resume: checked against DIR's record
         if not args.templates:
             raise InputError(f"greybox {args.job_command}: give a TEMPLATE (a .toml path or a bundled name), or --resume")
         request = JobRequest(
@@ -155,7 +163,7 @@ def cmd_job(args) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         summary = run_job(request, args.out, farm=args.farm, workers=args.workers, store=args.store, force=args.force,
-                          resume=args.resume, progress=True)
+                          resume=args.resume, progress=True, max_memory=max_memory)
     finally:
         signal.signal(signal.SIGTERM, previous)
     # 3. Report.
@@ -207,6 +215,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as err:
+        # A write that failed where no stage turned it into a message (no space, read-only).
+        from greybox.errors import write_error
+
+        mapped = write_error(err, err.filename or "an output")
+        if mapped is err:
+            raise
+        print(f"greybox: error: {mapped}", file=sys.stderr)
+        return mapped.exit_code
 
 
 if __name__ == "__main__":

@@ -14,19 +14,20 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from greybox.atomic_files import write_json_atomic
-from greybox.errors import InputError, JobFailedError, WeightsUnavailableError
+from greybox.confined_files import check_folders, folder, remove, remove_temporary_files
+from greybox.confined_files import write_json as write_json_confined
+from greybox.errors import InputError, JobFailedError, WeightsUnavailableError, write_error
 from render_farm.job_graph import JobGraph
 from render_farm.job_lock import JobLock
 from render_farm.job_plan import build_graph, stylize_batches
 from render_farm.job_request import (
-    JOB_FILE, JobRequest, Shot, input_differences, job_record, read_job_record, resolve_shots, shots_from_record,
+    JOB_FILE, JobRequest, Shot, input_differences, job_record, read_job_record, resolve_shots, resume_differences,
+    shots_from_record,
 )
 from render_farm.job_runner import JobResult, RunLog, RunPolicy, run_graph, run_header
 from render_farm.task_store import TaskStore, default_store_root
@@ -34,6 +35,10 @@ from render_farm.task_store import TaskStore, default_store_root
 GRAPH_FILE = "graph.json"
 RUN_LOG = "run_log.jsonl"
 VIEW_ENTRIES = ("passes", "control", "frames", "video.mp4", "contact_sheet.png", "manifest.json", "cameras.json")
+META_DIR = ".greybox"
+# What greybox writes in DIR and in each shot's folder: each must be a real folder or file of DIR.
+VIEW_FOLDERS = ("", "passes", "frames", "control", "control/depth", "control/normal", "control/seg", "control/lines")
+VIEW_FILES = ("manifest.json", "cameras.json", "video.mp4", "contact_sheet.png")
 
 
 @dataclass
@@ -101,17 +106,64 @@ def _check_folder(job_dir: Path, record: dict | None, request: JobRequest, shots
 
 
 def _clear_views(job_dir: Path, record: dict) -> None:
-    """--force over different inputs: remove the old views (their bytes stay in the store)."""
+    """--force over different inputs: remove the old views (their bytes stay in the store). Only
+    inside ``job_dir``: the record's folders are checked names, and no link is followed."""
     for s in record.get("shots", []):
-        view = job_dir / s["folder"] if s.get("folder") else job_dir
+        view = s.get("folder") or ""
         for entry in VIEW_ENTRIES:
-            path = view / entry
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-        if s.get("folder") and view.is_dir() and not any(view.iterdir()):
-            view.rmdir()
+            remove(job_dir, f"{view}/{entry}" if view else entry)
+        if view:
+            with folder(job_dir) as dir_fd:
+                try:
+                    os.rmdir(view, dir_fd=dir_fd)
+                except OSError:
+                    pass  # not empty (the user's own files) or gone
+
+
+def _view_paths(folders, entries) -> list[str]:
+    return [f"{v}/{e}".strip("/") for v in sorted(folders) for e in entries]
+
+
+def _check_links(job_dir: Path, shots: list[Shot], record: dict | None) -> None:
+    """Refuse (exit 2, naming it) a link or a file planted where greybox writes a folder of DIR, or a
+    link where it writes a file, before the first byte is written."""
+    if not job_dir.is_dir():
+        return
+    views = {s.folder for s in shots} | {s.get("folder") or "" for s in (record or {}).get("shots", [])}
+    check_folders(job_dir, [META_DIR, f"{META_DIR}/logs", *_view_paths(views, VIEW_FOLDERS)],
+                  [JOB_FILE, RUN_LOG, f"{META_DIR}/lock", f"{META_DIR}/{GRAPH_FILE}", *_view_paths(views, VIEW_FILES)])
+
+
+def _check_memory(shots: list[Shot], command: str, max_memory: int | None) -> None:
+    """Refuse (exit 2, saying what would fit) a shot whose tasks are estimated over the budget."""
+    from render_farm.task_memory import check_task_memory, machine_free_bytes
+
+    free = None if max_memory is not None else machine_free_bytes()
+    for shot in shots:
+        render = shot.template.render
+        where = f"{shot.name}: " if len(shots) > 1 else ""
+        check_task_memory("passes", render.width, render.height, controls=shot.template.passes.control,
+                          max_memory=max_memory, free=free, where=where)
+        if command == "render":
+            check_task_memory("stylize", render.width, render.height, stylizer=shot.template.style.stylizer,
+                              max_memory=max_memory, free=free, where=where)
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """Refuse (exit 2, naming the folder) an output folder or store that cannot be written: a
+    read-only file system, or a folder this user may not write (root passes chmod, not ``ro``)."""
+    probe = path
+    while not os.path.lexists(probe) and probe.parent != probe:
+        probe = probe.parent
+    if path != probe and not probe.is_dir():
+        raise InputError(f"{option} {path}: {probe} is not a folder; choose a folder path")
+    if probe.is_dir() and not os.access(probe, os.W_OK | os.X_OK):
+        try:
+            read_only = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        reason = "read-only file system" if read_only else "permission denied"
+        raise InputError(f"{option} {path}: cannot write in {probe} ({reason}); choose a folder you can write")
 
 
 def _unit_records(graph: JobGraph, result: JobResult) -> dict[str, dict[str, dict]]:
@@ -161,6 +213,7 @@ def run_job(
     progress: bool = True,
     executor=None,
     include_dashboard: bool | None = None,
+    max_memory: int | None = None,
 ) -> JobSummary:
     """Run a ``passes`` or ``render`` job into ``out``; ``request`` None with ``resume`` reads ``job.json``.
 
@@ -180,8 +233,21 @@ def run_job(
         recorded = JobRequest.from_json(record["request"])
         if request is not None and request.command != recorded.command and request.command == "passes":
             raise InputError(f"--resume: {job_dir} holds a {recorded.command} job; resume it with greybox {recorded.command}")
-        request = recorded if request is None or request.command == recorded.command else JobRequest(**{**recorded.to_json(), "command": request.command})
-        shots = shots_from_record(record)
+        if request is not None and request.templates:
+            # The same command plus --resume: continue when its inputs are the ones the folder recorded.
+            shots = resolve_shots(request)
+            stages = ["passes"] + (["stylize"] if request.command == "render" else [])
+            diffs = resume_differences(record, request, shots, stages)
+            if diffs:
+                shown = "\n  ".join(diffs)
+                raise InputError(
+                    f"--resume: {job_dir} holds a job of other inputs than this command's:\n  {shown}\n"
+                    f"continue that job as recorded with `greybox {recorded.command} --resume --out {job_dir}`, or drop "
+                    "--resume to run this one there (--force replaces the other)"
+                )
+        else:
+            request = recorded if request is None or request.command == recorded.command else JobRequest(**{**recorded.to_json(), "command": request.command})
+            shots = shots_from_record(record)
     else:
         if request is None:
             raise InputError("nothing to run: give TEMPLATE or --resume")
@@ -194,7 +260,12 @@ def run_job(
         for shot in shots:  # a sequence mode needs consecutive frames: refuse before writing anything
             style = shot.template.style
             stylize_batches(style.consistency.mode, shot.frames, style.batch_size, shot.template.render.frame_start)
+    # Each task's memory: over --max-memory, or (local workers) over what this machine has free.
+    if max_memory is not None or (executor is None and farm == "local"):
+        _check_memory(shots, request.command, max_memory)
     store_root = Path(store).expanduser() if store else default_store_root()
+    _check_writable(job_dir, "--out")
+    _check_writable(store_root.absolute(), "--store")
 
     # 2. Resolve model weights before anything renders (exit 3 at once).
     models: dict[str, dict | None] = {}
@@ -212,14 +283,24 @@ def run_job(
     # 3. Lock the folder, compare with what it holds, record the request.
     existing = read_job_record(job_dir) if job_dir.is_dir() else None
     _check_folder(job_dir, existing, request, shots, stages, force, resume, blender)
-    job_dir.mkdir(parents=True, exist_ok=True)
+    _check_links(job_dir, shots, existing)
+    try:
+        job_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(err, job_dir) from None
     with JobLock(job_dir):
         existing = read_job_record(job_dir)
         diffs = _check_folder(job_dir, existing, request, shots, stages, force, resume, blender)
+        _check_links(job_dir, shots, existing)
         if diffs and existing is not None:
             _clear_views(job_dir, existing)
+        # Temporary files of a run that died mid-write (the lock is ours: nobody else writes here).
+        remove_temporary_files(job_dir, [META_DIR, *_view_paths({s.folder for s in shots}, VIEW_FOLDERS)])
         kept = set(existing.get("stages", [])) if existing is not None and not diffs else set()
-        write_json_atomic(job_dir / JOB_FILE, job_record(request, shots, sorted(kept | set(stages), key=["passes", "stylize"].index), blender))
+        write_json_confined(job_dir, JOB_FILE, job_record(request, shots, sorted(kept | set(stages), key=["passes", "stylize"].index), blender))
+        for rel in [f"{META_DIR}/logs", *sorted({s.folder for s in shots})]:
+            with folder(job_dir, rel):  # every view a real folder of DIR before a task links into it
+                pass
         task_store = TaskStore(store_root)
         task_store.clean_staging()
 
@@ -231,11 +312,11 @@ def run_job(
         graph = build_graph(
             shots, command=request.command, job_dir=job_dir, chunk_size=request.chunk_size, threads=request.threads,
             task_timeout_s=request.task_timeout_s, models=models, model_override=request.model,
-            controlnet_overrides=request.controlnets, gpu=gpu,
+            controlnet_overrides=request.controlnets, gpu=gpu, max_memory=max_memory,
         )
-        meta = job_dir / ".greybox"
-        write_json_atomic(meta / GRAPH_FILE, {"tasks": graph.summary()})
-        run_log = RunLog(job_dir / RUN_LOG)
+        meta = job_dir / META_DIR
+        write_json_confined(job_dir, f"{META_DIR}/{GRAPH_FILE}", {"tasks": graph.summary()})
+        run_log = RunLog(job_dir / RUN_LOG, root=job_dir)
         run_log.write({**run_header(executor.name), "store": str(task_store.root), "tasks": len(graph),
                        "executor_detail": executor.describe()})
         from render_farm.progress_display import ProgressDisplay

@@ -25,8 +25,15 @@ class JobLock:
         self._fd: int | None = None
 
     def acquire(self) -> "JobLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        from greybox.confined_files import folder
+
+        with folder(self.path.parent.parent, self.path.parent.name) as dir_fd:  # DIR/.greybox, not a link
+            try:
+                fd = os.open(LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd)
+            except OSError as err:
+                from greybox.errors import write_error
+
+                raise write_error(err, self.path) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -69,7 +76,10 @@ def lock_is_held(job_dir: str | os.PathLike) -> dict | None:
     path = Path(job_dir) / ".greybox" / LOCK_NAME
     if not path.exists():
         return None
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from greybox import __version__ as GREYBOX_VERSION
-from greybox.atomic_files import write_bytes_atomic, write_json_atomic
+from greybox.atomic_files import write_bytes_atomic
 from render_farm.frame_ranges import frame_name
 
 MANIFEST_SCHEMA_VERSION = 1
@@ -180,4 +180,6 @@ def build_manifest(
 
 
 def write_manifest(view: Path, manifest: dict) -> str:
-    return write_json_atomic(Path(view) / "manifest.json", manifest)
+    from greybox.confined_files import write_json
+
+    return write_json(view, "manifest.json", manifest)

@@ -78,8 +78,10 @@ def build_graph(
     model_override: str | None = None,
     controlnet_overrides: dict[str, str] | None = None,
     gpu: bool = False,
+    max_memory: int | None = None,
 ) -> JobGraph:
-    """The job's task graph; ``models[shot.name]`` is ``ResolvedModels.manifest()`` for diffusion shots."""
+    """The job's task graph; ``models[shot.name]`` is ``ResolvedModels.manifest()`` for diffusion shots.
+    ``max_memory`` (bytes) is each task's memory budget (None: what its machine has free)."""
     from passes.blender_compat import installed_blender_version
 
     graph = JobGraph()
@@ -91,7 +93,7 @@ def build_graph(
         resolved = shot.resolved
         p_inputs = passes_inputs(resolved)
         scene_key = canonical_hash(p_inputs)
-        common = {"template": resolved, "template_hash": shot.template_hash, "source": shot.source}
+        common = {"template": resolved, "template_hash": shot.template_hash, "source": shot.source, "max_memory": max_memory}
         template = shot.template
         start = template.render.frame_start
 

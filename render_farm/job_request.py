@@ -12,6 +12,9 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from greybox.errors import InputError
 from render_farm.frame_ranges import parse_frames
@@ -19,6 +22,8 @@ from render_farm.frame_ranges import parse_frames
 JOB_FILE = "job.json"
 JOB_SCHEMA = 1
 COMMANDS = ("passes", "render")
+# A shot's folder inside DIR as resolve_shots names it ('' = DIR itself): one name, never '.', '..' or hidden.
+SHOT_FOLDER_PATTERN = r"^([A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,199})?$"
 
 
 @dataclass
@@ -125,7 +130,7 @@ def _apply_options(loaded, request: JobRequest):
 def resolve_shots(request: JobRequest) -> list[Shot]:
     """Validate every template and sweep variant; name each shot's folder. Raises InputError."""
     # 1. Check inputs
-    from scenes.template_loading import load_template
+    from scenes.template_loading import canonical_hash, load_template
 
     if request.command not in COMMANDS:
         raise InputError(f"unknown command {request.command!r}")
@@ -162,7 +167,9 @@ def resolve_shots(request: JobRequest) -> list[Shot]:
         template = loaded.template
         name = template.name
         if variant:
-            name += "-" + "-".join(f"{k.split('.')[-1]}-{_slug(v)}" for k, v in variant)
+            name += "-" + "-".join(f"{_slug(k.split('.')[-1])}-{_slug(v)}" for k, v in variant)
+        if len(name) > 120:  # a folder name (file systems take 255 bytes)
+            name = f"{name[:103].rstrip('_.-')}-{canonical_hash(name)[:16]}"
         base, n = name, 2
         while name in used:
             name, n = f"{base}-{n}", n + 1
@@ -179,22 +186,104 @@ def shots_from_record(record: dict) -> list[Shot]:
     from scenes.template_loading import canonical_hash, validate_data
 
     shots = []
-    for s in record["shots"]:
-        template = validate_data(s["resolved"], s["source"])
+    for i, s in enumerate(record["shots"]):
+        template = validate_data(s["resolved"], f"{JOB_FILE}: shots.{i}.resolved")
+        first, last = template.render.frame_start, template.render.frame_end
+        outside = [f for f in s["frames"] if not first <= f <= last]
+        if outside or len(set(s["frames"])) != len(s["frames"]):
+            raise InputError(f"{JOB_FILE}: shots.{i}.frames: "
+                             + (f"frame {outside[0]} is outside the template's range {first}-{last}" if outside else "frames repeat")
+                             + f"; the job record was changed outside greybox: remove {JOB_FILE} to start over, or choose another --out")
         shots.append(Shot(name=s["name"], folder=s["folder"], source=s["source"], template=template,
                           resolved=s["resolved"], template_hash=canonical_hash(s["resolved"]),
-                          overrides=list(s["overrides"]), frames=[int(f) for f in s["frames"]]))
+                          overrides=list(s["overrides"]), frames=sorted(int(f) for f in s["frames"])))
     return shots
 
 
+class _RecordedRequest(BaseModel):
+    """``job.json``'s ``request``: what :class:`JobRequest` records (checked before it is trusted)."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    command: Literal["passes", "render"]
+    templates: Annotated[list[str], Field(min_length=1)]
+    overrides: list[str] = []
+    sweeps: list[str] = []
+    frames: str | None = None
+    stylizer: Literal["diffusion", "npr"] | None = None
+    model: str | None = None
+    controlnets: dict[str, str] = {}
+    consistency: Literal["per_frame", "flow_warp", "keyframes"] | None = None
+    chunk_size: Annotated[int, Field(ge=1, le=1_000_000)] = 8
+    threads: Annotated[int, Field(ge=1, le=4096)] = 2
+    task_timeout_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    retries: Annotated[int, Field(ge=0, le=1000)] = 3
+    max_failed_tasks: Annotated[int, Field(ge=1)] = 1
+
+
+class _RecordedShot(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,199}$")]
+    folder: Annotated[str, Field(pattern=SHOT_FOLDER_PATTERN)]
+    source: str
+    resolved: dict
+    template_hash: str = ""
+    overrides: list[str] = []
+    frames: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+
+
+class _JobRecord(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+    schema_: Literal[1] = Field(alias="schema")
+    request: _RecordedRequest
+    stages: list[Literal["passes", "stylize"]] = []
+    shots: Annotated[list[_RecordedShot], Field(min_length=1)]
+    blender: Annotated[str, Field(max_length=64)] | None = None
+
+
+def _record_fix(path: Path) -> str:
+    return f"remove {path} to start over in that folder (the outputs stay in the store), or choose another --out"
+
+
+def check_job_record(record, path: Path) -> dict:
+    """``record`` (parsed ``job.json``) when every field is what greybox writes; else InputError
+    naming the field. Shot folders must be one name inside the job's folder, so a record edited to
+    point elsewhere (``../victim``, an absolute path) never leads a write or a delete out of it."""
+    try:
+        checked = _JobRecord.model_validate(record)
+    except ValidationError as err:
+        lines = []
+        for item in err.errors(include_url=False)[:10]:
+            key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+            value = item.get("input")
+            shown = json.dumps(value)[:80] if isinstance(value, (str, int, float, bool, type(None))) else type(value).__name__
+            hint = ("a shot's folder is one name inside the job's folder, as greybox records it"
+                    if item["loc"][-1:] == ("folder",) else item["msg"])
+            lines.append(f"{path}: {key} = {shown}: {hint}")
+        raise InputError("\n".join(lines) + f"\nthe job record was changed outside greybox: {_record_fix(path)}") from None
+    folders = [s.folder for s in checked.shots]
+    names = [s.name for s in checked.shots]
+    if len(set(folders)) != len(folders) or len(set(names)) != len(names) or (len(folders) > 1 and "" in folders):
+        raise InputError(f"{path}: shots: names and folders must be distinct (one shot may use the job's folder itself); "
+                         f"the job record was changed outside greybox: {_record_fix(path)}")
+    return record
+
+
 def read_job_record(job_dir: Path) -> dict | None:
+    """``DIR/job.json`` checked by :func:`check_job_record`; None when there is none."""
     path = Path(job_dir) / JOB_FILE
+    if path.is_symlink():
+        raise InputError(f"{path} is a symbolic link: greybox reads and writes its job record only inside the job's "
+                         "folder and never follows a link out of it; remove it (or choose another --out)")
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: cannot read the job record ({err}); use --force to start over in this folder") from None
+        with open(path, "rb") as handle:
+            raw = handle.read(256 << 20)
+        record = json.loads(raw)
+    except (OSError, ValueError, RecursionError) as err:
+        reason = "nested too deeply" if isinstance(err, RecursionError) else str(err)[:200]
+        raise InputError(f"{path}: cannot read the job record ({reason}); {_record_fix(path)}") from None
+    return check_job_record(record, path)
 
 
 def job_record(request: JobRequest, shots: list[Shot], stages: list[str], blender: str | None = None) -> dict:
@@ -222,6 +311,23 @@ def _diff(old, new, path: str, out: list[str], limit: int = 20) -> None:
             _diff(a, b, f"{path}.{i}", out, limit)
     elif old != new:
         out.append(f"{path}: {json.dumps(old)[:60]} -> {json.dumps(new)[:60]}")
+
+
+def resume_differences(record: dict, request: JobRequest, shots: list[Shot], stages: list[str]) -> list[str]:
+    """What differs between a folder's recorded job and the same command given again with
+    ``--resume`` ([] when it may continue): the shots, their resolved templates, models, frames."""
+    from render_farm.frame_ranges import format_frames
+
+    out = input_differences(record, request, shots, stages)
+    if out and out[0].startswith("shots differ"):
+        return out
+    recorded = {s["name"]: s for s in record.get("shots", [])}
+    for shot in shots:
+        was = sorted(recorded[shot.name]["frames"])
+        if was != shot.frames:
+            prefix = f"{shot.name}: " if len(shots) > 1 else ""
+            out.append(f"{prefix}frames: {format_frames(was)} -> {format_frames(shot.frames)}")
+    return out
 
 
 def input_differences(record: dict, request: JobRequest, shots: list[Shot], stages: list[str],

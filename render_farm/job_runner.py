@@ -55,14 +55,24 @@ class JobResult:
 
 
 class RunLog:
-    """Append-only JSON lines (buffered; flushed at every scheduler wake-up and at the end)."""
+    """Append-only JSON lines (buffered; flushed at every scheduler wake-up and at the end).
 
-    def __init__(self, path: str | os.PathLike | None):
+    With ``root`` (the job's folder) the file is opened inside it without following a link.
+    A flush that fails (no space left) raises the user's error once; :meth:`close` never raises.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, *, root: str | os.PathLike | None = None):
         self.path = Path(path) if path else None
         self._handle = None
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(self.path, "a", encoding="utf-8", buffering=1 << 16)
+            if root is not None:
+                from greybox.confined_files import open_append
+
+                fd = open_append(root, self.path.relative_to(root))
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            self._handle = open(fd, "a", encoding="utf-8", buffering=1 << 16)
 
     def write(self, event: dict) -> None:
         if self._handle is not None:
@@ -70,13 +80,25 @@ class RunLog:
 
     def flush(self) -> None:
         if self._handle is not None:
-            self._handle.flush()
+            try:
+                self._handle.flush()
+            except OSError as err:
+                from greybox.errors import write_error
+
+                handle, self._handle = self._handle, None
+                try:
+                    handle.close()
+                except OSError:
+                    pass
+                raise write_error(err, self.path) from None
 
     def close(self) -> None:
         if self._handle is not None:
-            self._handle.flush()
-            self._handle.close()
-            self._handle = None
+            handle, self._handle = self._handle, None
+            try:
+                handle.close()
+            except OSError:
+                pass  # best effort: the run's outcome is reported elsewhere
 
 
 def task_log_path(log_dir: Path | None, task_id: str) -> str | None:

@@ -94,18 +94,20 @@ def read_manifests(job_dir: str | Path) -> dict[str, dict]:
     job_dir = Path(job_dir)
     if not job_dir.is_dir():
         raise InputError(f"{job_dir}: no such folder; give the --out folder of a job")
+    from render_farm.job_request import read_job_record
+
     out = {}
-    record_path = job_dir / "job.json"
-    folders = [""]
-    if record_path.is_file():
-        try:
-            folders = [s.get("folder", "") for s in json.loads(record_path.read_text())["shots"]]
-        except (ValueError, KeyError):
-            folders = [""]
+    record = read_job_record(job_dir)  # checked: its folders are names inside job_dir
+    folders = [s["folder"] for s in record["shots"]] if record is not None else [""]
     for folder in folders:
         path = (job_dir / folder if folder else job_dir) / "manifest.json"
         if path.is_file():
-            manifest = json.loads(path.read_text())
+            try:
+                manifest = json.loads(path.read_text())
+                if not isinstance(manifest, dict) or not isinstance(manifest.get("template"), dict):
+                    raise ValueError("not a greybox manifest")
+            except (OSError, ValueError, RecursionError) as err:
+                raise InputError(f"{path}: cannot read the manifest ({str(err)[:200]})") from None
             out[manifest.get("shot", folder)] = manifest
     if not out:
         raise InputError(f"{job_dir}: no manifest.json (the job has not finished); `greybox status {job_dir}` shows where it is")

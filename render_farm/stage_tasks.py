@@ -41,6 +41,15 @@ def _move_into(src_root: Path, relpaths, dst_root: Path) -> None:
         os.replace(src_root / rel, dst)
 
 
+def _check_memory(ctx, kind: str, template, params: dict) -> None:
+    """Refuse (before rendering) a task estimated over --max-memory or what this machine has free."""
+    from render_farm.task_memory import check_task_memory, process_resident_bytes
+
+    check_task_memory(kind, template.render.width, template.render.height, controls=template.passes.control,
+                      stylizer=template.style.stylizer if kind == "stylize" else None,
+                      max_memory=params.get("max_memory"), held=process_resident_bytes(), where=f"{ctx.task_id}: ")
+
+
 def noop(params: dict, ctx) -> None:
     """Does nothing (scheduling tests and benchmarks)."""
     return None
@@ -52,11 +61,13 @@ def passes_chunk(params: dict, ctx) -> dict:
     The worker keeps one warm :class:`passes.blender_render.PassRenderer` per scene hash, so a
     shot's chunks on one worker build the Blender scene once.
     """
-    # 1. Check inputs, and that this worker's Blender is the one the units' keys name (else it must not commit)
+    # 1. Check inputs, that this worker's Blender is the one the units' keys name (else it must not commit),
+    #    and that this machine can hold the task
     template = template_from_params(params)
     frames = [int(unit) for unit, _ in ctx.units]
     if not frames:
         return {}
+    _check_memory(ctx, "passes", template, params)
     from passes.blender_compat import check_running_blender
 
     meta = {"bpy": check_running_blender(params.get("blender"))}
@@ -124,6 +135,8 @@ def stylize_batch(params: dict, ctx) -> dict:
     from stylize.consistency_modes import stylize_sequence
 
     stylizer = params["stylizer"]
+    if stylizer == "npr":
+        _check_memory(ctx, "stylize", template, params)
     resolved = instance = None
     if stylizer == "diffusion":
         # One warm pipeline per worker, for this style and these models.

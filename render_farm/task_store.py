@@ -171,24 +171,13 @@ class TaskStore:
         """Make ``view/<relpath>`` the unit's output for each output: a hard link to the store file,
         or a copy when the view is on another file system. Files already linked are left alone;
         anything else at that path is replaced atomically (temporary name, then rename)."""
+        # Confined to the view (no link planted in it is followed); a failed copy (no space left)
+        # removes its temporary file and raises the user's error (greybox.errors.write_error).
+        from greybox.confined_files import link_or_copy, same_file
+
         base = self.unit_dir(key)
+        Path(view).mkdir(parents=True, exist_ok=True)
         for relpath in record["outputs"]:
             src = base / relpath
-            dst = view / relpath
-            try:
-                s, d = src.stat(), dst.stat()
-                if (s.st_ino, s.st_dev) == (d.st_ino, d.st_dev):
-                    continue
-            except FileNotFoundError:
-                pass
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dst.with_name(f".{dst.name}.link-{os.getpid()}")
-            try:
-                tmp.unlink()
-            except FileNotFoundError:
-                pass
-            try:
-                os.link(src, tmp)
-            except OSError:
-                shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
+            if not same_file(src, view, relpath):
+                link_or_copy(src, view, relpath)

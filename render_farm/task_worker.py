@@ -38,14 +38,21 @@ def fix_thread_count(threads: int) -> None:
 
 
 def append_log(path: str | os.PathLike | None, line: str) -> None:
-    """Append one line to a task's log (best effort: a log must never fail a task)."""
+    """Append one line to a task's log (best effort: a log must never fail a task). Neither the
+    log nor its folder is followed when it is a link (the job's folder prepares the folder)."""
     if not path:
         return
+    path = Path(path)
     try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as handle:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            fd = os.open(path.name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+        with open(fd, "a", encoding="utf-8") as handle:
             handle.write(line.rstrip("\n") + "\n")
-    except OSError:
+    except (OSError, ValueError):
         pass
 
 

@@ -19,12 +19,24 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from scenes.semantic_palette import SemanticClass, UnknownClassError, resolve_class
 
 SCHEMA_VERSION = 1
 MAX_RESOLUTION = 8192
+# Limits that keep every valid template buildable and renderable (each is checked at validation):
+MAX_FRAMES_PER_SHOT = 10_000  # frame_end - frame_start + 1: the camera track and the shot's depth range cover them all
+MAX_FRAME_NUMBER = 1_000_000  # Blender's frame numbers stop at 1048574 (the track reaches frame_end + 1)
+MAX_EXTENT = 10_000.0  # metres: the largest coordinate or length (Cycles works in float32)
+MIN_CLIP_START = 1e-6  # metres: Blender's smallest clip_start
+MAX_ANGLE = 36_000.0  # degrees: a hundred turns
+MAX_NAME_LENGTH = 63  # characters: Blender truncates longer object names
+MAX_OBJECTS = 32767  # explicit objects (Blender's pass_index is a signed 16-bit short)
+MAX_FURNITURE = 128  # pieces placed by rule in one room
+MAX_OPENINGS = 32  # doors, and windows, per room
+MAX_PATH_POINTS = 1000  # walkthrough points
 CONTROL_PASSES = ("depth", "normal", "seg", "lines")
 SCHEDULERS = (
     "UniPCMultistepScheduler",
@@ -42,9 +54,13 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
 
-Vec3 = Annotated[list[float], Field(min_length=3, max_length=3)]
-PositiveFloat = Annotated[float, Field(gt=0)]
-NonNegativeFloat = Annotated[float, Field(ge=0)]
+Coordinate = Annotated[float, Field(ge=-MAX_EXTENT, le=MAX_EXTENT)]
+Angle = Annotated[float, Field(ge=-MAX_ANGLE, le=MAX_ANGLE)]
+Vec3 = Annotated[list[Coordinate], Field(min_length=3, max_length=3)]
+Rotation3 = Annotated[list[Angle], Field(min_length=3, max_length=3)]
+PositiveFloat = Annotated[float, Field(gt=0, le=MAX_EXTENT)]
+NonNegativeFloat = Annotated[float, Field(ge=0, le=MAX_EXTENT)]
+ObjectName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=r"^[A-Za-z0-9_.\-]+$")]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 ClassRef = Union[str, int]
 
@@ -66,9 +82,9 @@ SemanticClassRef = Annotated[ClassRef, Field(description="ADE20K class name or 0
 
 
 class _PrimitiveBase(StrictModel):
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    name: ObjectName
     position: Vec3 = Field(description="centre of the primitive's bounding box, metres")
-    rotation: Vec3 = Field(default_factory=lambda: [0.0, 0.0, 0.0], description="XYZ Euler, degrees")
+    rotation: Rotation3 = Field(default_factory=lambda: [0.0, 0.0, 0.0], description="XYZ Euler, degrees")
     semantic_class: SemanticClassRef = Field(alias="class")
 
     model_config = ConfigDict(populate_by_name=True)
@@ -133,11 +149,11 @@ class FurnitureSpec(StrictModel):
     centre on the floor (x, y)."""
 
     kind: FurnitureKind
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")] | None = None
+    name: ObjectName | None = None
     size: Annotated[list[PositiveFloat], Field(min_length=3, max_length=3)] | None = None
     wall: WallName | None = None
-    position: Annotated[list[float], Field(min_length=2, max_length=2)] | None = None
-    rotation: float | None = Field(default=None, description="yaw, degrees")
+    position: Annotated[list[Coordinate], Field(min_length=2, max_length=2)] | None = None
+    rotation: Angle | None = Field(default=None, description="yaw, degrees")
     semantic_class: SemanticClassRef | None = Field(default=None, alias="class")
 
     model_config = ConfigDict(populate_by_name=True)
@@ -161,9 +177,9 @@ class RoomSpec(StrictModel):
     l_cut: Annotated[list[PositiveFloat], Field(min_length=2, max_length=2)] | None = Field(
         None, description="l_shape: x, y size of the corner removed from the north-east"
     )
-    doors: list[OpeningSpec] = Field(default_factory=list)
-    windows: list[OpeningSpec] = Field(default_factory=list)
-    furniture: list[FurnitureSpec] = Field(default_factory=list)
+    doors: Annotated[list[OpeningSpec], Field(max_length=MAX_OPENINGS)] = Field(default_factory=list)
+    windows: Annotated[list[OpeningSpec], Field(max_length=MAX_OPENINGS)] = Field(default_factory=list)
+    furniture: Annotated[list[FurnitureSpec], Field(max_length=MAX_FURNITURE)] = Field(default_factory=list)
     ceiling: bool = True
 
     @model_validator(mode="after")
@@ -204,9 +220,9 @@ class OrbitPath(StrictModel):
     kind: Literal["orbit"]
     center: Vec3
     radius: PositiveFloat
-    height: float
-    start_angle: float = 0.0
-    end_angle: float = 360.0
+    height: Coordinate
+    start_angle: Angle = 0.0
+    end_angle: Angle = 360.0
     look_at: Vec3 | None = None
     easing: Easing = "linear"
 
@@ -224,7 +240,7 @@ class WalkthroughPath(StrictModel):
     ``look_at`` when given, otherwise along the path."""
 
     kind: Literal["walkthrough"]
-    points: Annotated[list[Vec3], Field(min_length=3)]
+    points: Annotated[list[Vec3], Field(min_length=3, max_length=MAX_PATH_POINTS)]
     look_at: Vec3 | None = None
     look_ahead: PositiveFloat = Field(0.5, description="metres ahead on the path to look at when look_at is unset")
 
@@ -235,7 +251,7 @@ CameraPath = Annotated[Union[StaticPath, OrbitPath, DollyPath, WalkthroughPath],
 class CameraSpec(StrictModel):
     focal_length: Annotated[float, Field(gt=1, le=1000)] = Field(24.0, description="mm")
     sensor_width: Annotated[float, Field(gt=1, le=100)] = Field(36.0, description="mm")
-    clip_start: PositiveFloat = 0.05
+    clip_start: Annotated[float, Field(ge=MIN_CLIP_START, le=MAX_EXTENT)] = 0.05
     clip_end: PositiveFloat = 200.0
     path: CameraPath
 
@@ -251,17 +267,28 @@ class RenderSpec(StrictModel):
     resolution: Annotated[list[ResolutionSide], Field(min_length=2, max_length=2)] = Field(
         default_factory=lambda: [512, 512], description="width, height; multiples of 8, at most 8192"
     )
-    frame_start: Annotated[int, Field(ge=0)] = 1
-    frame_end: Annotated[int, Field(ge=0)] = 24
+    frame_start: Annotated[int, Field(ge=0, le=MAX_FRAME_NUMBER)] = 1
+    frame_end: Annotated[int, Field(ge=0, le=MAX_FRAME_NUMBER)] = Field(
+        24, description=f"last frame, inclusive; a shot has at most {MAX_FRAMES_PER_SHOT} frames"
+    )
     fps: Annotated[int, Field(ge=1, le=240)] = 24
 
-    @model_validator(mode="after")
-    def _range(self):
-        if self.frame_end < self.frame_start:
+    @field_validator("frame_end")
+    @classmethod
+    def _range(cls, frame_end: int, info: ValidationInfo) -> int:
+        frame_start = info.data.get("frame_start")
+        if frame_start is None:  # frame_start itself is invalid (reported on its own)
+            return frame_end
+        if frame_end < frame_start:
+            raise ValueError(f"frame_end {frame_end} is before frame_start {frame_start}; set frame_end >= frame_start")
+        count = frame_end - frame_start + 1
+        if count > MAX_FRAMES_PER_SHOT:
             raise ValueError(
-                f"frame_end {self.frame_end} is before frame_start {self.frame_start}; set frame_end >= frame_start"
+                f"the shot would have {count} frames ({frame_start}-{frame_end}); a shot has at most "
+                f"{MAX_FRAMES_PER_SHOT} frames: set frame_end <= {frame_start + MAX_FRAMES_PER_SHOT - 1}, "
+                "or split the range into several shots (templates) and render the part you need with --frames"
             )
-        return self
+        return frame_end
 
     @property
     def width(self) -> int:
@@ -349,11 +376,11 @@ class StyleSpec(StrictModel):
     prompt: str = ""
     negative_prompt: str = ""
     model: Annotated[str, Field(min_length=1)] = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-    controlnets: list[ControlNetSpec] = Field(default_factory=list)
+    controlnets: Annotated[list[ControlNetSpec], Field(max_length=len(CONTROL_PASSES))] = Field(default_factory=list)
     scheduler: Literal[SCHEDULERS] = "UniPCMultistepScheduler"  # type: ignore[valid-type]
     num_inference_steps: Annotated[int, Field(ge=1, le=1000)] = 20
     guidance_scale: Annotated[float, Field(ge=0, le=50)] = 7.5
-    seed: int | None = Field(None, description="noise seed; defaults to the scene seed")
+    seed: Annotated[int, Field(ge=0, lt=2**63)] | None = Field(None, description="noise seed (0 <= seed < 2**63); defaults to the scene seed")
     seed_mode: Literal["per_frame", "fixed"] = Field(
         "per_frame", description="per_frame: frame f's seed derives from (seed, f); fixed: every frame uses seed"
     )
@@ -363,9 +390,9 @@ class StyleSpec(StrictModel):
     )
     batch_size: Annotated[int, Field(ge=1, le=64)] = 1
     consistency: ConsistencySpec = Field(default_factory=ConsistencySpec)
-    palette: dict[str, Annotated[list[Annotated[int, Field(ge=0, le=255)]], Field(min_length=3, max_length=3)]] = Field(
-        default_factory=dict, description="NPR flat colour per class name, RGB 0..255"
-    )
+    palette: Annotated[
+        dict[str, Annotated[list[Annotated[int, Field(ge=0, le=255)]], Field(min_length=3, max_length=3)]], Field(max_length=150)
+    ] = Field(default_factory=dict, description="NPR flat colour per class name, RGB 0..255")
     light_direction: Vec3 = Field(
         default_factory=lambda: [0.4, -0.5, 0.75], description="NPR key light, world space, towards the light"
     )
@@ -406,11 +433,11 @@ class StyleSpec(StrictModel):
 
 class Template(StrictModel):
     schema_version: Literal[1]
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_\-]+$")]
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
     description: str = ""
     seed: Annotated[int, Field(ge=0, lt=2**63)]
     generator: GeneratorSpec = Field(default_factory=lambda: GeneratorSpec(kind="none"))
-    objects: list[Primitive] = Field(default_factory=list)
+    objects: Annotated[list[Primitive], Field(max_length=MAX_OBJECTS)] = Field(default_factory=list)
     camera: CameraSpec
     render: RenderSpec = Field(default_factory=RenderSpec)
     passes: PassesSpec = Field(default_factory=PassesSpec)
@@ -418,14 +445,22 @@ class Template(StrictModel):
 
     @model_validator(mode="after")
     def _unique_names(self):
-        names = [o.name for o in self.objects]
+        # (key path, name) of every named thing; a furniture piece without a name is named by its kind
+        named = [(f"objects.{i}.name", o.name) for i, o in enumerate(self.objects)]
         if self.generator.kind == "room":
-            names += [f.stable_name for f in self.generator.room.furniture]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(
-                f"object names must be unique (they seed each object's randomness): {', '.join(dupes)} repeated; "
-                "give each a distinct name"
+            named += [(f"generator.room.furniture.{i}.{'name' if f.name is not None else 'kind'}", f.stable_name)
+                      for i, f in enumerate(self.generator.room.furniture)]
+        where: dict[str, list[str]] = {}
+        for key, name in named:
+            where.setdefault(name, []).append(key)
+        duplicates = [(key, name, keys) for name, keys in where.items() if len(keys) > 1 for key in keys]
+        if duplicates:
+            # One problem per duplicate at its own key path (template_loading unpacks ``duplicates``).
+            raise PydanticCustomError(
+                "duplicate_name",
+                "object names must be unique (they seed each object's randomness): {names} repeated; give each a distinct name",
+                {"names": ", ".join(sorted({n for _, n, _ in duplicates})),
+                 "duplicates": [{"key": key, "name": name, "others": [k for k in keys if k != key]} for key, name, keys in duplicates]},
             )
         return self
 

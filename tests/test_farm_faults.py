@@ -122,7 +122,8 @@ def test_ctrl_c_exits_130_and_resume_finishes(template, reference, tmp_path):
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr and "--resume" in stderr and "Traceback" not in stderr
-    assert main(["render", "--resume", "--out", str(out), "--store", str(store)]) == 0
+    # What the message says: the same command plus --resume.
+    assert main([*_job(template, out, store, "--workers", "2")[3:], "--resume"]) == 0
     _assert_same_as_reference(out, reference)
 
 
