@@ -15,7 +15,10 @@ import sys
 
 from greybox.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, GreyboxError, InputError
 
-FARM_HELP = "where tasks run: local (worker processes on this machine, the default), ray (a private Ray on 127.0.0.1), or ray://HOST:PORT (join a Ray cluster)"
+FARM_HELP = ("where tasks run: local (worker processes on this machine, the default); ray (the Ray cluster in RAY_ADDRESS, "
+             "else a private Ray on 127.0.0.1); ray://HOST:PORT (join a Ray cluster through its Ray Client server); "
+             "HOST:PORT (join by the cluster's GCS address, from a node of that cluster). Token authentication: "
+             "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token")
 
 
 def _add_job_options(p: argparse.ArgumentParser, render: bool) -> None:
@@ -36,7 +39,7 @@ def _add_job_options(p: argparse.ArgumentParser, render: bool) -> None:
     p.add_argument("--resume", action="store_true", help="continue the interrupted job in DIR: with --out alone, on the inputs it recorded; "
                    "with the whole command, when its inputs match the record")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    p.add_argument("--farm", default="local", metavar="local|ray|ray://HOST:PORT", help=FARM_HELP)
+    p.add_argument("--farm", default="local", metavar="local|ray|ray://HOST:PORT|HOST:PORT", help=FARM_HELP)
     p.add_argument("--workers", type=int, metavar="N", help="worker processes (local) or CPUs for a private Ray; default: cores / threads")
     p.add_argument("--chunk-size", type=int, default=8, metavar="N", help="frames per passes task (default 8)")
     p.add_argument("--threads", type=int, default=2, metavar="N", help="threads inside each task, fixed whichever executor runs it (default 2)")

@@ -4,8 +4,9 @@
 
 1. every template, option and frame selection is validated (InputError, exit 2, nothing written);
 2. model weights are resolved (WeightsUnavailableError, exit 3, before anything renders);
-3. the output folder is locked, and compared with what it holds (different inputs: exit 2 and
-   what differs, unless ``force``);
+3. the executor is made (a Ray cluster joined: exit 2 within a bounded time, folder untouched, when
+   it cannot be), then the output folder is locked, and compared with what it holds (different
+   inputs: exit 2 and what differs, unless ``force``);
 4. the graph runs on the chosen executor; finished units come from the store;
 5. each shot's ``manifest.json`` is written from the store records (deterministic), and the run
    (timings, host) is appended to ``run_log.jsonl``.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,23 +65,41 @@ def default_workers(threads: int) -> int:
 
 
 def make_executor(farm: str, workers: int | None, threads: int, *, include_dashboard: bool | None = None):
-    """``local`` (default), ``ray`` (a private Ray on 127.0.0.1) or ``ray://HOST:PORT`` (a cluster)."""
-    if farm == "local":
+    """``local`` (default), ``ray`` (the cluster in RAY_ADDRESS, else a private Ray on 127.0.0.1),
+    ``ray://HOST:PORT`` or ``HOST:PORT`` (a cluster: see render_farm/ray_connection.py)."""
+    from render_farm.ray_connection import parse_farm
+
+    target = parse_farm(farm)
+    if target.kind == "local":
         from render_farm.local_executor import LocalExecutor
 
+        if os.environ.get("RAY_ADDRESS", "").strip():
+            print("greybox: note: RAY_ADDRESS is set, but --farm is local; pass --farm ray to run on that cluster",
+                  file=sys.stderr)
         return LocalExecutor(workers or default_workers(threads))
-    if farm == "ray" or farm.startswith("ray://"):
-        try:
-            from render_farm.ray_executor import RayExecutor
-        except ImportError as err:  # pragma: no cover - ray is a dependency
-            raise InputError(f"--farm {farm}: Ray is not installed ({err}); pip install 'ray[default]'") from None
-        address = None if farm == "ray" else farm
-        try:
-            return RayExecutor(address, workers=workers or default_workers(threads), threads=threads,
-                               include_dashboard=include_dashboard)
-        except ConnectionError as err:
-            raise InputError(f"--farm {farm}: cannot reach the Ray cluster ({err})") from None
-    raise InputError(f"--farm {farm!r}: use local, ray, or ray://HOST:PORT")
+    try:
+        from render_farm.ray_executor import RayExecutor
+    except ImportError as err:  # pragma: no cover - ray is a dependency
+        raise InputError(f"--farm {farm}: Ray is not installed ({err}); pip install 'ray[default]'") from None
+    try:
+        return RayExecutor(target, workers=workers or default_workers(threads), threads=threads,
+                           include_dashboard=include_dashboard)
+    except ConnectionError as err:
+        raise InputError(f"--farm {farm}: {err}") from None
+
+
+@contextmanager
+def _shut_down_on_error(executor):
+    """Shut ``executor`` down (when given) if the block raises; the run's own ``finally`` does it otherwise."""
+    try:
+        yield
+    except BaseException:
+        if executor is not None:
+            try:
+                executor.shutdown()
+            except Exception:  # noqa: BLE001 - shutting down must not hide the real error
+                pass
+        raise
 
 
 def _check_folder(job_dir: Path, record: dict | None, request: JobRequest, shots: list[Shot], stages: list[str],
@@ -222,8 +242,10 @@ def run_job(
     """
     job_dir = Path(out).expanduser().absolute()
     # 1. Check inputs (nothing is written before this is through).
-    if executor is None and not (farm in ("local", "ray") or farm.startswith("ray://")):
-        raise InputError(f"--farm {farm!r}: use local, ray, or ray://HOST:PORT")
+    if executor is None:
+        from render_farm.ray_connection import parse_farm
+
+        parse_farm(farm)  # a malformed --farm (or RAY_ADDRESS) fails here; joining the cluster comes in 3.
     if job_dir.exists() and not job_dir.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder; choose a folder path")
     if resume:
@@ -284,11 +306,16 @@ def run_job(
     existing = read_job_record(job_dir) if job_dir.is_dir() else None
     _check_folder(job_dir, existing, request, shots, stages, force, resume, blender)
     _check_links(job_dir, shots, existing)
-    try:
-        job_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise write_error(err, job_dir) from None
-    with JobLock(job_dir):
+    # The executor before the first write: a cluster that cannot be joined leaves the folder as it was.
+    own_executor = executor is None
+    if own_executor:
+        executor = make_executor(farm, workers, request.threads, include_dashboard=include_dashboard)
+    with _shut_down_on_error(executor if own_executor else None):
+        try:
+            job_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise write_error(err, job_dir) from None
+    with _shut_down_on_error(executor if own_executor else None), JobLock(job_dir):
         existing = read_job_record(job_dir)
         diffs = _check_folder(job_dir, existing, request, shots, stages, force, resume, blender)
         _check_links(job_dir, shots, existing)
@@ -305,9 +332,6 @@ def run_job(
         task_store.clean_staging()
 
         # 4. The graph, on the executor.
-        own_executor = executor is None
-        if own_executor:
-            executor = make_executor(farm, workers, request.threads, include_dashboard=include_dashboard)
         gpu = bool(getattr(executor, "has_gpu", False))
         graph = build_graph(
             shots, command=request.command, job_dir=job_dir, chunk_size=request.chunk_size, threads=request.threads,

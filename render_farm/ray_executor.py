@@ -1,22 +1,25 @@
-"""The Ray executor: the same task graph on a local Ray (``--farm ray``) or a cluster (``ray://HOST:PORT``).
+"""The Ray executor: the same task graph on a private Ray (``--farm ray``) or a cluster it joins.
 
-``--farm ray`` starts a Ray instance on this machine whose dashboard and every listener bind to
-127.0.0.1 (``_node_ip_address`` and ``dashboard_host``). ``--farm ray://HOST:PORT`` (or a
-``HOST:PORT`` GCS address) joins an existing cluster; the store and the output folder must then be
-on storage every node mounts at the same path. Blender tasks ask for ``num_cpus`` (their thread
-count); diffusion tasks ask for ``num_gpus=1`` when the cluster has GPUs. Ray's own retries are off
-(``max_retries=0``): the scheduler retries with the reason in the task's log, the same as locally.
-Workers keep warm state between tasks (``max_calls=0`` even for GPU tasks).
+Where it runs is a :class:`~render_farm.ray_connection.FarmTarget`: a private Ray on this machine
+(every listener on 127.0.0.1: ``_node_ip_address``, ``dashboard_host`` and Ray told not to swap
+loopback for the machine's address), or a cluster joined by ``ray://HOST:PORT``, ``HOST:PORT`` or
+``RAY_ADDRESS``, with its token authentication and a bounded wait (``ray_connection``). The store and
+the output folder must then be on storage every node mounts at the same path. Blender tasks ask for
+``num_cpus`` (their thread count); diffusion tasks ask for ``num_gpus=1`` when the cluster has GPUs.
+Ray's own retries are off (``max_retries=0``): the scheduler retries with the reason in the task's
+log, the same as locally. Workers keep warm state between tasks (``max_calls=0`` even for GPU tasks).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
 from render_farm.local_executor import Outcome
+from render_farm.ray_connection import FarmTarget, join_cluster, parse_farm, restore_ray_settings, use_loopback_only
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,30 +35,43 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, *, workers: int = 2, threads: int = 2,
+    def __init__(self, target: FarmTarget | str | None = None, *, workers: int = 2, threads: int = 2,
                  include_dashboard: bool | None = None, dashboard_port: int | None = None):
-        import ray
-
-        self._ray = ray
+        """``target``: a FarmTarget, a ``--farm`` value, or None (a private Ray). Raises ConnectionError
+        (ClusterUnavailable, with what to set) when a cluster cannot be joined."""
+        if target is None:
+            target = FarmTarget("private")
+        elif isinstance(target, str):
+            target = parse_farm(target)
+        self.target = target
         self._owns = False
-        if ray.is_initialized():
-            pass
-        elif address is None:
+        already = sys.modules.get("ray")
+        if already is not None and already.is_initialized():
+            pass  # the caller connected Ray itself: use that
+        elif target.is_cluster:
+            join_cluster(target, log_to_driver=False, logging_level=logging.WARNING)
+            self._owns = True  # ours to disconnect from (the cluster keeps running)
+        else:
             # A private Ray on loopback only; workers find this source tree through PYTHONPATH.
+            use_loopback_only()
             paths = [str(REPO_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
             os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            import ray
+
             kwargs = {}
             if dashboard_port is not None:
                 kwargs["dashboard_port"] = dashboard_port
             ray.init(
-                num_cpus=max(1, workers * threads), include_dashboard=True if include_dashboard is None else include_dashboard,
+                address=None, num_cpus=max(1, workers * threads),
+                include_dashboard=True if include_dashboard is None else include_dashboard,
                 dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1", log_to_driver=False,
                 logging_level=logging.WARNING, **kwargs,
             )
             self._owns = True
-        else:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        import ray
+
+        self._ray = ray
         resources = ray.cluster_resources()
         self.cpus = float(resources.get("CPU", 1))
         self.gpus = float(resources.get("GPU", 0))
@@ -143,9 +159,13 @@ class RayExecutor:
         return lost
 
     def shutdown(self) -> None:
+        """Cancel what is in flight; stop the private Ray, or disconnect from the cluster (which keeps running)."""
         self.cancel_all()
         if self._owns:
+            self._owns = False
             self._ray.shutdown()
+            restore_ray_settings()
 
     def describe(self) -> str:
-        return f"ray ({self.cpus:g} CPUs, {self.gpus:g} GPUs)"
+        where = f" {self.target.label()}" if self.target.is_cluster else ""
+        return f"ray{where} ({self.cpus:g} CPUs, {self.gpus:g} GPUs)"
