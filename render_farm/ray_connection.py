@@ -321,11 +321,23 @@ def _join(target: FarmTarget, deadline: float, init_kwargs: dict) -> None:
     outcome: dict[str, BaseException | None] = {}
 
     def connect() -> None:
-        try:
-            ray.init(address=target.address, **init_kwargs)
-            outcome["error"] = None
-        except BaseException as err:  # noqa: BLE001 - reported below, in the caller's thread
-            outcome["error"] = err
+        while True:
+            try:
+                ray.init(address=target.address, **init_kwargs)
+                outcome["error"] = None
+                return
+            except ConnectionAbortedError as err:
+                # The head's Ray Client server forks a session process that sometimes dies at once
+                # (ray-project/ray#63202, open in Ray 2.60); Ray has disconnected cleanly: try again.
+                if time.monotonic() > deadline - CHECK_TIMEOUT_S:
+                    outcome["error"] = err
+                    return
+                print(f"greybox: note: the Ray Client server at {target.label()} failed to start a session "
+                      "(a known Ray bug, ray-project/ray#63202); trying again", file=sys.stderr)
+                time.sleep(1.0)
+            except BaseException as err:  # noqa: BLE001 - reported below, in the caller's thread
+                outcome["error"] = err
+                return
 
     # ray.init has no overall time limit (an unreachable GCS is retried for minutes): it runs in a
     # daemon thread that is abandoned, still trying, when the time is up.

@@ -465,3 +465,21 @@ def test_ray_settings_greybox_changes_are_undone_on_shutdown(monkeypatch):
     assert os.environ["RAY_AUTH_MODE"] == "token" and os.environ[ray_connection.LOOPBACK_ENV] == "0"
     ray_connection.restore_ray_settings()
     assert "RAY_AUTH_MODE" not in os.environ and os.environ[ray_connection.LOOPBACK_ENV] == "1"
+
+
+def test_a_ray_client_session_that_dies_at_start_is_tried_again(monkeypatch, capsys):
+    """The head's Ray Client server sometimes loses the session process it forks (Ray's
+    'Initialization failure from server', ray-project/ray#63202): greybox tries again."""
+    ray = pytest.importorskip("ray")
+    calls = []
+
+    def init(address=None, **kwargs):
+        calls.append(address)
+        if len(calls) == 1:
+            raise ConnectionAbortedError("Initialization failure from server:\n")
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray_connection, "check_cluster", lambda target, deadline: None)
+    ray_connection.join_cluster(FarmTarget("client", "head", 10001))
+    assert calls == ["ray://head:10001", "ray://head:10001"]
+    assert "ray-project/ray#63202" in capsys.readouterr().err
