@@ -98,7 +98,8 @@ def encode_frame_outputs(
     stem = frame_stem(passes.frame)
     files: dict[str, bytes | memoryview] = {}
     t0 = time.perf_counter()
-    files[f"passes/{stem}.exr"] = encode_passes_exr(passes)
+    spec = template.passes  # Cryptomatte names come from the scene handed in, whichever stage built or loaded it
+    files[f"passes/{stem}.exr"] = encode_passes_exr(passes, scene, groups=spec.exr_channels, compression=spec.exr_compression)
     t1 = time.perf_counter()
     build = lines = encode = 0.0
     for kind in template.passes.control:

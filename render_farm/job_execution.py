@@ -36,11 +36,12 @@ from render_farm.task_store import TaskStore, default_store_root
 
 GRAPH_FILE = "graph.json"
 RUN_LOG = "run_log.jsonl"
-VIEW_ENTRIES = ("passes", "control", "frames", "video.mp4", "contact_sheet.png", "manifest.json", "cameras.json")
+VIEW_ENTRIES = ("passes", "control", "frames", "video.mp4", "contact_sheet.png", "manifest.json", "cameras.json",
+                "video.mov")
 META_DIR = ".greybox"
 # What greybox writes in DIR and in each shot's folder: each must be a real folder or file of DIR.
 VIEW_FOLDERS = ("", "passes", "frames", "control", "control/depth", "control/normal", "control/seg", "control/lines")
-VIEW_FILES = ("manifest.json", "cameras.json", "video.mp4", "contact_sheet.png")
+VIEW_FILES = ("manifest.json", "cameras.json", "video.mp4", "contact_sheet.png", "video.mov")
 
 
 @dataclass

@@ -1,9 +1,21 @@
-"""A shot's assembled outputs: ``video.mp4``, ``contact_sheet.png`` and ``manifest.json``.
+"""A shot's assembled outputs: the video, ``contact_sheet.png`` and ``manifest.json``.
 
-All three are deterministic: the video is H.264 through imageio-ffmpeg with one encoder thread and
+All three are deterministic: the video is encoded through imageio-ffmpeg with one encoder thread and
 bit-exact flags (no encoder version string, no creation time), at the template's fps, never
 rescaled (``macro_block_size=8``: resolutions are multiples of 8); the contact sheet is a fixed grid
 of frames beside their control images; the manifest holds no timestamps or host names.
+
+The video (``render.video_codec``), from the stylised frames (sRGB PNGs):
+
+- ``h264`` -> ``video.mp4``: H.264 High, 4:2:0, CRF ``render.video_quality`` (default 18);
+- ``prores`` -> ``video.mov``: ProRes 422 HQ, 10-bit 4:2:2 (MP4 cannot hold ProRes);
+- ``png`` -> ``video.mov``: PNG frames, lossless 8-bit RGB.
+
+The YCbCr codecs are converted with the BT.709 matrix into limited (tv) range and tagged so:
+primaries, transfer and matrix BT.709, range tv. The bundled ffmpeg ignores ``-color_primaries``
+and ``-color_trc``, so the frames are tagged in the filter graph (``setparams``) and, for x264,
+``colorprim``, ``transfer`` and ``colormatrix`` go into the one ``-x264-params``. PNG frames stay RGB
+and full range: tagged BT.709 primaries, sRGB transfer, range pc.
 """
 
 from __future__ import annotations
@@ -20,11 +32,32 @@ from render_farm.frame_ranges import frame_name
 MANIFEST_SCHEMA_VERSION = 1
 CONTACT_SHEET_MAX_ROWS = 12
 CONTACT_SHEET_THUMB = 192  # longest side of one cell, pixels
-VIDEO_OUTPUT_PARAMS = [
-    "-threads", "1", "-x264-params", "threads=1:sliced-threads=0",
-    "-preset", "medium", "-crf", "18",
-    "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-movflags", "+faststart",
-]
+VIDEO_FILES = {"h264": "video.mp4", "prores": "video.mov", "png": "video.mov"}  # render.video_codec -> file
+DEFAULT_CRF = 18
+_BITEXACT = ["-map_metadata", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-movflags", "+faststart"]
+_TO_BT709_LIMITED = (
+    "scale=out_color_matrix=bt709:out_range=tv:flags=bicubic+accurate_rnd+full_chroma_int,"
+    "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv"
+)
+_RGB_TAGS = "setparams=color_primaries=bt709:color_trc=iec61966-2-1:colorspace=gbr:range=pc"
+
+
+def video_encoding(codec: str = "h264", quality: int | None = None) -> tuple[str, str, list[str]]:
+    """(ffmpeg encoder, output pixel format, output parameters) for ``render.video_codec`` and
+    ``render.video_quality`` (the H.264 CRF; None: 18)."""
+    if codec == "h264":
+        crf = DEFAULT_CRF if quality is None else int(quality)
+        x264 = "threads=1:sliced-threads=0:colorprim=bt709:transfer=bt709:colormatrix=bt709:range=tv"
+        return "libx264", "yuv420p", ["-threads", "1", "-filter_threads", "1", "-x264-params", x264, "-preset", "medium",
+                                      "-crf", str(crf), "-vf", _TO_BT709_LIMITED, *_BITEXACT]
+    if quality is not None:
+        raise ValueError(f"video quality {quality} is the H.264 CRF; video codec {codec!r} takes none")
+    if codec == "prores":
+        return "prores_ks", "yuv422p10le", ["-threads", "1", "-filter_threads", "1", "-profile:v", "3", "-vendor", "apl0",
+                                            "-vf", _TO_BT709_LIMITED, *_BITEXACT]
+    if codec == "png":
+        return "png", "rgb24", ["-threads", "1", "-filter_threads", "1", "-pred", "mixed", "-vf", _RGB_TAGS, *_BITEXACT]
+    raise ValueError(f"video codec {codec!r}: use one of {', '.join(VIDEO_FILES)}")
 
 
 def _load_rgb(path: Path) -> np.ndarray:
@@ -34,11 +67,14 @@ def _load_rgb(path: Path) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-def write_video(view: Path, frames: list[int], fps: int, out_path: Path) -> None:
-    """Encode ``view/frames/NNNN.png`` for ``frames`` into an H.264 mp4 at ``fps`` (temp name, then rename)."""
+def write_video(view: Path, frames: list[int], fps: int, out_path: Path, codec: str = "h264",
+                quality: int | None = None) -> None:
+    """Encode ``view/frames/NNNN.png`` for ``frames`` at ``fps`` into ``out_path`` with ``codec``
+    (see the module docstring; ``quality`` is the H.264 CRF), to a temporary name, then renamed."""
     import imageio_ffmpeg
 
     # 1. Check inputs: every frame there, one size.
+    encoder, pix_fmt_out, output_params = video_encoding(codec, quality)
     paths = [Path(view) / "frames" / f"{frame_name(f)}.png" for f in frames]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
@@ -49,8 +85,8 @@ def write_video(view: Path, frames: list[int], fps: int, out_path: Path) -> None
     out_path = Path(out_path)
     tmp = out_path.with_name(f".{out_path.stem}.tmp-{os.getpid()}{out_path.suffix}")
     writer = imageio_ffmpeg.write_frames(
-        str(tmp), (width, height), fps=fps, codec="libx264", pix_fmt_out="yuv420p", quality=None,
-        macro_block_size=8, ffmpeg_log_level="error", output_params=list(VIDEO_OUTPUT_PARAMS),
+        str(tmp), (width, height), fps=fps, codec=encoder, pix_fmt_out=pix_fmt_out, quality=None,
+        macro_block_size=8, ffmpeg_log_level="error", output_params=output_params,
     )
     writer.send(None)
     try:
@@ -118,7 +154,7 @@ def build_manifest(
     store record (``passes``, ``stylize``). ``shot_files``: relpath -> sha256 for whole-shot files.
     ``models``: ``ResolvedModels.manifest()`` when the diffusion stylizer ran.
     """
-    from passes.frame_passes import EXR_CHANNELS
+    from passes.pass_exr import ALL_GROUPS, exr_channel_names
 
     resolved = shot["resolved"]
     per_frame: dict[str, dict[str, str]] = {}
@@ -164,7 +200,8 @@ def build_manifest(
         "seeds": seeds,
         "versions": versions,
         "passes": {
-            "exr_channels": list(EXR_CHANNELS),
+            "exr_channels": exr_channel_names(resolved["passes"].get("exr_channels", ALL_GROUPS)),
+            "exr_compression": resolved["passes"].get("exr_compression", "none"),
             "control": list(resolved["passes"]["control"]),
         },
         "frames": per_frame,

@@ -36,14 +36,24 @@ STYLIZE_FN = "render_farm.stage_tasks:stylize_batch"
 ASSEMBLE_FN = "render_farm.stage_tasks:assemble_shot"
 
 
+VIDEO_KEYS = ("video_codec", "video_quality")  # render keys only the assembly reads
+
+
+def _render_without_video(render: dict) -> dict:
+    return {k: v for k, v in render.items() if k not in VIDEO_KEYS}
+
+
 def passes_inputs(resolved: dict) -> dict:
-    """The part of a resolved template the passes depend on."""
-    return {k: v for k, v in resolved.items() if k not in ("style", "name", "description")}
+    """The part of a resolved template the passes depend on (another video codec reruns only the assembly)."""
+    inputs = {k: v for k, v in resolved.items() if k not in ("style", "name", "description")}
+    if "render" in inputs:
+        inputs["render"] = _render_without_video(inputs["render"])
+    return inputs
 
 
 def stylize_inputs(resolved: dict) -> dict:
     """The part of a resolved template stylisation depends on (besides its upstream passes)."""
-    return {"style": resolved["style"], "seed": resolved["seed"], "render": resolved["render"]}
+    return {"style": resolved["style"], "seed": resolved["seed"], "render": _render_without_video(resolved["render"])}
 
 
 def stylize_batches(mode: str, frames: list[int], batch_size: int, frame_start: int) -> list[list[int]]:
@@ -160,9 +170,10 @@ def build_graph(
         all_keys = [k for keys in batch_keys for k in keys] + [passes_key[f] for f in shot.frames]
         fps = template.render.fps
         controls = list(template.passes.control)
-        asm_key = unit_key("assemble", {"fps": fps, "frames": shot.frames, "controls": controls}, all_keys)
+        video = {"video_codec": template.render.video_codec, "video_quality": template.render.video_quality}
+        asm_key = unit_key("assemble", {"fps": fps, "frames": shot.frames, "controls": controls, **video}, all_keys)
         graph.add(Task(
-            f"{prefix}assemble", "assemble", ASSEMBLE_FN, {"frames": shot.frames, "fps": fps, "controls": controls},
+            f"{prefix}assemble", "assemble", ASSEMBLE_FN, {"frames": shot.frames, "fps": fps, "controls": controls, **video},
             deps=tuple(batch_tasks), units=(("assembly", asm_key),), shot=shot.name, view=view, threads=1,
             timeout_s=task_timeout_s or (300.0 + 2.0 * len(shot.frames)),
         ))

@@ -181,12 +181,14 @@ def stylize_batch(params: dict, ctx) -> dict:
 
 
 def assemble_shot(params: dict, ctx) -> None:
-    """``video.mp4`` and ``contact_sheet.png`` of the shot, from its stylised frames and control images."""
-    from render_farm.job_outputs import write_contact_sheet, write_video
+    """The video (``video.mp4``, or ``video.mov`` for ProRes and PNG) and ``contact_sheet.png`` of the
+    shot, from its stylised frames and control images."""
+    from render_farm.job_outputs import VIDEO_FILES, write_contact_sheet, write_video
 
     unit = ctx.units[0][0]
     staging = ctx.staging(unit)
     frames = [int(f) for f in params["frames"]]
-    write_video(ctx.view, frames, params["fps"], staging / "video.mp4")
+    codec = params.get("video_codec", "h264")
+    write_video(ctx.view, frames, params["fps"], staging / VIDEO_FILES[codec], codec, params.get("video_quality"))
     write_contact_sheet(ctx.view, frames, params["controls"], staging / "contact_sheet.png")
     ctx.commit(unit, staging, {})

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from greybox.errors import InputError
-from scenes.template_schema import SCHEMA_VERSION, Template
+from scenes.template_schema import SCHEMA_VERSION, Template, exr_channel_problems
 
 BUNDLED_DIR = Path(__file__).with_name("bundled")
 MAX_TEMPLATE_BYTES = 16 << 20  # a template file (32767 explicit objects take about 5 MB)
@@ -407,10 +407,14 @@ def validate_data(data: dict, source: str) -> Template:
         problem = _problem(source, "schema_version", version, f"unsupported; this greybox reads schema_version = {SCHEMA_VERSION} (an integer)")
         raise InputError(format_problem(problem), [problem])
     try:
-        return Template.model_validate(data)
+        template = Template.model_validate(data)
     except ValidationError as err:
         problems = _validation_problems(err, data, source)
         raise InputError("\n".join(format_problem(p) for p in problems), problems) from None
+    problems = [_problem(source, key, value, message) for key, value, message in exr_channel_problems(template)]
+    if problems:
+        raise InputError("\n".join(format_problem(p) for p in problems), problems)
+    return template
 
 
 def load_template(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> LoadedTemplate:

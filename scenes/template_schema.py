@@ -38,6 +38,18 @@ MAX_FURNITURE = 128  # pieces placed by rule in one room
 MAX_OPENINGS = 32  # doors, and windows, per room
 MAX_PATH_POINTS = 1000  # walkthrough points
 CONTROL_PASSES = ("depth", "normal", "seg", "lines")
+# Pass groups of passes/NNNN.exr (passes.exr_channels), as passes.frame_passes.EXR_GROUPS names them.
+EXR_CHANNEL_GROUPS = ("depth", "normal", "flow", "instance", "class", "uv", "float_ids", "cryptomatte")
+EXR_COMPRESSIONS = ("none", "rle", "zips", "zip", "piz", "zstd")  # lossless only
+LOSSY_EXR_COMPRESSIONS = ("pxr24", "b44", "b44a", "dwaa", "dwab")
+VIDEO_CODECS = ("h264", "prores", "png")
+# What the stylize stage reads from passes/NNNN.exr, by what the template's style asks for (control
+# images are drawn from the passes in memory, so they need no group): reader -> pass groups.
+EXR_GROUPS_NEEDED_BY = {
+    "npr": ("normal", "class", "instance"),
+    "flow_warp": ("flow", "instance", "uv"),
+    "keyframes": ("depth", "instance", "uv"),
+}
 SCHEDULERS = (
     "UniPCMultistepScheduler",
     "DPMSolverMultistepScheduler",
@@ -272,6 +284,13 @@ class RenderSpec(StrictModel):
         24, description=f"last frame, inclusive; a shot has at most {MAX_FRAMES_PER_SHOT} frames"
     )
     fps: Annotated[int, Field(ge=1, le=240)] = 24
+    video_codec: Literal["h264", "prores", "png"] = Field(
+        "h264", description="h264: video.mp4 (H.264 High, 4:2:0, BT.709 limited range); prores: video.mov "
+        "(ProRes 422 HQ, 10-bit 4:2:2, BT.709 limited range); png: video.mov (lossless RGB PNG frames, full range)",
+    )
+    video_quality: Annotated[int, Field(ge=0, le=51)] | None = Field(
+        None, description="H.264 CRF (0 lossless .. 51 worst; default 18); h264 only: ProRes HQ and PNG have no quality knob",
+    )
 
     @field_validator("frame_end")
     @classmethod
@@ -289,6 +308,17 @@ class RenderSpec(StrictModel):
                 "or split the range into several shots (templates) and render the part you need with --frames"
             )
         return frame_end
+
+    @field_validator("video_quality")
+    @classmethod
+    def _quality_for_h264(cls, v, info: ValidationInfo):
+        codec = info.data.get("video_codec", "h264")
+        if v is not None and codec != "h264":
+            raise ValueError(
+                f"is the H.264 CRF and does not apply to video_codec {codec!r} (ProRes is 422 HQ, PNG lossless); "
+                "remove render.video_quality or use video_codec 'h264'"
+            )
+        return v
 
     @property
     def width(self) -> int:
@@ -316,6 +346,34 @@ class PassesSpec(StrictModel):
     seg_background: SemanticClassRef = Field("sky", description="class painted where no object is hit")
     line_crease_angle: Annotated[float, Field(gt=0, lt=180)] = Field(30.0, description="degrees")
     line_width: Annotated[int, Field(ge=1, le=8)] = 1
+    exr_channels: Annotated[
+        list[Literal["depth", "normal", "flow", "instance", "class", "uv", "float_ids", "cryptomatte"]], Field(min_length=1)
+    ] = Field(
+        default_factory=lambda: list(EXR_CHANNEL_GROUPS),
+        description="pass groups passes/NNNN.exr holds: depth, normal, flow (forward and backward), instance, class, "
+        "uv, float_ids (float32 copies of the ids), cryptomatte (object and class layers); all by default. "
+        "Control images do not need them; a later stage that reads one may not lose it",
+    )
+    exr_compression: Literal["none", "rle", "zips", "zip", "piz", "zstd"] = Field(
+        "none", description="lossless EXR compression; none is fastest to write (zstd needs OpenEXR 3.4+ readers)",
+    )
+
+    @field_validator("exr_compression", mode="before")
+    @classmethod
+    def _lossless(cls, v):
+        if isinstance(v, str) and v.lower() in LOSSY_EXR_COMPRESSIONS:
+            raise ValueError(
+                f"{v!r} is lossy (it would change the exact depth, flow and ids); use one of {', '.join(EXR_COMPRESSIONS)}"
+            )
+        return v
+
+    @field_validator("exr_channels")
+    @classmethod
+    def _unique_groups(cls, v):
+        dupes = sorted({g for g in v if v.count(g) > 1})
+        if dupes:
+            raise ValueError(f"lists {', '.join(dupes)} more than once; name each pass group once")
+        return v
 
     @field_validator("seg_background")
     @classmethod
@@ -467,3 +525,31 @@ class Template(StrictModel):
     @property
     def style_seed(self) -> int:
         return self.seed if self.style.seed is None else self.style.seed
+
+
+def exr_channel_problems(template: Template) -> list[tuple[str, object, str]]:
+    """(key path, value, message) for each pass group ``passes.exr_channels`` leaves out that a later
+    stage of the same template reads from ``passes/NNNN.exr`` (the NPR stylizer, or NPR drafts for
+    img2img: normal, class, instance; ``flow_warp``: flow, instance, uv; ``keyframes``: depth,
+    instance, uv). Checked with the template, before anything is written."""
+    style = template.style
+    mode = style.consistency.mode
+    readers = []
+    if style.stylizer == "npr":
+        readers.append(("npr", "the NPR stylizer (style.stylizer = 'npr')", "or set style.stylizer = 'diffusion'"))
+    elif style.init_image == "npr_draft" and mode == "per_frame":
+        readers.append(("npr", "the NPR drafts of style.init_image = 'npr_draft'", "or set style.init_image = 'none'"))
+    if mode in ("flow_warp", "keyframes"):
+        readers.append((mode, f"consistency mode {mode!r} (style.consistency.mode)", "or use consistency mode 'per_frame'"))
+    kept = template.passes.exr_channels
+    problems = []
+    for reader, who, other_fix in readers:
+        missing = [g for g in EXR_GROUPS_NEEDED_BY[reader] if g not in kept]
+        if missing:
+            names = ", ".join(repr(g) for g in missing)
+            problems.append((
+                "passes.exr_channels", list(kept),
+                f"leaves out {names}, which {who} reads from passes/NNNN.exr; add {names} to passes.exr_channels {other_fix}",
+            ))
+    return problems
+

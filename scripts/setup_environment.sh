@@ -25,4 +25,14 @@ if ! "$VENV/bin/python" -c "import bpy" >/dev/null 2>&1; then
     libx11-6 libxrender1 libxxf86vm1 libxfixes3 libxi6 libxkbcommon0 libsm6 libice6 libgl1 libegl1 libgomp1 libxext6 libxinerama1 libxcursor1 libxrandr2 libwayland-client0
   "$VENV/bin/python" -c "import bpy" || { echo "bpy still fails to import; see the error above" >&2; exit 1; }
 fi
+# The output tests read files as other tools do: OpenImageIO's oiiotool (EXR ids, Cryptomatte) and
+# ffprobe (video codecs and colour tags). imageio-ffmpeg ships an ffmpeg but no ffprobe.
+missing_tools=()
+command -v oiiotool >/dev/null 2>&1 || missing_tools+=(openimageio-tools)
+command -v ffprobe >/dev/null 2>&1 || missing_tools+=(ffmpeg)
+if [ ${#missing_tools[@]} -gt 0 ]; then
+  echo "installing ${missing_tools[*]} (apt-get) for the output tests" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_tools[@]}"
+fi
 "$VENV/bin/python" -c "import bpy, torch, diffusers, OpenEXR, ray; print('greybox environment ready: bpy', bpy.app.version_string, '| torch', torch.__version__, '| diffusers', diffusers.__version__)"
