@@ -65,15 +65,19 @@ def exr_channel_names(groups=ALL_GROUPS) -> list[str]:
     return sorted(names)
 
 
-def encode_passes_exr(passes: FramePasses, scene=None, *, groups=ALL_GROUPS, compression: str = "none") -> memoryview:
+def encode_passes_exr(passes: FramePasses, scene=None, *, groups=None, compression: str = "none") -> memoryview:
     """The EXR file's bytes for ``passes`` (deterministic: identical inputs give identical bytes),
     as a read-only view of the encoder's buffer (no copy: 54 MB at 1024^2).
 
     ``scene`` (anything with ``objects`` carrying ``name``, ``instance_id``, ``semantic_class_id``)
-    names the Cryptomatte ids; it is needed when ``groups`` holds ``cryptomatte``.
+    names the Cryptomatte ids. ``groups``: the pass groups to write (``passes.exr_channels``); a
+    ``cryptomatte`` asked for without a scene is an error. None: every group, Cryptomatte only when
+    a scene is given.
     """
     import OpenEXR
 
+    if groups is None:
+        groups = ALL_GROUPS if scene is not None else tuple(g for g in ALL_GROUPS if g != "cryptomatte")
     unknown = sorted(set(groups) - set(EXR_GROUPS))
     if unknown:
         raise ValueError(f"unknown EXR pass groups {unknown}; use some of {', '.join(EXR_GROUPS)}")
@@ -109,7 +113,7 @@ def encode_passes_exr(passes: FramePasses, scene=None, *, groups=ALL_GROUPS, com
     return buffer.getbuffer().toreadonly()
 
 
-def write_passes_exr(path: str | os.PathLike, passes: FramePasses, scene=None, *, groups=ALL_GROUPS,
+def write_passes_exr(path: str | os.PathLike, passes: FramePasses, scene=None, *, groups=None,
                      compression: str = "none") -> str:
     """Write ``passes`` to ``path`` atomically (temporary name in the same folder, then rename); return its sha256."""
     return write_bytes_atomic(Path(path), encode_passes_exr(passes, scene, groups=groups, compression=compression))

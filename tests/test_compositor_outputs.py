@@ -122,7 +122,10 @@ def test_exr_holds_both_cryptomatte_layers_with_their_manifests(tmp_path):
     with pytest.raises(ValueError, match="no name"):
         write_passes_exr(tmp_path / "bad.exr", passes, scene)
     with pytest.raises(ValueError, match="needs the scene"):
-        write_passes_exr(tmp_path / "bad.exr", passes)
+        write_passes_exr(tmp_path / "bad.exr", passes, groups=["depth", "cryptomatte"])
+    passes.instance_id[0, 0] = 1
+    write_passes_exr(tmp_path / "nameless.exr", passes)  # no scene, no groups: everything but Cryptomatte
+    assert not any(name.startswith("Crypto") for name in read_exr(tmp_path / "nameless.exr")[1])
 
 
 _BLENDER_MATTE = textwrap.dedent("""

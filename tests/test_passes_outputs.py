@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from passes.frame_passes import EXR_CHANNELS, EXR_GROUPS, FramePasses
+from passes.frame_passes import EXR_CHANNELS, FramePasses
 from test_passes_analytic import cube_scene
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -59,9 +59,8 @@ def test_pass_exr_round_trip_is_exact_and_deterministic(tmp_path):
     from passes.pass_exr import read_passes_exr, write_passes_exr
 
     passes = random_passes()
-    groups = [g for g in EXR_GROUPS if g != "cryptomatte"]  # random ids have no names (tests/test_compositor_outputs.py)
-    digest = write_passes_exr(tmp_path / "passes" / "0007.exr", passes, groups=groups)
-    again = write_passes_exr(tmp_path / "again.exr", passes, groups=groups)
+    digest = write_passes_exr(tmp_path / "passes" / "0007.exr", passes)  # no scene: no Cryptomatte (test_compositor_outputs.py)
+    again = write_passes_exr(tmp_path / "again.exr", passes)
     assert digest == again
     assert (tmp_path / "passes" / "0007.exr").read_bytes() == (tmp_path / "again.exr").read_bytes()
     assert [p.name for p in (tmp_path / "passes").iterdir()] == ["0007.exr"]  # no temporary left behind
