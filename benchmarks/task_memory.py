@@ -61,7 +61,8 @@ class PeakSampler:
 def _template(width: int):
     from scenes.template_loading import load_template
 
-    return load_template("living_room", [f"render.resolution=[{width}, {width}]", "style.stylizer='npr'"]).template
+    extra = json.loads(os.environ.get("GREYBOX_BENCH_SET", "[]"))  # --set, passed on to the child processes
+    return load_template("living_room", [f"render.resolution=[{width}, {width}]", "style.stylizer='npr'", *extra]).template
 
 
 def measure_passes(width: int, view: str) -> dict:
@@ -100,6 +101,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resolutions", default="512,1024,2048")
     parser.add_argument("--skip-npr", action="store_true")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="template override, e.g. passes.exr_channels=[\"normal\",\"class\",\"instance\"]")
     parser.add_argument("--child", nargs=3, metavar=("KIND", "WIDTH", "VIEW"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -107,6 +110,7 @@ def main() -> None:
         print(json.dumps((measure_passes if kind == "passes" else measure_npr)(int(width), view)))
         return
 
+    os.environ["GREYBOX_BENCH_SET"] = json.dumps(args.set)
     from render_farm.task_memory import estimate_peak_bytes
 
     print("| task | resolution | measured peak | estimate | estimate / measured | s/frame |")
@@ -117,7 +121,8 @@ def main() -> None:
             if not args.skip_npr:
                 rows.append(("stylize (npr)", _child("npr", width, view)))
         for kind, result in rows:
-            estimate = estimate_peak_bytes("passes" if kind == "passes" else "stylize", width, width, stylizer="npr")
+            estimate = estimate_peak_bytes("passes" if kind == "passes" else "stylize", width, width, stylizer="npr",
+                                           exr_channels=_template(8).passes.exr_channels)
             print(f"| {kind} | {width}^2 | {result['peak'] / 1e9:.2f} GB | {estimate / 1e9:.2f} GB | "
                   f"{estimate / result['peak']:.2f} | {result['seconds']:.1f} |", flush=True)
 

@@ -68,13 +68,20 @@ class CryptomatteLayer:
     ids: np.ndarray  # (N,) float32, indexed by the integer label of the pass (instance id or class id)
     manifest: dict[str, str]
 
-    def channels(self, labels: np.ndarray) -> dict[str, np.ndarray]:
-        """The layer's four channels for a label image (uint32 instance or class ids)."""
+    def channels(self, labels: np.ndarray, coverage: np.ndarray | None = None,
+                 empty: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The layer's four channels for a label image (uint32 instance or class ids).
+
+        ``coverage`` (``labels > 0`` as float32) and ``empty`` (zeros) may be given to share them
+        between layers: the writer holds every channel at once, so each shared plane is memory saved.
+        """
         labels = np.asarray(labels)
         if labels.size and int(labels.max()) >= len(self.ids):
             raise ValueError(f"{self.name}: label {int(labels.max())} has no name in the scene")
-        coverage = (labels > 0).astype(np.float32)
-        empty = np.zeros(labels.shape, dtype=np.float32)
+        if coverage is None:
+            coverage = (labels > 0).astype(np.float32)
+        if empty is None:
+            empty = np.zeros(labels.shape, dtype=np.float32)
         return {
             f"{self.name}00.R": np.ascontiguousarray(self.ids[labels]),
             f"{self.name}00.G": coverage,

@@ -65,6 +65,17 @@ def exr_channel_names(groups=ALL_GROUPS) -> list[str]:
     return sorted(names)
 
 
+def writer_bytes_per_pixel(groups=ALL_GROUPS) -> int:
+    """Bytes a pixel :func:`encode_passes_exr` holds at once for ``groups``: the file's pixels, the
+    contiguous copies of the multi-component passes' planes and the planes it derives (float ids;
+    Cryptomatte's two id planes, one shared coverage plane and one shared zero plane). The memory
+    estimate of a passes task adds what a layout holds beyond the one it was calibrated with."""
+    file_bytes = 4 * len(exr_channel_names(groups))
+    copies = 4 * sum(1 for _, component in channels_of_groups(groups).values() if component is not None)
+    derived = (8 if "float_ids" in groups else 0) + (16 if "cryptomatte" in groups else 0)
+    return file_bytes + copies + derived
+
+
 def encode_passes_exr(passes: FramePasses, scene=None, *, groups=None, compression: str = "none") -> memoryview:
     """The EXR file's bytes for ``passes`` (deterministic: identical inputs give identical bytes),
     as a read-only view of the encoder's buffer (no copy: 54 MB at 1024^2).
@@ -103,8 +114,12 @@ def encode_passes_exr(passes: FramePasses, scene=None, *, groups=None, compressi
         from passes.cryptomatte import scene_layers
 
         object_layer, class_layer = scene_layers(scene)
-        channels.update(object_layer.channels(passes.instance_id))
-        channels.update(class_layer.channels(passes.class_id))
+        # Every object has a class, so both layers cover the same pixels: one coverage plane and one
+        # plane of zeros (the empty rank 1) serve both.
+        coverage = (passes.instance_id > 0).astype(np.float32)
+        empty = np.zeros(coverage.shape, dtype=np.float32)
+        channels.update(object_layer.channels(passes.instance_id, coverage, empty))
+        channels.update(class_layer.channels(passes.class_id, coverage, empty))
         header.update(object_layer.header())
         header.update(class_layer.header())
     buffer = io.BytesIO()

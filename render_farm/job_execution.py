@@ -164,7 +164,7 @@ def _check_memory(shots: list[Shot], command: str, max_memory: int | None) -> No
         render = shot.template.render
         where = f"{shot.name}: " if len(shots) > 1 else ""
         check_task_memory("passes", render.width, render.height, controls=shot.template.passes.control,
-                          max_memory=max_memory, free=free, where=where)
+                          max_memory=max_memory, free=free, where=where, exr_channels=shot.template.passes.exr_channels)
         if command == "render":
             check_task_memory("stylize", render.width, render.height, stylizer=shot.template.style.stylizer,
                               max_memory=max_memory, free=free, where=where)

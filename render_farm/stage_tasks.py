@@ -47,7 +47,8 @@ def _check_memory(ctx, kind: str, template, params: dict) -> None:
 
     check_task_memory(kind, template.render.width, template.render.height, controls=template.passes.control,
                       stylizer=template.style.stylizer if kind == "stylize" else None,
-                      max_memory=params.get("max_memory"), held=process_resident_bytes(), where=f"{ctx.task_id}: ")
+                      max_memory=params.get("max_memory"), held=process_resident_bytes(), where=f"{ctx.task_id}: ",
+                      exr_channels=template.passes.exr_channels)
 
 
 def noop(params: dict, ctx) -> None:

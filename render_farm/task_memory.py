@@ -11,6 +11,12 @@ Cycles threads, on the project's 2-core CPU machine):
   1024^2). The peak comes while Cycles' buffers, Blender's render result and our read of its EXR
   are all held; the control images are made afterwards and do not raise it (2048^2: the same peak
   with one control image or four), nor does a scene of a few thousand triangles.
+- The passes figure was calibrated with ``passes/NNNN.exr`` holding the 13 pass channels
+  (``passes.exr_channels`` depth, normal, flow, instance, class, uv). Our EXR writer holds its
+  file and its channel planes at once, after Blender's buffers are gone, so a layout that holds
+  more adds what its writer holds beyond that one (``passes.pass_exr.writer_bytes_per_pixel``: the
+  default, with the float ids and Cryptomatte, 64 bytes a pixel; 1.68 GB measured at 2048^2,
+  estimated 1.78 GB). Fewer groups never lower the estimate: Cycles' peak comes first.
 - NPR stylisation of a frame: ``0.1 GB + 215 bytes a pixel`` (0.30 GB at 1024^2, 0.97 GB at 2048^2).
 - Diffusion stylisation depends on the model and the device (and is bounded by the model's
   resolution): not estimated here; the cameras and assembly tasks hold a frame or two (not checked).
@@ -31,6 +37,7 @@ from greybox.errors import InputError
 
 PASSES_BASE_BYTES = 750_000_000
 PASSES_BYTES_PER_PIXEL = 181
+CALIBRATED_EXR_GROUPS = ("depth", "normal", "flow", "instance", "class", "uv")  # the layout the 181 B were measured with
 NPR_BASE_BYTES = 100_000_000
 NPR_BYTES_PER_PIXEL = 215
 
@@ -58,12 +65,23 @@ def format_size(n: float) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
 
 
-def estimate_peak_bytes(kind: str, width: int, height: int, *, controls=(), stylizer: str | None = None) -> int | None:
+def _exr_writer_extra(exr_channels) -> int:
+    """Bytes a pixel the EXR writer holds for ``exr_channels`` beyond the calibrated layout (never negative)."""
+    if exr_channels is None:
+        return 0
+    from passes.pass_exr import writer_bytes_per_pixel
+
+    return max(0, writer_bytes_per_pixel(tuple(exr_channels)) - writer_bytes_per_pixel(CALIBRATED_EXR_GROUPS))
+
+
+def estimate_peak_bytes(kind: str, width: int, height: int, *, controls=(), stylizer: str | None = None,
+                        exr_channels=None) -> int | None:
     """Estimated peak memory of one task of ``kind`` ("passes" or "stylize") at ``width`` x
-    ``height``; None when there is no estimate (diffusion, cameras, assembly)."""
+    ``height``; None when there is no estimate (diffusion, cameras, assembly). ``exr_channels``: the
+    template's ``passes.exr_channels`` (None: the calibrated layout, the 13 pass channels)."""
     pixels = int(width) * int(height)
     if kind == "passes":
-        return PASSES_BASE_BYTES + PASSES_BYTES_PER_PIXEL * pixels
+        return PASSES_BASE_BYTES + (PASSES_BYTES_PER_PIXEL + _exr_writer_extra(exr_channels)) * pixels
     if kind == "stylize" and stylizer == "npr":
         return NPR_BASE_BYTES + NPR_BYTES_PER_PIXEL * pixels
     return None
@@ -103,11 +121,12 @@ def machine_free_bytes() -> int:
 
 
 def check_task_memory(kind: str, width: int, height: int, *, controls=(), stylizer: str | None = None,
-                      max_memory: int | None = None, free: int | None = None, held: int = 0, where: str = "") -> int | None:
+                      max_memory: int | None = None, free: int | None = None, held: int = 0, where: str = "",
+                      exr_channels=None) -> int | None:
     """Raise :class:`MemoryLimitError` when a task's estimate exceeds ``max_memory`` or what its
     machine has free (``free``, measured when None, plus ``held``: what the process already has);
     return the estimate (None: not estimated, not checked)."""
-    kwargs = {"controls": controls, "stylizer": stylizer}
+    kwargs = {"controls": controls, "stylizer": stylizer, "exr_channels": exr_channels}
     need = estimate_peak_bytes(kind, width, height, **kwargs)
     if need is None:
         return None

@@ -317,3 +317,21 @@ def test_validation_accepts_what_the_stages_need():
     default = load_template("living_room").template.passes
     assert default.exr_compression == "none" and default.exr_channels == [
         "depth", "normal", "flow", "instance", "class", "uv", "float_ids", "cryptomatte"]
+
+
+def test_the_memory_estimate_follows_what_the_exr_writer_holds():
+    from passes.pass_exr import writer_bytes_per_pixel
+    from render_farm.task_memory import CALIBRATED_EXR_GROUPS, estimate_peak_bytes
+
+    # Counted by hand: the file's 4-byte planes, copies of the 8 multi-component planes (normal,
+    # flow, uv), and what the writer derives (float ids 2 planes, Cryptomatte 2 id planes + coverage + zeros).
+    assert writer_bytes_per_pixel(CALIBRATED_EXR_GROUPS) == 4 * 13 + 4 * 10
+    assert writer_bytes_per_pixel() == 4 * (13 + 2 + 8) + 4 * 10 + 4 * 2 + 4 * 4
+    assert writer_bytes_per_pixel(["normal", "class", "instance"]) == 4 * 5 + 4 * 3
+    side = 2048
+    calibrated = estimate_peak_bytes("passes", side, side)
+    assert estimate_peak_bytes("passes", side, side, exr_channels=CALIBRATED_EXR_GROUPS) == calibrated
+    assert estimate_peak_bytes("passes", side, side, exr_channels=["normal", "class", "instance"]) == calibrated
+    default = estimate_peak_bytes("passes", side, side, exr_channels=list(CALIBRATED_EXR_GROUPS) + ["float_ids", "cryptomatte"])
+    assert default >= 1.68e9  # measured with benchmarks/task_memory.py at 2048^2 with every group: never under
+    assert default - calibrated == 64 * side * side
