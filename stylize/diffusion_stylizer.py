@@ -63,6 +63,9 @@ class DiffusionStylizer:
     """
 
     def __init__(self, resolved, style, *, device=None, dtype=None, threads: int | None = None):
+        from stylize.quiet_libraries import quiet_libraries
+
+        quiet_libraries()  # before diffusers is imported: no torchvision advice, no loading bars
         import torch
 
         # 1. Check inputs and fix the numerics.
