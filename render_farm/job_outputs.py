@@ -160,6 +160,8 @@ def build_manifest(
     per_frame: dict[str, dict[str, str]] = {}
     versions: dict[str, str | None] = {"greybox": GREYBOX_VERSION}
     consistency: dict = {"mode": None, "keyframes": [], "generated_frames": [], "denoising_steps": 0}
+    steps_by_frame: dict[str, int] = {}
+    warp_by_frame: dict[str, dict] = {}
     for stage in ("passes", "stylize"):
         for f in frames:
             record = records.get(stage, {}).get(f)
@@ -181,6 +183,10 @@ def build_manifest(
                     consistency["denoising_steps"] += int(meta.get("denoising_steps", 0))
                     if meta.get("generated"):
                         consistency["generated_frames"].append(f)
+                if "denoising_steps_frame" in meta:
+                    steps_by_frame[frame_name(f)] = int(meta["denoising_steps_frame"])
+                if meta.get("warp_error"):
+                    warp_by_frame[frame_name(f)] = meta["warp_error"]
     style = resolved["style"]
     style_seed = resolved["seed"] if style.get("seed") is None else style["seed"]
     seeds: dict = {"scene": resolved["seed"]}
@@ -212,8 +218,23 @@ def build_manifest(
         manifest["models"] = models
         # Cost is counted as denoising steps: UNet evaluations, each batch element counted (a CFG pair is 2).
         consistency["denoising_steps_per_frame"] = consistency["denoising_steps"] / max(len(frames), 1)
+        if steps_by_frame:
+            consistency["denoising_steps_by_frame"] = steps_by_frame
+        if warp_by_frame:  # render_farm.frame_figures: sequence modes, where cheap
+            consistency["warp_error"] = _warp_error_summary(warp_by_frame)
         manifest["consistency"] = consistency
     return manifest
+
+
+def _warp_error_summary(by_frame: dict[str, dict]) -> dict:
+    """Means of the per-frame E_warp figures (frames without a figure left out), and the figures."""
+    summary: dict = {"flow": "exact (renderer ground truth)"}
+    for key in ("short_mae", "long_mae"):
+        values = [entry[key] for entry in by_frame.values() if entry.get(key) is not None]
+        if values:
+            summary[key] = sum(values) / len(values)
+    summary["by_frame"] = dict(sorted(by_frame.items()))
+    return summary
 
 
 def write_manifest(view: Path, manifest: dict) -> str:

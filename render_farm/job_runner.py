@@ -238,6 +238,9 @@ def run_graph(
                     records = {**have, **outcome.data.get("records", {})}
                     info = {"attempt": outcome.attempt, "worker": outcome.worker, "host": outcome.data.get("host"),
                             "seconds": round(time.perf_counter() - began, 4)}
+                    returned = outcome.data.get("result")
+                    if isinstance(returned, dict) and returned.get("frame_seconds"):
+                        info["frame_seconds"] = returned["frame_seconds"]  # the review page plots them
                     finish(task, records, False, info)
                     continue
                 reason = outcome.message or outcome.error_kind or "unknown failure"

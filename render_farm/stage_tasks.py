@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 from render_farm.frame_ranges import frame_name
@@ -64,6 +65,7 @@ def passes_chunk(params: dict, ctx) -> dict:
     """
     # 1. Check inputs, that this worker's Blender is the one the units' keys name (else it must not commit),
     #    and that this machine can hold the task
+    started = time.perf_counter()
     template = template_from_params(params)
     frames = [int(unit) for unit, _ in ctx.units]
     if not frames:
@@ -87,17 +89,22 @@ def passes_chunk(params: dict, ctx) -> dict:
     chunk_dir = ctx.store.new_staging(f"chunk-{ctx.units[0][1]}")
     controls = list(template.passes.control)
 
+    frame_seconds: dict[str, float] = {}
+    last = [started]
+
     def commit_frame(frame: int) -> None:
         unit = str(frame)
         staging = ctx.staging(unit)
         _move_into(chunk_dir, pass_frame_paths(frame, controls), staging)
         ctx.commit(unit, staging, {**meta, "frame": frame})
+        now = time.perf_counter()  # the chunk's first frame includes building (or warming) the Blender scene
+        frame_seconds[unit], last[0] = round(now - last[0], 4), now
 
     try:
         render_pass_frames(template, frames, chunk_dir, threads=ctx.threads, renderer=renderer, on_frame=commit_frame)
     finally:
         shutil.rmtree(chunk_dir, ignore_errors=True)
-    return {"bpy": meta["bpy"]}
+    return {"bpy": meta["bpy"], "frame_seconds": frame_seconds}
 
 
 def cameras(params: dict, ctx) -> None:
@@ -166,6 +173,12 @@ def stylize_batch(params: dict, ctx) -> dict:
         result = stylize_sequence(template, frames, ctx.view, batch_dir, stylizer=stylizer, resolved=resolved,
                                   stylizer_instance=instance, threads=ctx.threads)
         consistency = {"mode": result.mode, "keyframes": list(result.keyframes)}
+        warp_errors = {}
+        if result.mode != "per_frame":  # E_warp of the sequence, from the exact passes, where cheap
+            from render_farm.frame_figures import sequence_warp_error
+
+            width, height = template.render.resolution
+            warp_errors = sequence_warp_error(ctx.view, batch_dir / "frames", frames, width, height)
         for i, frame in enumerate(frames):
             unit = str(frame)
             staging = ctx.staging(unit)
@@ -174,11 +187,15 @@ def stylize_batch(params: dict, ctx) -> dict:
                 **meta, "frame": frame, "consistency": consistency,
                 "generated": frame in result.generated_frames,
                 "denoising_steps": result.denoising_steps if i == 0 else 0,
+                "denoising_steps_frame": int(result.denoising_steps_by_frame.get(frame, 0)),
             }
+            if frame in warp_errors:
+                frame_meta["warp_error"] = warp_errors[frame]
             ctx.commit(unit, staging, frame_meta)
     finally:
         shutil.rmtree(batch_dir, ignore_errors=True)
-    return meta
+    # Timings go back to the scheduler's run log, never into a store record (they differ per run).
+    return {**meta, "frame_seconds": {str(f): round(s, 4) for f, s in result.frame_seconds.items()}}
 
 
 def assemble_shot(params: dict, ctx) -> None:

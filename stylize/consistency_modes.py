@@ -56,6 +56,10 @@ class ConsistencyResult:
     generated_frames: list[int] = field(default_factory=list)
     seconds: float = 0.0
     warp_error: object | None = None  # stylize.warp_error.WarpErrorReport when asked for
+    # per frame: denoising steps (as ``denoising_steps``), and seconds (the generator's time on the
+    # frame plus an even share of the rest: reading passes, warping, gathering, projecting)
+    denoising_steps_by_frame: dict[int, int] = field(default_factory=dict)
+    frame_seconds: dict[int, float] = field(default_factory=dict)
 
     def manifest(self) -> dict:
         record = {
@@ -182,14 +186,18 @@ def stylize_sequence(
 
     # 5. Write the frames
     hashes = _write_frames(out_dir, images)
+    seconds = time.perf_counter() - started
+    rest = max(seconds - sum(engine.generate_seconds.values()), 0.0) / len(frames)
+    frame_seconds = {f: engine.generate_seconds.get(f, 0.0) + rest for f in frames}
+    steps_by_frame = {f: int(engine.counter.per_frame.get(f, 0)) for f in frames}
     report = None
     if measure_warp_error and len(frames) > 1:
         from stylize.warp_error import warp_error
 
         report = warp_error([images[f] for f in frames], passes)
     return ConsistencyResult(mode=mode, stylizer=kind, frame_hashes=hashes, denoising_steps=engine.counter.unet_evaluations,
-                             keyframes=keyframes, generated_frames=generated, seconds=time.perf_counter() - started,
-                             warp_error=report)
+                             keyframes=keyframes, generated_frames=generated, seconds=seconds,
+                             warp_error=report, denoising_steps_by_frame=steps_by_frame, frame_seconds=frame_seconds)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,12 +215,14 @@ def _per_frame(template, frames, job_dir, out_dir, kind, resolved, instance, dev
         instance = DiffusionStylizer(resolved, style, device=device, threads=threads)
     hashes = stylize_frames(template, frames, job_dir, out_dir, stylizer=kind, resolved=resolved,
                             stylizer_instance=instance, device=device, threads=threads)
-    steps = 0
+    per_frame_steps = 0
     if kind == "diffusion":
         scheduler = instance.pipeline.scheduler
         strength = style.strength if style.init_image == "npr_draft" else 1.0
-        steps = len(frames) * unet_evaluations_per_frame(scheduler, style.num_inference_steps, strength=strength,
-                                                         guidance_scale=style.guidance_scale)
+        per_frame_steps = unet_evaluations_per_frame(scheduler, style.num_inference_steps, strength=strength,
+                                                     guidance_scale=style.guidance_scale)
+    steps = len(frames) * per_frame_steps
+    seconds = time.perf_counter() - started
     report = None
     if measure and len(frames) > 1:
         from PIL import Image
@@ -222,7 +232,9 @@ def _per_frame(template, frames, job_dir, out_dir, kind, resolved, instance, dev
         images = [np.asarray(Image.open(Path(out_dir) / "frames" / f"{f:04d}.png").convert("RGB")) for f in frames]
         report = warp_error(images, _read_passes(Path(job_dir), frames))
     return ConsistencyResult(mode="per_frame", stylizer=kind, frame_hashes=hashes, denoising_steps=steps,
-                             generated_frames=list(frames), seconds=time.perf_counter() - started, warp_error=report)
+                             generated_frames=list(frames), seconds=seconds, warp_error=report,
+                             denoising_steps_by_frame={f: per_frame_steps for f in frames},
+                             frame_seconds={f: seconds / len(frames) for f in frames})
 
 
 def _read_passes(job_dir: Path, frames: list[int]):
@@ -267,6 +279,7 @@ class _Generator:
         self.kind = kind
         self.instance = instance
         self.counter = DenoisingCounter()
+        self.generate_seconds: dict[int, float] = {}  # time in generate() per frame
         self.anchor = None
         self._embeds = None
         self._controls = None
@@ -313,11 +326,15 @@ class _Generator:
 
     def generate(self, frame: int, init: np.ndarray | None, generate_mask: np.ndarray | None) -> np.ndarray:
         """The generator callback: the whole frame (``init`` None) or the masked part, keeping ``init`` elsewhere."""
-        if self.kind == "npr":
-            return self.npr(frame)
-        if init is None:
-            return self._diffuse(frame, None, None, 1.0)
-        return self._diffuse(frame, init, ~generate_mask, float(self.style.strength))
+        began = time.perf_counter()
+        try:
+            if self.kind == "npr":
+                return self.npr(frame)
+            if init is None:
+                return self._diffuse(frame, None, None, 1.0)
+            return self._diffuse(frame, init, ~generate_mask, float(self.style.strength))
+        finally:
+            self.generate_seconds[frame] = self.generate_seconds.get(frame, 0.0) + time.perf_counter() - began
 
 
 def _flow_warp(engine: _Generator, passes, scene, min_generate_pixels: int):
