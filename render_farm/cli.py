@@ -177,6 +177,8 @@ def cmd_job(args) -> int:
         print(f"{args.job_command}: {r.done} tasks done ({r.ran} ran, {r.cached} reused from the store) in {r.seconds:.1f} s -> {summary.job_dir}")
         for line in r.recomputed:
             print(f"  recomputed {line}")
+        if summary.review_pages:
+            print(f"  review: {summary.review_pages[0]}")
     return EXIT_OK
 
 

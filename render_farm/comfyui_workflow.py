@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from greybox.atomic_files import write_bytes_atomic
+from greybox.confined_files import write_bytes
 from render_farm.frame_ranges import frame_name
 
 COMFYUI_RELEASE = "ComfyUI v0.3.64 (Comfy-Org/ComfyUI a125cd84)"
@@ -292,14 +292,13 @@ def write_comfyui_workflow(view: Path, *, shot: str, template, models: dict | No
     )
 
     # 3. Write the workflow, then the README naming every file it needs
-    folder = Path(view) / FOLDER
-    path = folder / WORKFLOW_FILE
-    # node order as built (ids "1".."N" in dependency order), not sorted: the file reads top to bottom
-    write_bytes_atomic(path, (json.dumps(workflow, indent=2, allow_nan=False) + "\n").encode("utf-8"))
+    # node order as built (ids "1".."N" in dependency order), not sorted: the file reads top to bottom;
+    # written inside the view without following a link planted there
+    write_bytes(view, f"{FOLDER}/{WORKFLOW_FILE}", (json.dumps(workflow, indent=2, allow_nan=False) + "\n").encode("utf-8"))
     readme = _readme(shot=shot, frame=frame, frames=frames, checkpoint=checkpoint, nets=nets, models=models,
                      sampler=sampler, scheduler_class=style.scheduler, style=style, workflow=workflow, seed=seed)
-    write_bytes_atomic(folder / README_FILE, readme.encode("utf-8"))
-    return path
+    write_bytes(view, f"{FOLDER}/{README_FILE}", readme.encode("utf-8"))
+    return Path(view) / FOLDER / WORKFLOW_FILE
 
 
 def _source_lines(f: ModelFile) -> list[str]:

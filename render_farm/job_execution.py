@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from contextlib import contextmanager
@@ -37,11 +38,13 @@ from render_farm.task_store import TaskStore, default_store_root
 GRAPH_FILE = "graph.json"
 RUN_LOG = "run_log.jsonl"
 VIEW_ENTRIES = ("passes", "control", "frames", "video.mp4", "contact_sheet.png", "manifest.json", "cameras.json",
-                "video.mov")
+                "video.mov", "review.html", "review_proxy.mp4", "comfyui")
 META_DIR = ".greybox"
 # What greybox writes in DIR and in each shot's folder: each must be a real folder or file of DIR.
-VIEW_FOLDERS = ("", "passes", "frames", "control", "control/depth", "control/normal", "control/seg", "control/lines")
-VIEW_FILES = ("manifest.json", "cameras.json", "video.mp4", "contact_sheet.png", "video.mov")
+VIEW_FOLDERS = ("", "passes", "frames", "control", "control/depth", "control/normal", "control/seg", "control/lines",
+                "comfyui")
+VIEW_FILES = ("manifest.json", "cameras.json", "video.mp4", "contact_sheet.png", "video.mov", "review.html",
+              "review_proxy.mp4", "comfyui/workflow_api.json", "comfyui/README.txt")
 
 
 @dataclass
@@ -50,6 +53,8 @@ class JobSummary:
     shots: list[Shot]
     result: JobResult
     manifests: dict[str, Path] = field(default_factory=dict)
+    review_pages: list[Path] = field(default_factory=list)
+    comfyui_workflows: dict[str, Path] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         r = self.result
@@ -57,6 +62,8 @@ class JobSummary:
             "out": str(self.job_dir), "shots": {s.name: str(s.view(self.job_dir)) for s in self.shots},
             "tasks": {"done": r.done, "ran": r.ran, "reused": r.cached, "failed": len(r.failed)},
             "recomputed": r.recomputed, "manifests": {k: str(v) for k, v in self.manifests.items()},
+            "review": [str(p) for p in self.review_pages],
+            "comfyui": {k: str(v) for k, v in self.comfyui_workflows.items()},
             "seconds": round(r.seconds, 3),
         }
 
@@ -152,7 +159,7 @@ def _check_links(job_dir: Path, shots: list[Shot], record: dict | None) -> None:
         return
     views = {s.folder for s in shots} | {s.get("folder") or "" for s in (record or {}).get("shots", [])}
     check_folders(job_dir, [META_DIR, f"{META_DIR}/logs", *_view_paths(views, VIEW_FOLDERS)],
-                  [JOB_FILE, RUN_LOG, f"{META_DIR}/lock", f"{META_DIR}/{GRAPH_FILE}", *_view_paths(views, VIEW_FILES)])
+                  [JOB_FILE, RUN_LOG, f"{META_DIR}/lock", f"{META_DIR}/{GRAPH_FILE}", "review.html", *_view_paths(views, VIEW_FILES)])
 
 
 def _check_memory(shots: list[Shot], command: str, max_memory: int | None) -> None:
@@ -220,6 +227,35 @@ def _write_manifests(job_dir: Path, shots: list[Shot], graph: JobGraph, result: 
         write_manifest(view, manifest)
         paths[shot.name] = view / "manifest.json"
     return paths
+
+
+def _write_comfyui_workflows(job_dir: Path, shots: list[Shot], request: JobRequest, models: dict[str, dict | None]) -> dict[str, Path]:
+    """``comfyui/workflow_api.json`` and its README for every shot whose style is diffusion."""
+    from render_farm.comfyui_workflow import write_comfyui_workflow
+
+    out = {}
+    for shot in shots:
+        style = shot.template.style
+        if style.stylizer != "diffusion" or (request.command == "passes" and not style.controlnets):
+            continue
+        out[shot.name] = write_comfyui_workflow(shot.view(job_dir), shot=shot.name, template=shot.template,
+                                                models=models.get(shot.name), frames=shot.frames)
+    return out
+
+
+def _write_review_pages(job_dir: Path, store: TaskStore) -> list[Path]:
+    """The review pages at the job's end (a video proxy is encoded in the store's staging); a page
+    that cannot be written is a note, never the job's failure."""
+    from render_farm.review_page import write_review_pages
+
+    scratch = store.new_staging("review")
+    try:
+        return write_review_pages(job_dir, scratch=scratch)
+    except Exception as err:  # noqa: BLE001 - the page is a view of the outputs, which are complete without it
+        print(f"greybox: note: the review page was not written ({type(err).__name__}: {err})", file=sys.stderr)
+        return []
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def run_job(
@@ -365,8 +401,9 @@ def run_job(
                 run_log.write({"event": "run_end", "status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
                 run_log.close()
 
-        # 5. Failures, or the manifests.
+        # 5. Failures (with a review page of what there is), or the manifests, the ComfyUI workflows and the review pages.
         if not result.ok:
+            _write_review_pages(job_dir, task_store)
             kinds = {f["kind"] for f in result.failed.values()}
             lines = [f"  {tid}: {f['reason']} ({f['kind']}, {f['attempts']} attempt(s))" for tid, f in result.failed.items()]
             tail = f"\n  {len(result.blocked)} task(s) not run because they depend on a failed one" if result.blocked else ""
@@ -378,11 +415,13 @@ def run_job(
                 raise WeightsUnavailableError(message)
             raise JobFailedError(message)
         # A passes run into a folder that also holds stylised frames keeps the full manifest.
-        manifests = {}
+        manifests, workflows = {}, {}
         if request.command == "render" or "stylize" not in kept:
             manifests = _write_manifests(job_dir, shots, graph, result, request.command == "render", models)
+            workflows = _write_comfyui_workflows(job_dir, shots, request, models)
         run_log.write({"event": "run_end", "status": "ok", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                        "seconds": round(result.seconds, 3), "ran": result.ran, "reused": result.cached,
                        "recomputed": result.recomputed})
         run_log.close()
-        return JobSummary(job_dir, shots, result, manifests)
+        pages = _write_review_pages(job_dir, task_store)
+        return JobSummary(job_dir, shots, result, manifests, pages, workflows)

@@ -23,7 +23,7 @@ from test_cli_commands import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_8 = TINY.replace("frame_end = 4", "frame_end = 8")
-JOB_ONLY = {"job.json", "run_log.jsonl"}
+JOB_ONLY = {"job.json", "run_log.jsonl", "review.html"}  # review.html holds this run's timings: no output
 
 
 def _view_files(out: Path) -> dict[str, bytes]:
