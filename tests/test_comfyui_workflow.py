@@ -53,6 +53,7 @@ def write(tmp_path, extra: str = "", frames=(2, 3, 4)):
     path.write_text(TINY + STYLE + extra)
     template = load_template(str(path)).template
     folder = tmp_path / "view"
+    folder.mkdir()
     written = write_comfyui_workflow(folder, shot="tiny", template=template, models=None, frames=list(frames))
     return template, json.loads(written.read_text()), (folder / "comfyui" / "README.txt").read_text()
 
@@ -96,6 +97,7 @@ def test_a_two_controlnet_shot_is_a_valid_graph_with_the_templates_settings(tmp_
     assert f"node {sampler_id} (KSampler)" in readme
     # deterministic: written again, the same bytes
     again = tmp_path / "again"
+    again.mkdir()
     write_comfyui_workflow(again, shot="tiny", template=template, models=None, frames=[2, 3, 4])
     assert (again / "comfyui" / "workflow_api.json").read_bytes() == (tmp_path / "view" / "comfyui" / "workflow_api.json").read_bytes()
 
