@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml scripts/setup_environment.sh
 
 demo: $(STAMP)
 	$(BIN)/greybox render living_room --out $(DEMO_OUT) --stylizer npr --frames 1-24
-	@echo "demo written to $(DEMO_OUT)/ (video.mp4, contact_sheet.png, frames/, control/, passes/)"
+	@echo "demo written to $(DEMO_OUT)/ (open review.html; video.mp4, contact_sheet.png, frames/, control/, passes/)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests

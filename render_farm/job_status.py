@@ -141,6 +141,10 @@ def format_manifest(manifest: dict, max_frames: int = 50) -> str:
             f"({consistency['denoising_steps_per_frame']:.2f} a frame), {len(consistency.get('generated_frames', []))} frames generated"
             + (f", keyframes {', '.join(map(str, keyframes))}" if keyframes else "")
         )
+    warp = (consistency or {}).get("warp_error") or {}
+    if "short_mae" in warp or "long_mae" in warp:
+        lines.append("  E_warp (exact flow, mean abs. RGB 0..1): " + ", ".join(
+            f"{label} {warp[key]:.4f}" for key, label in (("short_mae", "short range"), ("long_mae", "long range")) if key in warp))
     models = manifest.get("models")
     if models:
         base = models["base"]

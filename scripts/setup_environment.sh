@@ -26,12 +26,15 @@ if ! "$VENV/bin/python" -c "import bpy" >/dev/null 2>&1; then
   "$VENV/bin/python" -c "import bpy" || { echo "bpy still fails to import; see the error above" >&2; exit 1; }
 fi
 # The output tests read files as other tools do: OpenImageIO's oiiotool (EXR ids, Cryptomatte) and
-# ffprobe (video codecs and colour tags). imageio-ffmpeg ships an ffmpeg but no ffprobe.
+# ffprobe (video codecs and colour tags). imageio-ffmpeg ships an ffmpeg but no ffprobe. The review
+# page's tests load a page in Debian's headless Chromium (driven by playwright, which never downloads
+# a browser of its own).
 missing_tools=()
 command -v oiiotool >/dev/null 2>&1 || missing_tools+=(openimageio-tools)
 command -v ffprobe >/dev/null 2>&1 || missing_tools+=(ffmpeg)
+command -v chromium-headless-shell >/dev/null 2>&1 || command -v chromium >/dev/null 2>&1 || missing_tools+=(chromium-headless-shell)
 if [ ${#missing_tools[@]} -gt 0 ]; then
-  echo "installing ${missing_tools[*]} (apt-get) for the output tests" >&2
+  echo "installing ${missing_tools[*]} (apt-get) for the output and review page tests" >&2
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_tools[@]}"
 fi
