@@ -6,9 +6,11 @@ against the exact passes of the job's view, frame by frame, and the task stores 
 frame's unit record (it is deterministic: the same frames and passes give the same numbers). The
 manifest sums it up and the review page plots it.
 
-Only when it is cheap next to the stylisation (measured on the project's shared 2-core CPU
-machine at 512x512: reading a frame's EXR 0.06 s, short range 1.6 s a frame, long range 17 s a
-frame, against seconds to minutes of diffusion a frame): short range up to
+Only when it is cheap next to the stylisation. Measured on the project's shared 2-core CPU machine
+(living room, 6 frames, load about 7): reading a frame's EXR and PNG 0.04 s at 256x256, 0.1 s at
+512x512; short range 0.30 s a frame at 256x256, 0.83 s at 512x512; long range 7.4 s and 12.7 s (its
+nearest-UV candidate search in :class:`stylize.warp_error.SurfaceLookup`, not the pixel count,
+dominates), against seconds to minutes of diffusion a frame. So: short range up to
 ``SHORT_RANGE_MAX_PIXELS`` pixels a frame, long range up to ``LONG_RANGE_MAX_PIXELS``. The limits
 are on pixels, not on time taken, so whether a figure exists never depends on the machine.
 """
@@ -21,7 +23,7 @@ from pathlib import Path
 from render_farm.frame_ranges import frame_name
 
 SHORT_RANGE_MAX_PIXELS = 512 * 512
-LONG_RANGE_MAX_PIXELS = 256 * 256
+LONG_RANGE_MAX_PIXELS = 128 * 128
 
 
 def warp_error_ranges(width: int, height: int) -> tuple[bool, bool]:

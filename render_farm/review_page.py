@@ -94,6 +94,17 @@ def frame_seconds(events: list[dict], tasks: list[dict], shot: str) -> dict[str,
     return out
 
 
+def reused_frames(events: list[dict], tasks: list[dict], shot: str) -> dict[str, set[int]]:
+    """stage -> the frames this run took from the store (tasks done without running)."""
+    by_id = {t["id"]: t for t in tasks if t.get("shot") == shot}
+    out: dict[str, set[int]] = {}
+    for event in events:
+        task = by_id.get(event.get("id"))
+        if task is not None and event.get("state") == "done" and event.get("cached"):
+            out.setdefault(task["kind"], set()).update(int(f) for f in task.get("frames") or [])
+    return out
+
+
 def outside_frames(events: list[dict], tasks: list[dict], shot: str) -> dict[str, float]:
     """stage -> this run's task seconds not in any frame's reported time (loading models, warm-up)."""
     by_id = {t["id"]: t for t in tasks if t.get("shot") == shot}
@@ -437,8 +448,9 @@ def build_shot_page(view: Path, *, job_dir: Path, shot: dict, tasks: list[dict],
     steps = consistency.get("denoising_steps_by_frame") or {}
     if steps and frames:
         plots.append(plot_svg("denoising steps per frame", frames, [("UNet evaluations", {int(k): float(v) for k, v in steps.items()})], bars=True))
-    reused = {stage: len(frames) - len(seconds.get(stage, {})) for stage in ("passes", "stylize") if stage != "stylize" or stylized}
-    notes = [f"{stage}: {n} of {len(frames)} frame(s) reused from the store (no time this run)" for stage, n in reused.items() if n > 0]
+    reused = reused_frames(events, tasks, shot["name"])
+    notes = [f"{stage}: {len(reused[stage])} of {len(frames)} frame(s) reused from the store (no time this run)"
+             for stage in ("passes", "stylize") if reused.get(stage)]
     for stage, extra in outside_frames(events, tasks, shot["name"]).items():
         if extra >= 0.5:
             notes.append(f"{stage}: {extra:.1f} s of this run's task time is outside the frames (starting workers, loading models)")
@@ -449,6 +461,8 @@ def build_shot_page(view: Path, *, job_dir: Path, shot: dict, tasks: list[dict],
             notes.append(f"E_warp not computed: {width}x{height} is above the size where it is cheap (render_farm/frame_figures.py)")
         elif len(frames) > 1:
             notes.append("E_warp not recorded: these frames were stylised by a greybox that did not record it")
+    elif stylized and we and not any(v.get("long_mae") is not None or "long_mae" in v for v in we.values()):
+        notes.append(f"E_warp long range not computed: {width}x{height} is above the size where it is cheap (render_farm/frame_figures.py)")
     elif stylized and consistency.get("mode") == "per_frame":
         notes.append("E_warp is computed for the sequence modes (flow_warp, keyframes)")
 
