@@ -484,11 +484,19 @@ def build_shot_page(view: Path, *, job_dir: Path, shot: dict, tasks: list[dict],
             + (f" · {run_end.get('seconds')} s" if run_end and run_end.get("seconds") is not None else "")
             + (f" · ended {_e(run_end.get('time'))}" if run_end else "")
             + (' · <a href="../review.html">all shots</a>' if several else "") + "</p>"]
+    links = []
+    if video == PROXY:
+        original = next((name for name in ("video.mov", "video.mp4") if (view / name).is_file()), None)
+        codec = _e(resolved.get("render", {}).get("video_codec"))
+        links.append(f'H.264 proxy of the frames; the video: <a href="{original}">{original}</a> ({codec})'
+                     if original else f"H.264 proxy of the frames (the video is {codec})")
+    elif video:
+        links.append('<a href="video.mp4">video.mp4</a>')
+    links += ['<a href="contact_sheet.png">contact sheet</a>', '<a href="manifest.json">manifest.json</a>']
+    if (view / "comfyui" / "workflow_api.json").is_file():
+        links.append('<a href="comfyui/workflow_api.json">ComfyUI workflow</a> (<a href="comfyui/README.txt">README</a>)')
     video_html = (f'<video id="video" controls loop muted preload="metadata" src="{_e(video)}"></video>'
-                  + (f'<p class="note">{"H.264 proxy of the frames (the video is " + _e(resolved.get("render", {}).get("video_codec")) + ")" if video == PROXY else "video.mp4"}'
-                     ' · <a href="contact_sheet.png">contact sheet</a> · <a href="manifest.json">manifest.json</a>'
-                     + (' · <a href="comfyui/workflow_api.json">ComfyUI workflow</a>' if (view / "comfyui" / "workflow_api.json").is_file() else "")
-                     + "</p>")) if video else '<p class="note">no video (passes job, or frames missing)</p>'
+                  f'<p class="note">{" · ".join(links)}</p>') if video else '<p class="note">no video (passes job, or frames missing)</p>'
     body = [f'<div class="top"><div class="card">{video_html}</div>',
             f'<div class="card"><table>{"".join(_summary_rows(manifest, shot))}</table></div></div>']
     if frames and columns:
