@@ -1,7 +1,7 @@
 """What differs between the Blender releases greybox runs on (4.2 LTS, 4.5 LTS and 5.0), in one place.
 
 Every call site that touches an API which changed between those releases goes through a function
-here; everything else in ``procedural/blender_scene.py`` and ``passes/blender_render.py`` is plain
+here; everything else in ``passes/blender_scene.py`` and ``passes/blender_render.py`` is plain
 bpy that all three accept. Differences are detected by the API's presence (``hasattr``), not by
 version numbers, so a patch release that back-ports an API takes the newer path. Checked against
 the wheels bpy 4.2.23, 4.5.15 and 5.0.1:

@@ -1,6 +1,6 @@
 """Exact data passes from Cycles, headless: depth, camera-space normal, flow, instance and class ids, UV.
 
-:class:`PassRenderer` builds the Blender scene once (:func:`procedural.blender_scene.instantiate_scene`)
+:class:`PassRenderer` builds the Blender scene once (:func:`passes.blender_scene.instantiate_scene`)
 and configures Cycles for fast, exact data (CONDITIONING.md): CPU, 1 sample at the pixel centre
 (filter width 0.01), no adaptive sampling, no denoising, no bounces, no lights, motion blur off
 (it disables the vector pass), a fixed thread count, and one material override for every object:
@@ -36,7 +36,7 @@ import numpy as np
 
 from passes.blender_compat import canonical_channel_name, check_running_blender, new_node_material, set_multilayer_exr
 from passes.frame_passes import FramePasses
-from procedural.scene_data import Scene
+from scenes.scene_data import Scene
 
 BACKGROUND_Z = 1e9  # Cycles writes about 1e10 where nothing is hit
 
@@ -197,7 +197,7 @@ class PassRenderer:
     def __init__(self, scene: Scene, threads: int = 2):
         import bpy
 
-        from procedural.blender_scene import instantiate_scene
+        from passes.blender_scene import instantiate_scene
 
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")

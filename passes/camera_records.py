@@ -1,12 +1,12 @@
 """Per-frame camera records for ``DIR/cameras.json``: K and world-to-camera in OpenCV axes, plus Blender's matrix.
 
 OpenCV camera: x right, y down, z forward; pixel centres at +0.5 (so ``K @ world_to_camera``
-projects a world point exactly as :meth:`procedural.scene_data.CameraTrack.project`).
+projects a world point exactly as :meth:`scenes.scene_data.CameraTrack.project`).
 """
 
 from __future__ import annotations
 
-from procedural.scene_data import Scene
+from scenes.scene_data import Scene
 
 
 def camera_record(scene: Scene, frame: int) -> dict:

@@ -13,7 +13,7 @@ import weakref
 
 import numpy as np
 
-from procedural.scene_data import Scene
+from scenes.scene_data import Scene
 
 DEFAULT_SAMPLES = 10000
 # Point-frame projections the range may take (memory and time stay bounded for any shot length):

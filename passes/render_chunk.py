@@ -26,7 +26,7 @@ from passes.depth_range import template_disparity_range
 from passes.frame_passes import FramePasses
 from passes.line_art import render_lines
 from passes.pass_exr import encode_passes_exr
-from procedural.scene_data import Scene
+from scenes.scene_data import Scene
 
 CONTROL_KINDS = ("depth", "normal", "seg", "lines")
 MAX_FRAMES_IN_FLIGHT = 2  # frames still being converted and written while the next renders

@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from greybox.errors import InputError
-from procedural.scene_data import CameraTrack
+from scenes.scene_data import CameraTrack
 from scenes.template_schema import CameraSpec, DollyPath, OrbitPath, StaticPath, WalkthroughPath
 
 WORLD_UP = np.array([0.0, 0.0, 1.0])

@@ -24,7 +24,7 @@ import numpy as np
 from greybox.errors import InputError
 from procedural.furniture_library import EXEMPT_KINDS, WALL_KINDS, build_furniture, draw_size
 from procedural.primitive_meshes import Mesh, box_between, merge, rotation_z, transform
-from procedural.scene_data import object_rng
+from scenes.scene_data import object_rng
 from scenes.template_schema import FurnitureSpec, RoomSpec
 
 SLAB = 0.1  # floor and ceiling slab thickness, metres

@@ -1,7 +1,7 @@
 """Template -> Scene: the procedural stage's entry point, pure numpy (Blender only sees the result).
 
 :func:`build_scene` turns a validated :class:`scenes.template_schema.Template` into a
-:class:`procedural.scene_data.Scene`: the room shell, the placed furniture, the explicit primitives,
+:class:`scenes.scene_data.Scene`: the room shell, the placed furniture, the explicit primitives,
 instance ids and the camera track. Every random choice comes from ``object_rng(seed, stable name)``;
 the same template gives the same bytes in any process.
 """
@@ -17,7 +17,7 @@ from procedural.camera_paths import camera_track
 from procedural.furniture_library import DEFAULT_CLASS
 from procedural.primitive_meshes import Mesh, box, cylinder, euler_xyz, pack_uvs, plane
 from procedural.room_layout import place_furniture, room_geometry, room_shell_parts
-from procedural.scene_data import Scene, SceneObject
+from scenes.scene_data import Scene, SceneObject
 from scenes.semantic_palette import resolve_class
 from scenes.template_schema import BoxPrimitive, CylinderPrimitive, PlanePrimitive, Template
 

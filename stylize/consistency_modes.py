@@ -106,7 +106,7 @@ def stylize_sequence(
     ``style.consistency.mode``) with ``stylizer`` (default ``style.stylizer``); see the module docstring.
 
     ``resolved`` / ``stylizer_instance``: as for ``stylize_frames`` (resolved and loaded here when
-    not given). ``scene``: the shot's :class:`procedural.scene_data.Scene` (else ``job_dir/scene.npz``,
+    not given). ``scene``: the shot's :class:`scenes.scene_data.Scene` (else ``job_dir/scene.npz``,
     else built from the template). ``measure_warp_error`` adds E_warp of the written frames.
     Raises ``InputError`` (exit 2) for a bad request or missing inputs, before any work.
     """
@@ -248,7 +248,7 @@ def _read_passes(job_dir: Path, frames: list[int]):
 
 
 def _load_scene(template, job_dir: Path):
-    from procedural.scene_data import Scene
+    from scenes.scene_data import Scene
 
     path = job_dir / "scene.npz"
     if path.is_file():

@@ -209,8 +209,8 @@ def disocclusion_mask(previous: FramePasses, current: FramePasses, *, uv_toleran
 
 def background_source_coordinates(camera, frame: int, previous_frame: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """Where each pixel's ray direction was in ``previous_frame``, for background at infinity (rotation only):
-    ``x_prev ~ K R_prev^T R_cur K^-1 x``. ``camera`` is a :class:`procedural.scene_data.CameraTrack`."""
-    from procedural.scene_data import BLENDER_TO_OPENCV
+    ``x_prev ~ K R_prev^T R_cur K^-1 x``. ``camera`` is a :class:`scenes.scene_data.CameraTrack`."""
+    from scenes.scene_data import BLENDER_TO_OPENCV
 
     k = camera.intrinsics(width, height)
     cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)

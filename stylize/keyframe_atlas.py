@@ -9,7 +9,7 @@ What is here (numpy only; no bpy, cv2 or torch):
 
 - :func:`rasterise_triangles`: a small barycentric rasteriser (screen space with a z-buffer and
   perspective-correct barycentrics, or UV space without depth).
-- :func:`render_scene_passes`: a reference rasteriser of a :class:`procedural.scene_data.Scene`
+- :func:`render_scene_passes`: a reference rasteriser of a :class:`scenes.scene_data.Scene`
   into :class:`passes.frame_passes.FramePasses` (depth, normal, flow both ways, instance, class,
   UV at one sample per pixel centre). Tests build sequences with it; it cross-checks Blender's passes.
 - :class:`ObjectAtlas`: one object's atlas. Texel (row i, col j) has its centre at
@@ -38,7 +38,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from passes.frame_passes import FramePasses
-from procedural.scene_data import BLENDER_TO_OPENCV, CameraTrack, Scene, SceneObject
+from scenes.scene_data import BLENDER_TO_OPENCV, CameraTrack, Scene, SceneObject
 
 # ---------------------------------------------------------------------------------------------
 # Rasterising

@@ -45,7 +45,7 @@ def main(argv: list[str]) -> None:
         from passes.camera_records import camera_records
         from passes.depth_range import template_disparity_range
         from passes.render_chunk import write_frame_outputs
-        from procedural.scene_data import Scene
+        from scenes.scene_data import Scene
         from scenes.template_loading import load_template
 
         scene = Scene.load_npz(argv[1], name="given")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from passes.frame_passes import FramePasses
-from procedural.scene_data import CameraTrack, Scene, SceneObject
+from scenes.scene_data import CameraTrack, Scene, SceneObject
 from stylize.flow_warp import sample_nearest, source_coordinates, warp_validity
 from stylize.keyframe_atlas import render_scene_passes
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from procedural.scene_data import CameraTrack, Scene, SceneObject
+from scenes.scene_data import CameraTrack, Scene, SceneObject
 
 # --------------------------------------------------------------------------------------------
 # Analytic scene builders (hand-made Scene objects, independent of the procedural builder)

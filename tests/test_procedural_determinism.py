@@ -123,7 +123,7 @@ def test_lint_catches_planted_bad_snippet(snippet):
 def test_lint_accepts_seeded_generators():
     good = (
         "import numpy as np\n"
-        "from procedural.scene_data import object_rng\n"
+        "from scenes.scene_data import object_rng\n"
         "rng = object_rng(0, 'sofa')\n"
         "x = rng.random(); y = rng.uniform(0, 1); z = rng.choice([1, 2]); rng.shuffle(a)\n"
         "g = np.random.default_rng(5)\n"

@@ -1,6 +1,6 @@
 """The scene as plain data: triangle meshes with semantic class, instance id and UVs, and a camera track.
 
-Blender is one view of this data (``procedural.blender_scene``); the keyframe projector in
+Blender is one view of this data (``passes.blender_scene``); the keyframe projector in
 ``stylize`` is another. This module imports numpy only, so every stage may read it.
 
 Conventions

@@ -1,9 +1,8 @@
-"""Blender's view of a :class:`procedural.scene_data.Scene`: meshes, pass indices, UVs and a keyframed camera.
+"""Blender's view of a :class:`scenes.scene_data.Scene`: meshes, pass indices, UVs and a keyframed camera.
 
-This is the only module in ``procedural`` that imports ``bpy`` (lazily, inside the functions), so
-the rest of the package stays importable without Blender. The code is plain bpy for Blender 4.2, 4.5
-and 5.0 (what differs between them goes through :mod:`passes.blender_compat`): a studio runs it in
-its own Blender through ``passes/blender_entry.py``.
+``bpy`` is imported lazily, inside the functions, so the module imports without Blender. The code
+is plain bpy for Blender 4.2, 4.5 and 5.0 (what differs between them goes through
+:mod:`passes.blender_compat`): a studio runs it in its own Blender through ``passes/blender_entry.py``.
 
 What :func:`instantiate_scene` builds, from an empty factory scene:
 - one mesh object per :class:`SceneObject` (world-space vertices, identity object transform),
@@ -20,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from procedural.scene_data import Scene, SceneObject
+from scenes.scene_data import Scene, SceneObject
 
 CAMERA_NAME = "greybox_camera"
 UV_LAYER_NAME = "UVMap"
@@ -129,12 +128,3 @@ def instantiate_scene(scene: Scene) -> None:
     bscene.frame_start = int(scene.frame_start)
     bscene.frame_end = int(scene.frame_end)
     bscene.frame_set(int(scene.frame_start))
-
-
-def camera_matrix_world(frame: int) -> np.ndarray:
-    """The instantiated camera's ``matrix_world`` at ``frame`` as Blender evaluates it (4x4 float64)."""
-    import bpy
-
-    bscene = bpy.context.scene
-    bscene.frame_set(int(frame))
-    return np.array(bscene.camera.matrix_world, dtype=np.float64)
