@@ -59,9 +59,10 @@ def parse_args(argv=None):
 
 
 def render_shot(shot: str, args, work: Path):
-    """Template, scene and a job folder with passes, control images, cameras.json and scene.npz."""
+    """Template, scene and a job folder with passes, control images, cameras.json and scene/scene.npz."""
     from passes.frame_passes import FramePasses  # noqa: F401
     from procedural.scene_builder import build_scene
+    from scenes.scene_data import SCENE_NPZ
     from scenes.template_loading import load_template
 
     name, extra = SHOTS[shot]
@@ -71,11 +72,11 @@ def render_shot(shot: str, args, work: Path):
     job_dir = work / shot
     frames = list(template.render.frames)
     started = time.perf_counter()
-    if not (job_dir / "scene.npz").is_file():
+    if not (job_dir / SCENE_NPZ).is_file():
         if args.passes == "blender":
             from passes.render_chunk import render_pass_frames
 
-            render_pass_frames(template, frames, job_dir, threads=args.threads)
+            render_pass_frames(template, scene, frames, job_dir, threads=args.threads)
         else:
             from passes.depth_range import template_disparity_range
             from passes.render_chunk import write_frame_outputs
@@ -86,7 +87,7 @@ def render_shot(shot: str, args, work: Path):
                 write_frame_outputs(job_dir, scene, render_scene_passes(scene, f), template, disparity)
         cameras = {"frames": {str(f): {"blender_matrix_world": scene.camera.camera_to_world_blender(f).tolist()} for f in frames}}
         (job_dir / "cameras.json").write_text(json.dumps(cameras))
-        scene.save_npz(job_dir / "scene.npz")
+        scene.save_npz(job_dir / SCENE_NPZ)
     print(f"[{shot}] passes for {len(frames)} frames at {args.resolution}^2 in {time.perf_counter() - started:.1f} s ({args.passes})",
           flush=True)
     return template, scene, job_dir

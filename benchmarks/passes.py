@@ -98,10 +98,10 @@ def worker(resolution: int, frames: int, threads: int, path_trace: bool) -> dict
     scratch = Path(tempfile.mkdtemp(prefix="greybox-bench-passes-"))
     try:
         # end to end, as the farm runs it: the stage entry on a warm renderer
-        render_pass_frames(template, [warm_up], scratch / "warm", renderer=renderer)
+        render_pass_frames(template, scene, [warm_up], scratch / "warm", renderer=renderer)
         cpu0 = time.process_time()
         wall0 = time.perf_counter()
-        render_pass_frames(template, timed, scratch / "e2e", renderer=renderer)
+        render_pass_frames(template, scene, timed, scratch / "e2e", renderer=renderer)
         end_to_end = (time.perf_counter() - wall0) / len(timed)
         cpu = (time.process_time() - cpu0) / len(timed)
 

@@ -2,12 +2,16 @@
 
 Usage::
 
-    blender -b -P passes/blender_entry.py -- TEMPLATE --out DIR [--frames 1-24] [--set key.path=VALUE ...] [--threads N]
+    blender -b -P passes/blender_entry.py -- TEMPLATE --out DIR [--frames 1-24] [--set key.path=VALUE ...] [--threads N] [--save-blend]
 
 Arguments after ``--`` are ours (Blender keeps the rest). The repository root (this file's
 parent's parent) is put on ``sys.path``; Blender's Python needs numpy, pydantic and OpenEXR.
-Writes ``DIR/passes/NNNN.exr``, ``DIR/control/<kind>/NNNN.png`` and ``DIR/cameras.json``.
-Exit status: 0 done, 2 bad input (template, option, path) or a Blender greybox does not support, 1 anything else.
+Builds the scene first (a template that cannot be built exits 2 with nothing written), then
+writes the scene folder as the scene stage does (``DIR/scene/scene.npz``, ``layout.json``,
+``scene.glb``, and ``scene.blend`` with ``--save-blend`` or ``passes.save_blend``),
+``DIR/cameras.json``, and the passes of that scene: ``DIR/passes/NNNN.exr`` and
+``DIR/control/<kind>/NNNN.png``. Exit status: 0 done, 2 bad input (template, option, path) or a Blender greybox does not support,
+1 anything else.
 
 The same script runs under the bpy wheel's Python: ``python passes/blender_entry.py -- TEMPLATE --out DIR``.
 """
@@ -58,6 +62,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--frames", default=None, help="inclusive ranges and lists, e.g. 1-12,20 (default: all)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="key.path=VALUE")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--save-blend", action="store_true", help="also write DIR/scene/scene.blend")
     try:
         args = parser.parse_args(args_after)
     except SystemExit as exc:
@@ -79,20 +84,20 @@ def main(argv: list[str]) -> int:
         from passes.blender_compat import check_running_blender
 
         blender = check_running_blender()
+        from passes import scene_stage
 
-        # 2. Render the passes and control images
-        from greybox.atomic_files import write_json_atomic
-        from passes.camera_records import camera_records
+        scene = scene_stage.build_shot_scene(template)  # a build error exits 2 before anything is written
+
+        # 2. The scene stage: the scene folder and the camera records for the frames asked
+        scene_stage.write_scene_folder(scene, out_dir, frames, save_blend=args.save_blend or template.passes.save_blend)
+
+        # 3. Render the passes and control images of that scene
         from passes.render_chunk import render_pass_frames
-        from procedural.scene_builder import build_scene
 
         results = render_pass_frames(
-            template, frames, out_dir, threads=args.threads,
+            template, scene, frames, out_dir, threads=args.threads,
             on_frame=lambda f: print(f"greybox: frame {f} done", flush=True),
         )
-
-        # 3. Camera records for the frames written
-        write_json_atomic(out_dir / "cameras.json", camera_records(build_scene(template), frames))
         print(f"greybox: {len(results)} frames written to {out_dir} (Blender {blender})", flush=True)
         return 0
     except GreyboxError as err:

@@ -5,17 +5,28 @@ is plain bpy for Blender 4.2, 4.5 and 5.0 (what differs between them goes throug
 :mod:`passes.blender_compat`): a studio runs it in its own Blender through ``passes/blender_entry.py``.
 
 What :func:`instantiate_scene` builds, from an empty factory scene:
-- one mesh object per :class:`SceneObject` (world-space vertices, identity object transform),
-  flat shaded, UV layer ``UVMap`` (active for rendering) from ``SceneObject.uvs``, and
-  ``pass_index = instance_id`` (0 stays the background);
-- one camera (horizontal sensor fit, principal point at the centre) keyframed on every frame of
+- one mesh object per :class:`SceneObject` (world-space vertices and an identity object transform
+  for rendering; with ``object_frames`` the vertices in the object's own frame and
+  ``matrix_world = SceneObject.transform``, for the exported files), flat shaded, UV layer
+  ``UVMap`` (active for rendering) from ``SceneObject.uvs``, ``pass_index = instance_id`` (0 stays
+  the background), and custom properties (:data:`OBJECT_PROPERTIES`: stable name, class, class id,
+  instance id, kind, source), which Blender's glTF exporter writes into each node's extras;
+- one camera (the track's sensor, sensor fit, focal length and shift) keyframed on every frame of
   the camera track (``frame_start - 1`` .. ``frame_end + 1``: the vector pass reads both ends),
   location plus quaternion rotation with LINEAR interpolation, so every integer frame gives
-  exactly the track's pose (to float32, Blender's storage);
+  exactly the track's pose (to float32, Blender's storage); a focal length or shift that changes
+  along the track is keyed on every frame too;
 - resolution, fps and frame range.
+
+:func:`export_scene_gltf` and :func:`save_scene_blend` write that scene (in object frames) as
+``scene.glb`` (Blender's own glTF 2.0 exporter) and ``scene.blend``.
 """
 
 from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -23,6 +34,9 @@ from scenes.scene_data import Scene, SceneObject
 
 CAMERA_NAME = "greybox_camera"
 UV_LAYER_NAME = "UVMap"
+# Custom properties on every mesh object (node extras in scene.glb).
+OBJECT_PROPERTIES = ("greybox_name", "greybox_class", "greybox_class_id", "greybox_instance_id", "greybox_kind",
+                     "greybox_source")
 
 
 def _quaternions_wxyz(rotations: np.ndarray) -> np.ndarray:
@@ -39,8 +53,13 @@ def _quaternions_wxyz(rotations: np.ndarray) -> np.ndarray:
     return quats
 
 
-def _add_mesh_object(bpy, obj_data: SceneObject, collection):
+def _add_mesh_object(bpy, obj_data: SceneObject, collection, object_frames: bool = False):
+    from scenes.semantic_palette import palette
+
     vertices = np.asarray(obj_data.vertices, dtype=np.float64)
+    if object_frames:
+        to_object = np.linalg.inv(obj_data.transform)
+        vertices = vertices @ to_object[:3, :3].T + to_object[:3, 3]
     triangles = np.asarray(obj_data.triangles, dtype=np.int32)
     mesh = bpy.data.meshes.new(obj_data.name)
     mesh.from_pydata(vertices.tolist(), [], triangles.tolist())
@@ -56,6 +75,18 @@ def _add_mesh_object(bpy, obj_data: SceneObject, collection):
     mesh.update()
     obj = bpy.data.objects.new(obj_data.name, mesh)
     obj.pass_index = int(obj_data.instance_id)
+    if object_frames:
+        import mathutils
+
+        obj.matrix_world = mathutils.Matrix(obj_data.transform.tolist())  # rows
+    entries = palette()
+    class_id = int(obj_data.semantic_class_id)
+    obj["greybox_name"] = obj_data.name
+    obj["greybox_class"] = entries[class_id - 1].name if 1 <= class_id <= len(entries) else ""
+    obj["greybox_class_id"] = class_id
+    obj["greybox_instance_id"] = int(obj_data.instance_id)
+    obj["greybox_kind"] = obj_data.kind
+    obj["greybox_source"] = json.dumps(obj_data.source.to_json(), sort_keys=True)
     collection.objects.link(obj)
     return obj
 
@@ -86,36 +117,54 @@ def _keyframe_camera(bpy, cam_obj, scene: Scene) -> None:
             fcurve.update()
 
 
-def instantiate_scene(scene: Scene) -> None:
+def _key_lens(cam_data, track) -> None:
+    """Key the focal length and the shift on every frame of the track when they change along it."""
+    frames = [int(f) for f in track.frames]
+    for data_path, values in (("lens", track.focal_lengths_mm), ("shift_x", track.shifts[:, 0]),
+                              ("shift_y", track.shifts[:, 1])):
+        if np.all(values == values[0]):
+            continue
+        for frame, value in zip(frames, values):
+            setattr(cam_data, data_path, float(value))
+            cam_data.keyframe_insert(data_path, frame=frame)
+
+
+def instantiate_scene(scene: Scene, *, object_frames: bool = False) -> None:
     """Replace Blender's current data with ``scene``: meshes, camera with keyframes, resolution, fps, range.
 
     Resets to an empty factory scene first (``read_factory_settings(use_empty=True)``), so nothing
-    from a previous scene or a user's startup file leaks in.
+    from a previous scene or a user's startup file leaks in. ``object_frames``: each object in its
+    own frame (for the exported files); the passes render world-space vertices.
     """
     import bpy
 
+    track = scene.camera
+    if track.type != "perspective":
+        raise ValueError(f"a {track.type} camera cannot be built in Blender yet; greybox builds perspective cameras")
     bpy.ops.wm.read_factory_settings(use_empty=True)
     bscene = bpy.context.scene
     collection = bscene.collection
 
     for obj_data in scene.objects:
-        _add_mesh_object(bpy, obj_data, collection)
+        _add_mesh_object(bpy, obj_data, collection, object_frames)
 
-    track = scene.camera
+    first = track.index(scene.frame_start)
     cam_data = bpy.data.cameras.new(CAMERA_NAME)
     cam_data.type = "PERSP"
     cam_data.lens_unit = "MILLIMETERS"
-    cam_data.lens = float(track.focal_length_mm)
-    cam_data.sensor_fit = "HORIZONTAL"
+    cam_data.lens = float(track.focal_lengths_mm[first])
+    cam_data.sensor_fit = track.sensor_fit
     cam_data.sensor_width = float(track.sensor_width_mm)
-    cam_data.shift_x = 0.0
-    cam_data.shift_y = 0.0
+    cam_data.sensor_height = float(track.sensor_height_mm)
+    cam_data.shift_x = float(track.shifts[first, 0])
+    cam_data.shift_y = float(track.shifts[first, 1])
     cam_data.clip_start = float(track.clip_start)
     cam_data.clip_end = float(track.clip_end)
     cam_obj = bpy.data.objects.new(CAMERA_NAME, cam_data)
     collection.objects.link(cam_obj)
     bscene.camera = cam_obj
     _keyframe_camera(bpy, cam_obj, scene)
+    _key_lens(cam_data, track)
 
     render = bscene.render
     render.resolution_x = int(scene.width)
@@ -128,3 +177,73 @@ def instantiate_scene(scene: Scene) -> None:
     bscene.frame_start = int(scene.frame_start)
     bscene.frame_end = int(scene.frame_end)
     bscene.frame_set(int(scene.frame_start))
+
+
+def _scene_properties(bscene, scene: Scene) -> None:
+    bscene["greybox_scene"] = scene.name
+    bscene["greybox_seed"] = str(int(scene.seed))  # up to 2**63: kept exact as text
+    bscene["greybox_resolution"] = [int(scene.width), int(scene.height)]
+    bscene["greybox_frames"] = [int(scene.frame_start), int(scene.frame_end)]
+    bscene["greybox_fps"] = int(scene.fps)
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+
+
+def export_scene_gltf(scene: Scene, path: str | os.PathLike) -> None:
+    """Write ``scene`` as a binary glTF 2.0 file with Blender's own exporter (temporary name, then rename).
+
+    Every object is a node in its own frame, with its stable name, class, class id, instance id,
+    kind and source in the node's extras; the camera is a node with the perspective camera,
+    animated on every frame of the shot (sampled, so each frame holds the track's exact pose; glTF
+    time = frame / fps: import with the scene's fps to get the frames back). The scene's extras
+    hold its name, seed, resolution, frame range and fps.
+    Y up, as glTF wants it (Blender's importer turns it back to Z up). No materials: the scene's
+    meaning is in the extras and the class ids. Replaces Blender's current data.
+    """
+    import bpy
+
+    from passes.blender_render import _quiet_stdout
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    instantiate_scene(scene, object_frames=True)
+    _scene_properties(bpy.context.scene, scene)
+    tmp = _temporary(path)
+    options = dict(  # every choice spelled out, so a changed default cannot change the file
+        filepath=str(tmp), export_format="GLB", check_existing=False,
+        use_selection=False, use_visible=False, use_renderable=False, use_active_collection=False,
+        export_extras=True, export_yup=True, export_apply=False,
+        export_texcoords=True, export_normals=True, export_tangents=False, export_materials="NONE",
+        export_cameras=True, export_lights=False, export_draco_mesh_compression_enable=False,
+        export_animations=True, export_frame_range=True, export_force_sampling=True, export_frame_step=1,
+        export_anim_slide_to_zero=False, export_optimize_animation_size=False, export_current_frame=False,
+    )
+    known = {prop.identifier for prop in bpy.ops.export_scene.gltf.get_rna_type().properties}
+    with _quiet_stdout():  # the exporter prints its progress on stdout
+        result = bpy.ops.export_scene.gltf(**{k: v for k, v in options.items() if k in known})  # older exporters lack some
+    if "FINISHED" not in result or not tmp.is_file():
+        raise RuntimeError(f"Blender's glTF exporter did not write {path} ({result})")
+    os.replace(tmp, path)
+
+
+def save_scene_blend(scene: Scene, path: str | os.PathLike) -> None:
+    """Write ``scene`` as a ``.blend`` (uncompressed; temporary name, then rename): the meshes in their
+    frames with their custom properties and pass indices, the camera keyed on every frame of the
+    track, resolution, fps and frame range. Replaces Blender's current data."""
+    import bpy
+
+    from passes.blender_render import _quiet_stdout
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    instantiate_scene(scene, object_frames=True)
+    _scene_properties(bpy.context.scene, scene)
+    tmp = _temporary(path)
+    with _quiet_stdout():  # "Info: Saved copy as ..."
+        result = bpy.ops.wm.save_as_mainfile(filepath=str(tmp), copy=True, compress=False, relative_remap=False,
+                                             check_existing=False)
+    if "FINISHED" not in result or not tmp.is_file():
+        raise RuntimeError(f"Blender did not write {path} ({result})")
+    os.replace(tmp, path)

@@ -13,7 +13,7 @@ def camera_record(scene: Scene, frame: int) -> dict:
     """{'K': 3x3 pixels, 'world_to_camera': 4x4 OpenCV, 'blender_matrix_world': 4x4 camera-to-world} as lists."""
     track = scene.camera
     return {
-        "K": track.intrinsics(scene.width, scene.height).tolist(),
+        "K": track.intrinsics(frame, scene.width, scene.height).tolist(),
         "world_to_camera": track.world_to_camera_opencv(frame).tolist(),
         "blender_matrix_world": track.camera_to_world_blender(frame).tolist(),
     }

@@ -88,17 +88,17 @@ def shot_disparity_range(scene: Scene, percentile: float = 99.5, samples: int = 
     points = surface_samples(scene, samples)
     track = scene.camera
     frames = range_frames(scene.frame_start, scene.frame_end, len(points))
-    k = track.intrinsics(scene.width, scene.height)
     px, py, pz = (points[:, axis : axis + 1] for axis in range(3))  # (N, 1) each
     kept: list[np.ndarray] = []
     block = max(1, _BLOCK_PROJECTIONS // max(len(points), 1))
     for first in range(0, len(frames), block):
         w2c = np.stack([track.world_to_camera_opencv(int(f)) for f in frames[first : first + block]])  # (B, 4, 4)
+        k = np.stack([track.intrinsics(int(f), scene.width, scene.height) for f in frames[first : first + block]])  # (B, 3, 3)
         # camera coordinates (N, B), element by element (no BLAS: the same bits whatever the block)
         cx, cy, z = (px * w2c[:, axis, 0] + py * w2c[:, axis, 1] + pz * w2c[:, axis, 2] + w2c[:, axis, 3] for axis in range(3))
         with np.errstate(divide="ignore", invalid="ignore"):
-            x = cx / z * k[0, 0] + k[0, 2]
-            y = cy / z * k[1, 1] + k[1, 2]
+            x = cx / z * k[:, 0, 0] + k[:, 0, 2]
+            y = cy / z * k[:, 1, 1] + k[:, 1, 2]
         keep = (z >= track.clip_start) & (z <= track.clip_end) & (x >= 0) & (x <= scene.width) & (y >= 0) & (y <= scene.height)
         kept.append((1.0 / z[keep]).astype(np.float32))
     disp = np.sort(np.concatenate(kept))

@@ -1,8 +1,9 @@
 """The passes stage for one chunk of frames: render, write ``passes/NNNN.exr`` and the control images.
 
 :func:`render_pass_frames` is the stage entry (the farm calls it per chunk; ``blender_entry.py``
-calls it in a studio's Blender). It writes only per-frame files, each atomically, and returns
-their hashes; ``manifest.json`` and ``cameras.json`` belong to the caller.
+calls it in a studio's Blender). It renders the scene the scene stage recorded (never rebuilding
+it), writes only per-frame files, each atomically, and returns their hashes; ``manifest.json``
+and the scene stage's files belong to the caller.
 
 Files are encoded on the calling thread and written (temporary name, fsync, rename) by one
 background thread while Blender renders the next frame, so the disk wait overlaps the render.
@@ -32,26 +33,6 @@ CONTROL_KINDS = ("depth", "normal", "seg", "lines")
 MAX_FRAMES_IN_FLIGHT = 2  # frames still being converted and written while the next renders
 MAX_BYTES_IN_FLIGHT = 48 << 20  # ... and their pass arrays: 512^2 (16 MB a frame) overlaps; 1024^2 (64 MB) runs in
 # step, which keeps a 1024^2 worker under 700 MB resident
-
-
-_SCENE_CACHE: dict[str, Scene] = {}
-_SCENE_CACHE_SIZE = 2
-
-
-def scene_for_template(template) -> Scene:
-    """``procedural.scene_builder.build_scene(template)``, remembered for the last few templates
-    (keyed by the validated template's canonical JSON), so a warm worker does not rebuild the
-    scene for every chunk. The builder is deterministic, so this changes no output."""
-    from procedural.scene_builder import build_scene
-
-    key = template.model_dump_json(by_alias=True)
-    scene = _SCENE_CACHE.get(key)
-    if scene is None:
-        scene = build_scene(template)
-        while len(_SCENE_CACHE) >= _SCENE_CACHE_SIZE:
-            _SCENE_CACHE.pop(next(iter(_SCENE_CACHE)))
-        _SCENE_CACHE[key] = scene
-    return scene
 
 
 def frame_stem(frame: int) -> str:
@@ -133,6 +114,7 @@ def write_frame_outputs(
 
 def render_pass_frames(
     template,
+    scene: Scene,
     frames: list[int],
     out_dir: Path,
     *,
@@ -140,10 +122,11 @@ def render_pass_frames(
     renderer=None,
     on_frame: Callable[[int], None] | None = None,
 ) -> dict[int, dict[str, str]]:
-    """Render ``frames`` of ``template`` into ``out_dir``: ``passes/NNNN.exr`` and ``control/<kind>/NNNN.png``.
+    """Render ``frames`` of ``scene`` (the shot's recorded scene) into ``out_dir`` as ``template``'s
+    ``[passes]`` asks: ``passes/NNNN.exr`` and ``control/<kind>/NNNN.png``.
 
-    ``renderer`` (a :class:`passes.blender_render.PassRenderer` for this template's scene) is
-    reused when given, as a warm worker does; otherwise one is built. ``on_frame(frame)`` is called
+    ``renderer`` (a :class:`passes.blender_render.PassRenderer` for this scene) is reused when
+    given, as a warm worker does; otherwise one is built. ``on_frame(frame)`` is called
     once each frame's files are all written, in frame order. Returns {frame: {relative path: sha256}}.
     Raises :class:`InputError` for frames outside the template's range.
     """
@@ -157,11 +140,13 @@ def render_pass_frames(
             "choose frames inside render.frame_start..render.frame_end"
         )
     out_dir = Path(out_dir)
+    if (scene.width, scene.height) != (render.width, render.height):
+        raise InputError(
+            f"the scene is {scene.width}x{scene.height} but render.resolution is {render.width}x{render.height}; "
+            "build the scene of this template again (greybox passes --force)"
+        )
 
-    # 2. Build the scene (pure numpy, deterministic; a warm worker builds each template once)
-    scene = scene_for_template(template)
-
-    # 3. The renderer: reuse a warm one when it was built for this very scene
+    # 2. The renderer: reuse a warm one when it was built for this very scene
     if renderer is None:
         from passes.blender_render import PassRenderer
 
@@ -178,7 +163,7 @@ def render_pass_frames(
     if "depth" in template.passes.control:
         disparity_range = template_disparity_range(scene, template.passes)
 
-    # 4. Render each frame on this thread; read, convert, encode and write it on a background thread
+    # 3. Render each frame on this thread; read, convert, encode and write it on a background thread
     #    while the next frame renders (bpy releases the GIL while Cycles runs, so our work fills the core
     #    Blender leaves idle between its own steps). Frames finish, and on_frame runs, in order.
     results: dict[int, dict[str, str]] = {}
@@ -219,5 +204,5 @@ def render_pass_frames(
             for path in scratch.values():  # rendered but never read (an error stopped the chunk)
                 discard_rendered(path)
 
-    # 5. Hashes of everything written
+    # 4. Hashes of everything written
     return results

@@ -218,6 +218,6 @@ def camera_track(camera: CameraSpec, frame_start: int, frame_end: int) -> Camera
             ) from None
     return CameraTrack(
         frames=frames, positions=positions.astype(np.float64), rotations=rotations,
-        focal_length_mm=float(camera.focal_length), sensor_width_mm=float(camera.sensor_width),
+        focal_lengths_mm=float(camera.focal_length), sensor_width_mm=float(camera.sensor_width), sensor_fit="HORIZONTAL",
         clip_start=float(camera.clip_start), clip_end=float(camera.clip_end),
     )

@@ -363,6 +363,8 @@ class PlacedPiece:
     wall: str | None  # the wall its back is against
     anchor: str | None  # the piece it was placed relative to (chair -> table, nightstand -> bed, ...)
     local_mesh: Mesh = field(repr=False)
+    rule: str = "free"  # the placement rule that placed it (see _Proposal)
+    tries: int = 1  # proposals drawn until one fitted (1 for a pinned position)
 
     @property
     def box(self) -> Box2:
@@ -371,6 +373,13 @@ class PlacedPiece:
 
     def world_mesh(self) -> Mesh:
         return transform(self.local_mesh, rotation_z(self.yaw), (self.center[0], self.center[1], self.z0))
+
+    def world_transform(self) -> np.ndarray:
+        """4x4 object-to-world: the piece's own frame (origin at its footprint centre on its bottom, yawed)."""
+        m = np.eye(4)
+        m[:3, :3] = rotation_z(self.yaw)
+        m[:3, 3] = (self.center[0], self.center[1], self.z0)
+        return m
 
 
 def _extent_along(size, yaw: float, direction) -> float:
@@ -406,11 +415,18 @@ def _local_to_world(anchor: PlacedPiece, lx: float, ly: float) -> tuple[float, f
 
 @dataclass
 class _Proposal:
+    """A candidate placement. ``rule`` names how it was proposed: ``against_wall`` (back to a wall),
+    ``near_wall`` (a corner or along a wall, any yaw), ``free`` (anywhere in the room),
+    ``beside_bed``, ``at_table``, ``facing_sofa`` (a coffee table in front of the sofa),
+    ``around_table`` (an armchair turned towards a table or the room's centre), ``under_piece``
+    (a rug under its anchor), ``on_wall`` (a painting), ``pinned_position`` (the template's position)."""
+
     center: tuple[float, float]
     yaw: float
     z0: float = 0.0
     wall: str | None = None
     anchor: str | None = None
+    rule: str = "free"
 
 
 class _Placer:
@@ -440,7 +456,7 @@ class _Placer:
         if spec.kind == "bed" and hi > lo and rng.random() < 0.75:  # beds favour the middle (room for nightstands)
             along = min(max(wall.length / 2.0 + float(rng.uniform(-0.25, 0.25)), lo), hi)
         c = wall.point(along, half_into + WALL_GAP)
-        return _Proposal((float(c[0]), float(c[1])), yaw, wall=wall.name)
+        return _Proposal((float(c[0]), float(c[1])), yaw, wall=wall.name, rule="against_wall")
 
     def near_wall(self, spec, size, rng) -> _Proposal:
         names = list(self.geometry.walls)
@@ -457,7 +473,7 @@ class _Placer:
         else:
             along = float(rng.uniform(lo, hi))
         c = wall.point(along, half_into + float(rng.uniform(0.03, 0.25)))
-        return _Proposal((float(c[0]), float(c[1])), yaw)
+        return _Proposal((float(c[0]), float(c[1])), yaw, rule="near_wall")
 
     def free(self, spec, size, rng, yaw_choices=(0.0, 90.0)) -> _Proposal:
         w, d = self.geometry.spec.width, self.geometry.spec.depth
@@ -480,7 +496,7 @@ class _Placer:
             lx = side * (bed.size[0] / 2 + gap + size[0] / 2)
             ly = -bed.size[1] / 2 + size[1] / 2
             yaw = bed.yaw if spec.rotation is None else spec.rotation
-            return _Proposal(_local_to_world(bed, lx, ly), yaw, wall=bed.wall, anchor=bed.name)
+            return _Proposal(_local_to_world(bed, lx, ly), yaw, wall=bed.wall, anchor=bed.name, rule="beside_bed")
         if kind == "chair":
             table = self.latest(("table", "desk"))
             if table is None:
@@ -499,7 +515,7 @@ class _Placer:
                 lx, ly = s * (tw + gap + size[1] / 2), slide
                 local_yaw = 90.0 if side == 2 else -90.0
             yaw = (table.yaw + local_yaw) % 360.0 if spec.rotation is None else spec.rotation
-            return _Proposal(_local_to_world(table, lx, ly), yaw, anchor=table.name)
+            return _Proposal(_local_to_world(table, lx, ly), yaw, anchor=table.name, rule="at_table")
         if kind == "coffee_table":
             sofa = self.latest(("sofa",))
             if sofa is None:
@@ -508,7 +524,7 @@ class _Placer:
             lx = float(rng.uniform(-0.1, 0.1))
             ly = sofa.size[1] / 2 + gap + size[1] / 2
             yaw = sofa.yaw if spec.rotation is None else spec.rotation
-            return _Proposal(_local_to_world(sofa, lx, ly), yaw, anchor=sofa.name)
+            return _Proposal(_local_to_world(sofa, lx, ly), yaw, anchor=sofa.name, rule="facing_sofa")
         if kind == "armchair":
             focus_piece = self.latest(("coffee_table", "table"))
             focus = focus_piece.center if focus_piece is not None else self.geometry.centroid
@@ -516,7 +532,7 @@ class _Placer:
             phi = float(rng.uniform(0.0, 2.0 * math.pi))
             c = (focus[0] + r * math.cos(phi), focus[1] + r * math.sin(phi))
             yaw = _facing_yaw(c, focus) + float(rng.uniform(-12.0, 12.0)) if spec.rotation is None else spec.rotation
-            return _Proposal(c, yaw, anchor=None if focus_piece is None else focus_piece.name)
+            return _Proposal(c, yaw, anchor=None if focus_piece is None else focus_piece.name, rule="around_table")
         if kind in ("lamp", "plant"):
             return self.near_wall(spec, size, rng)
         if kind == "rug":
@@ -531,7 +547,7 @@ class _Placer:
                 c = _local_to_world(anchor, jitter, anchor.size[1] / 2 + size[1] / 2 - 0.15)
             else:
                 c = _local_to_world(anchor, jitter, anchor.size[1] / 2 + size[1] / 2 - 0.6)
-            return _Proposal(c, yaw, anchor=anchor.name)
+            return _Proposal(c, yaw, anchor=anchor.name, rule="under_piece")
         if kind == "painting":
             names = list(self.geometry.walls)
             wall = self.geometry.walls[names[int(rng.integers(len(names)))]] if spec.wall is None else self.geometry.walls[spec.wall]
@@ -542,7 +558,7 @@ class _Placer:
             room_h = self.geometry.spec.height
             zc = float(rng.uniform(1.35, 1.65))
             zc = min(zc, room_h - 0.15 - size[2] / 2)
-            return _Proposal((float(c[0]), float(c[1])), yaw, z0=max(0.0, zc - size[2] / 2), wall=wall.name)
+            return _Proposal((float(c[0]), float(c[1])), yaw, z0=max(0.0, zc - size[2] / 2), wall=wall.name, rule="on_wall")
         # table and anything else: free-standing
         return self.free(spec, size, rng)
 
@@ -650,7 +666,8 @@ def place_furniture(geometry: RoomGeometry, furniture: list[FurnitureSpec], seed
                 focus = anchor.center if anchor is not None else geometry.centroid
                 if math.dist(focus, pinned) > 1e-6:
                     yaw = _facing_yaw(pinned, focus)
-            prop = _Proposal(pinned, yaw, wall=spec.wall, anchor=prop.anchor)
+            prop = _Proposal(pinned, yaw, wall=spec.wall, anchor=prop.anchor, rule="pinned_position")
+            tries = 1
             why = placer.problem(spec, size, prop)
             if why is not None:
                 raise InputError(
@@ -660,7 +677,7 @@ def place_furniture(geometry: RoomGeometry, furniture: list[FurnitureSpec], seed
         else:
             reasons: Counter[str] = Counter()
             prop = None
-            for _ in range(MAX_TRIES):
+            for tries in range(1, MAX_TRIES + 1):
                 candidate = placer.propose(spec, size, rng)
                 why = placer.problem(spec, size, candidate)
                 if why is None:
@@ -678,6 +695,6 @@ def place_furniture(geometry: RoomGeometry, furniture: list[FurnitureSpec], seed
         placed.append(PlacedPiece(
             index=index, name=spec.stable_name, kind=spec.kind, size=size,
             center=(float(prop.center[0]), float(prop.center[1])), z0=float(prop.z0), yaw=float(prop.yaw) % 360.0,
-            wall=prop.wall, anchor=prop.anchor, local_mesh=local_mesh,
+            wall=prop.wall, anchor=prop.anchor, local_mesh=local_mesh, rule=prop.rule, tries=tries,
         ))
     return placed

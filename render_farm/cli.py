@@ -35,6 +35,7 @@ def _add_job_options(p: argparse.ArgumentParser, render: bool) -> None:
         p.add_argument("--controlnet", dest="controlnets", action="append", default=[], metavar="PASS=ID_OR_DIR",
                        help="replace the template's ControlNets (PASS: depth, normal, seg, lines); repeatable")
         p.add_argument("--consistency", choices=("per_frame", "flow_warp", "keyframes"), help="default: the template's style.consistency")
+    p.add_argument("--save-blend", action="store_true", help="also write DIR/scene/scene.blend (as passes.save_blend = true)")
     p.add_argument("--force", action="store_true", help="replace a render of different inputs in DIR")
     p.add_argument("--resume", action="store_true", help="continue the interrupted job in DIR: with --out alone, on the inputs it recorded; "
                    "with the whole command, when its inputs match the record")
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="greybox", description="Procedural Blender scenes, exact passes, ControlNet-guided stylisation.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("validate", help="check templates; exit 2 on any problem")
+    p = sub.add_parser("validate", help="check templates and build their scenes; exit 2 on any problem")
     p.add_argument("files", metavar="FILE", nargs="+")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
     p.add_argument("--json", action="store_true", help="print the problems as a JSON list")
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_status)
 
-    p = sub.add_parser("inspect", help="print a job's manifest readably")
+    p = sub.add_parser("inspect", help="print a job's scene layout (objects, classes, ids, positions) and manifest")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_inspect)
@@ -85,21 +86,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_validate(args) -> int:
+    from passes.scene_stage import check_scenes_build
     from scenes.template_loading import format_problem, load_template, problem_as_json
 
     problems: list[dict] = []
     for name in args.files:
         try:
-            load_template(name, args.overrides)
+            loaded = load_template(name, args.overrides)
         except InputError as err:
             found = err.problems or [{"file": name, "key": "", "value": None, "message": str(err)}]
             problems.extend(found)
             if not args.json:
                 for problem in found:
                     print(format_problem(problem) if err.problems else f"{name}: {problem['message']}", file=sys.stderr)
-        else:
+            continue
+        try:  # the same build check a job runs before writing anything
+            check_scenes_build([(name, loaded.template, loaded.resolved, loaded.source)])
+        except InputError as err:
+            problems.extend(err.problems)
             if not args.json:
-                print(f"{name}: valid")
+                for problem in err.problems:
+                    print(f"{name}: {problem['message']}", file=sys.stderr)
+            continue
+        if not args.json:
+            print(f"{name}: valid")
     if args.json:
         print(json.dumps([problem_as_json(p) for p in problems], indent=2, allow_nan=False))
     return EXIT_BAD_INPUT if problems else EXIT_OK
@@ -160,7 +170,7 @@ def cmd_job(args) -> int:
             task_timeout_s=args.task_timeout, retries=args.retries, max_failed_tasks=args.max_failed_tasks,
             stylizer=getattr(args, "stylizer", None), model=getattr(args, "model", None),
             controlnets=_controlnet_overrides(getattr(args, "controlnets", [])),
-            consistency=getattr(args, "consistency", None),
+            consistency=getattr(args, "consistency", None), save_blend=args.save_blend,
         )
     # 2. Run (SIGTERM stops cleanly, like Ctrl-C).
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -195,13 +205,20 @@ def cmd_status(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from render_farm.job_status import format_manifest, read_manifests
+    from render_farm.job_status import format_manifest, read_shot_records
+    from scenes.scene_layout import format_layout
 
-    manifests = read_manifests(args.dir)
+    shots = read_shot_records(args.dir)
     if args.json:
-        print(json.dumps(next(iter(manifests.values())) if len(manifests) == 1 else manifests, indent=2, sort_keys=True))
-    else:
-        print("\n\n".join(format_manifest(m) for m in manifests.values()))
+        print(json.dumps(next(iter(shots.values())) if len(shots) == 1 else shots, indent=2, sort_keys=True))
+        return EXIT_OK
+    blocks = []
+    for record in shots.values():
+        parts = [format_layout(record["layout"])] if record["layout"] is not None else []
+        if record["manifest"] is not None:
+            parts.append(format_manifest(record["manifest"]))
+        blocks.append("\n".join(parts))
+    print("\n\n".join(blocks))
     return EXIT_OK
 
 

@@ -2,7 +2,8 @@
 
 :func:`run_job` is what ``greybox passes`` and ``greybox render`` call. Order matters:
 
-1. every template, option and frame selection is validated (InputError, exit 2, nothing written);
+1. every template, option and frame selection is validated, and every shot's scene is built
+   (:func:`passes.scene_stage.check_scenes_build`) (InputError, exit 2, nothing written);
 2. model weights are resolved (WeightsUnavailableError, exit 3, before anything renders);
 3. the executor is made (a Ray cluster joined: exit 2 within a bounded time, folder untouched, when
    it cannot be), then the output folder is locked, and compared with what it holds (different
@@ -38,13 +39,14 @@ from render_farm.task_store import TaskStore, default_store_root
 GRAPH_FILE = "graph.json"
 RUN_LOG = "run_log.jsonl"
 VIEW_ENTRIES = ("passes", "control", "frames", "video.mp4", "contact_sheet.png", "manifest.json", "cameras.json",
-                "video.mov", "review.html", "review_proxy.mp4", "comfyui")
+                "video.mov", "review.html", "review_proxy.mp4", "comfyui", "scene")
 META_DIR = ".greybox"
 # What greybox writes in DIR and in each shot's folder: each must be a real folder or file of DIR.
 VIEW_FOLDERS = ("", "passes", "frames", "control", "control/depth", "control/normal", "control/seg", "control/lines",
-                "comfyui")
+                "comfyui", "scene")
 VIEW_FILES = ("manifest.json", "cameras.json", "video.mp4", "contact_sheet.png", "video.mov", "review.html",
-              "review_proxy.mp4", "comfyui/workflow_api.json", "comfyui/README.txt")
+              "review_proxy.mp4", "comfyui/workflow_api.json", "comfyui/README.txt",
+              "scene/scene.npz", "scene/layout.json", "scene/scene.glb", "scene/scene.blend")
 
 
 @dataclass
@@ -214,7 +216,7 @@ def _write_manifests(job_dir: Path, shots: list[Shot], graph: JobGraph, result: 
     for shot in shots:
         shot_records = records.get(shot.name, {})
         files: dict[str, str] = {}
-        for kind in ("cameras", "assemble"):
+        for kind in ("scene", "assemble"):
             for record in shot_records.get(kind, {}).values():
                 files.update({rel: info["sha256"] for rel, info in record["outputs"].items()})
         manifest = build_manifest(
@@ -319,6 +321,9 @@ def run_job(
         for shot in shots:  # a sequence mode needs consecutive frames: refuse before writing anything
             style = shot.template.style
             stylize_batches(style.consistency.mode, shot.frames, style.batch_size, shot.template.render.frame_start)
+    from passes.scene_stage import check_scenes_build  # every shot's scene builds, before the first byte
+
+    check_scenes_build([(shot.name, shot.template, shot.resolved, shot.source) for shot in shots])
     # Each task's memory: over --max-memory, or (local workers) over what this machine has free.
     if max_memory is not None or (executor is None and farm == "local"):
         _check_memory(shots, request.command, max_memory)

@@ -2,21 +2,29 @@
 
 Per shot:
 
-- ``cameras``: ``cameras.json`` (one unit);
-- ``passes/AAAA-BBBB``: a contiguous chunk of frames (fixed boundaries counted from the
-  template's ``frame_start``), one store unit per frame; a worker builds the scene once per chunk
-  and keeps it warm for the shot's next chunk (affinity = the scene's key);
+- ``scene``: the scene stage (``scene/scene.npz``, ``scene/layout.json``, ``scene/scene.glb``: the
+  ``scene`` unit; ``cameras.json`` for the selected frames: the ``cameras`` unit; with
+  ``passes.save_blend``, ``scene/scene.blend``: the ``blend`` unit);
+- ``passes/AAAA-BBBB`` (after ``scene``): a contiguous chunk of frames (fixed boundaries counted
+  from the template's ``frame_start``), one store unit per frame, rendered from the recorded
+  scene; a worker loads it into Blender once and keeps it warm for the shot's next chunk
+  (affinity = the scene unit's key);
 - ``stylize/...`` (render only): per batch of ``style.batch_size`` frames for ``per_frame``; for
   ``flow_warp`` and ``keyframes`` one sequence task over the shot's frames (each frame builds on
   the ones before), after every passes chunk of the shot;
 - ``assemble`` (render only): video and contact sheet once every frame is done.
 
-Keys: a unit's key hashes the part of the resolved template its stage reads (passes: everything
-but ``style``, ``name`` and ``description``; stylisation: ``style``, ``seed`` and ``render``),
-the stage settings, the frame, the greybox version and its upstream units' keys; the passes also
-hash the Blender version (the driver's installed bpy, read without importing it), and a worker
-whose Blender differs refuses the task rather than commit under that key. So a changed
-prompt reruns stylisation only and a moved object reruns the passes and everything after.
+Keys: a unit's key hashes the part of the resolved template its stage reads (scene: everything
+but ``style``, ``passes``, ``name``, ``description`` and the ``render`` keys other than the
+resolution, frame range and fps; passes: everything but ``style``, ``name``, ``description`` and
+``passes.save_blend``; stylisation: ``style``, ``seed`` and ``render``), the stage settings, the
+frame, the greybox version and its upstream units' keys (cameras and blend: the scene unit;
+passes: the scene unit; stylisation: the scene unit and the frame's passes). The scene and the
+passes also hash the Blender version (the driver's installed bpy, read without importing it: the
+glTF and .blend bytes and the passes depend on it), and a worker whose Blender differs refuses
+the task rather than commit under that key. So a changed prompt
+reruns stylisation only, a moved object reruns the scene, the passes and everything after, and
+asking for ``scene.blend`` writes only that.
 """
 
 from __future__ import annotations
@@ -28,10 +36,10 @@ from render_farm.frame_ranges import chunk_frames, format_frames, frame_name
 from render_farm.job_graph import JobGraph, Task
 from render_farm.job_request import Shot
 from render_farm.task_store import unit_key
-from scenes.template_loading import canonical_hash
 
 PASSES_FN = "render_farm.stage_tasks:passes_chunk"
-CAMERAS_FN = "render_farm.stage_tasks:cameras"
+SCENE_FN = "render_farm.stage_tasks:scene"
+SCENE_RENDER_KEYS = ("resolution", "frame_start", "frame_end", "fps")
 STYLIZE_FN = "render_farm.stage_tasks:stylize_batch"
 ASSEMBLE_FN = "render_farm.stage_tasks:assemble_shot"
 
@@ -43,11 +51,20 @@ def _render_without_video(render: dict) -> dict:
     return {k: v for k, v in render.items() if k not in VIDEO_KEYS}
 
 
+def scene_inputs(resolved: dict) -> dict:
+    """The part of a resolved template the scene stage reads."""
+    out = {k: v for k, v in resolved.items() if k not in ("style", "passes", "name", "description", "render")}
+    out["render"] = {k: resolved["render"][k] for k in SCENE_RENDER_KEYS}
+    return out
+
+
 def passes_inputs(resolved: dict) -> dict:
-    """The part of a resolved template the passes depend on (another video codec reruns only the assembly)."""
+    """The part of a resolved template the passes depend on, besides the scene unit (another video
+    codec reruns only the assembly; asking for scene.blend reruns nothing)."""
     inputs = {k: v for k, v in resolved.items() if k not in ("style", "name", "description")}
     if "render" in inputs:
         inputs["render"] = _render_without_video(inputs["render"])
+    inputs["passes"] = {k: v for k, v in resolved["passes"].items() if k != "save_blend"}
     return inputs
 
 
@@ -102,17 +119,19 @@ def build_graph(
         view = str(shot.view(job_dir))
         resolved = shot.resolved
         p_inputs = passes_inputs(resolved)
-        scene_key = canonical_hash(p_inputs)
         common = {"template": resolved, "template_hash": shot.template_hash, "source": shot.source, "max_memory": max_memory}
         template = shot.template
         start = template.render.frame_start
 
-        # Cameras for the selected frames.
-        cam_key = unit_key("cameras", {"template": p_inputs, "frames": shot.frames})
-        cameras = graph.add(Task(
-            f"{prefix}cameras", "cameras", CAMERAS_FN, {**common, "frames": shot.frames},
-            units=(("cameras", cam_key),), shot=shot.name, view=view, threads=1,
-            timeout_s=task_timeout_s or 300.0,
+        # The scene stage: the scene itself, cameras.json for the selected frames, the .blend when asked.
+        scene_key = unit_key("scene", {"template": scene_inputs(resolved), "blender": blender})
+        scene_units = [("scene", scene_key), ("cameras", unit_key("cameras", {"frames": shot.frames}, [scene_key]))]
+        if template.passes.save_blend:
+            scene_units.append(("blend", unit_key("blend", {}, [scene_key])))
+        scene_task = graph.add(Task(
+            f"{prefix}scene", "scene", SCENE_FN, {**common, "frames": shot.frames, "blender": blender},
+            units=tuple(scene_units), shot=shot.name, view=view, threads=1,
+            timeout_s=task_timeout_s or 600.0,
         ))
 
         # Passes: contiguous chunks, one unit per frame.
@@ -121,11 +140,13 @@ def build_graph(
         for chunk in chunk_frames(shot.frames, chunk_size, start):
             units = []
             for f in chunk:
-                passes_key[f] = unit_key("passes", {"template": p_inputs, "frame": f, "threads": threads, "blender": blender})
+                passes_key[f] = unit_key("passes", {"template": p_inputs, "frame": f, "threads": threads, "blender": blender},
+                                      [scene_key])
                 units.append((str(f), passes_key[f]))
             tid = f"{prefix}passes/{frame_name(chunk[0])}-{frame_name(chunk[-1])}"
             graph.add(Task(
-                tid, "passes", PASSES_FN, {**common, "scene_key": scene_key, "blender": blender}, units=tuple(units),
+                tid, "passes", PASSES_FN, {**common, "scene_key": scene_key, "blender": blender}, deps=(scene_task.task_id,),
+                units=tuple(units),
                 shot=shot.name, view=view, frames=tuple(chunk), num_cpus=threads, threads=threads,
                 timeout_s=task_timeout_s or (300.0 + 120.0 * len(chunk)), affinity=scene_key,
             ))
@@ -147,10 +168,10 @@ def build_graph(
             units, keys = [], []
             for f in frames:
                 key = unit_key("stylize", {**s_inputs, "frame": f, "batch": batch, "settings": settings},
-                               [passes_key[f]])
+                               [scene_key, passes_key[f]])
                 units.append((str(f), key))
                 keys.append(key)
-            deps = list(dict.fromkeys([cameras.task_id, *(chunk_of[f] for f in frames)]))
+            deps = list(dict.fromkeys([scene_task.task_id, *(chunk_of[f] for f in frames)]))
             name = frame_name(frames[0]) if len(frames) == 1 else f"{frame_name(frames[0])}-{frame_name(frames[-1])}"
             tid = f"{prefix}stylize/{name}"
             if tid in graph.tasks:

@@ -39,6 +39,7 @@ class JobRequest:
     model: str | None = None
     controlnets: dict[str, str] = field(default_factory=dict)
     consistency: str | None = None
+    save_blend: bool = False
     chunk_size: int = 8
     threads: int = 2
     task_timeout_s: float | None = None
@@ -109,7 +110,7 @@ def _slug(value, limit: int = 32) -> str:
 
 
 def _apply_options(loaded, request: JobRequest):
-    """Fold --stylizer and --consistency into the template, validated like any override."""
+    """Fold --stylizer, --consistency and --save-blend into the template, validated like any override."""
     from scenes.template_loading import LoadedTemplate, validate_data
 
     resolved = json.loads(json.dumps(loaded.resolved))
@@ -120,6 +121,9 @@ def _apply_options(loaded, request: JobRequest):
     if request.consistency is not None:
         resolved["style"]["consistency"]["mode"] = request.consistency
         extra.append(f"--consistency {request.consistency}")
+    if request.save_blend and not resolved["passes"].get("save_blend"):
+        resolved["passes"]["save_blend"] = True
+        extra.append("--save-blend")
     if not extra:
         return loaded
     template = validate_data(resolved, loaded.source)
@@ -356,6 +360,9 @@ def input_differences(record: dict, request: JobRequest, shots: list[Shot], stag
         for key in ("name", "description"):
             old.pop(key, None)
             new.pop(key, None)
+        for resolved in (old, new):  # asking for scene.blend adds a file and changes nothing else
+            if isinstance(resolved.get("passes"), dict):
+                resolved["passes"] = {k: v for k, v in resolved["passes"].items() if k != "save_blend"}
         diffs: list[str] = []
         _diff(old, new, "", diffs)
         if "stylize" in common:

@@ -89,8 +89,12 @@ def format_status(status: dict, limit: int = 30) -> str:
     return "\n".join(lines)
 
 
-def read_manifests(job_dir: str | Path) -> dict[str, dict]:
-    """shot name -> manifest of the job in ``job_dir`` (one entry for a single-shot job)."""
+def read_shot_records(job_dir: str | Path) -> dict[str, dict]:
+    """shot name -> {"layout": the scene layout (``scene/layout.json``) or None, "manifest": or None}
+    for ``greybox inspect``: a shot shows its layout as soon as its scene stage ran, its manifest
+    once it finished. Raises InputError when no shot has either."""
+    from scenes.scene_layout import read_layout
+
     job_dir = Path(job_dir)
     if not job_dir.is_dir():
         raise InputError(f"{job_dir}: no such folder; give the --out folder of a job")
@@ -98,9 +102,11 @@ def read_manifests(job_dir: str | Path) -> dict[str, dict]:
 
     out = {}
     record = read_job_record(job_dir)  # checked: its folders are names inside job_dir
-    folders = [s["folder"] for s in record["shots"]] if record is not None else [""]
-    for folder in folders:
-        path = (job_dir / folder if folder else job_dir) / "manifest.json"
+    shots = [(s.get("name", ""), s["folder"]) for s in record["shots"]] if record is not None else [("", "")]
+    for name, folder in shots:
+        view = job_dir / folder if folder else job_dir
+        path = view / "manifest.json"
+        manifest = None
         if path.is_file():
             try:
                 manifest = json.loads(path.read_text())
@@ -108,9 +114,14 @@ def read_manifests(job_dir: str | Path) -> dict[str, dict]:
                     raise ValueError("not a greybox manifest")
             except (OSError, ValueError, RecursionError) as err:
                 raise InputError(f"{path}: cannot read the manifest ({str(err)[:200]})") from None
-            out[manifest.get("shot", folder)] = manifest
+        layout = read_layout(view)
+        if manifest is None and layout is None:
+            continue
+        label = (manifest or {}).get("shot") or name or (layout or {}).get("scene", {}).get("name") or folder
+        out[label] = {"layout": layout, "manifest": manifest}
     if not out:
-        raise InputError(f"{job_dir}: no manifest.json (the job has not finished); `greybox status {job_dir}` shows where it is")
+        raise InputError(f"{job_dir}: no scene/layout.json and no manifest.json (the job has not run its scene stage); "
+                         f"`greybox status {job_dir}` shows where it is")
     return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
-STAGE_ORDER = ("cameras", "passes", "stylize", "assemble")
+STAGE_ORDER = ("scene", "passes", "stylize", "assemble")
 
 
 class ProgressDisplay:

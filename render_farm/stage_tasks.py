@@ -1,9 +1,11 @@
 """Task functions the farm runs in workers, one per stage: ``fn(params, ctx) -> result``.
 
-Each imports its stage lazily (Blender only in the passes and cameras tasks, torch and diffusers
+Each imports its stage lazily (Blender only in the scene and passes tasks, torch and diffusers
 only in the stylize task), writes its outputs into store staging folders through ``ctx`` and
-commits one store unit per frame (per shot for cameras and assembly). A unit is committed as soon
-as its files are written, so a worker killed mid-chunk loses only the frame in flight.
+commits one store unit per frame (per shot for the scene and assembly). A unit is committed as
+soon as its files are written, so a worker killed mid-chunk loses only the frame in flight.
+Stages after the scene read the scene the scene task recorded in the shot's view
+(``scene/scene.npz``); they never rebuild it.
 
 ``params["template"]`` is the resolved template (plain data); workers validate it back into a
 :class:`scenes.template_schema.Template` once per process.
@@ -58,9 +60,10 @@ def noop(params: dict, ctx) -> None:
 
 
 def passes_chunk(params: dict, ctx) -> dict:
-    """Render the passes and control images of this task's frames (one store unit per frame).
+    """Render the passes and control images of this task's frames (one store unit per frame) from
+    the scene the shot's scene task recorded (``ctx.view/scene/scene.npz``).
 
-    The worker keeps one warm :class:`passes.blender_render.PassRenderer` per scene hash, so a
+    The worker keeps one warm :class:`passes.blender_render.PassRenderer` per scene unit, so a
     shot's chunks on one worker build the Blender scene once.
     """
     # 1. Check inputs, that this worker's Blender is the one the units' keys name (else it must not commit),
@@ -75,13 +78,13 @@ def passes_chunk(params: dict, ctx) -> dict:
 
     meta = {"bpy": check_running_blender(params.get("blender"))}
     from passes.render_chunk import pass_frame_paths, render_pass_frames
-    from procedural.scene_builder import build_scene
+    from scenes.scene_data import read_scene
 
     # 2. A warm renderer for this scene
     def make_renderer():
         from passes.blender_render import PassRenderer
 
-        return PassRenderer(build_scene(template), threads=ctx.threads)
+        return PassRenderer(read_scene(ctx.view), threads=ctx.threads)
 
     renderer = ctx.warm("passes", params["scene_key"], make_renderer)
 
@@ -101,24 +104,55 @@ def passes_chunk(params: dict, ctx) -> dict:
         frame_seconds[unit], last[0] = round(now - last[0], 4), now
 
     try:
-        render_pass_frames(template, frames, chunk_dir, threads=ctx.threads, renderer=renderer, on_frame=commit_frame)
+        render_pass_frames(template, renderer.scene, frames, chunk_dir, threads=ctx.threads, renderer=renderer,
+                           on_frame=commit_frame)
     finally:
         shutil.rmtree(chunk_dir, ignore_errors=True)
     return {"bpy": meta["bpy"], "frame_seconds": frame_seconds}
 
 
-def cameras(params: dict, ctx) -> None:
-    """``cameras.json`` for the shot's frames: per frame K, world_to_camera (OpenCV) and Blender's matrix."""
-    from greybox.atomic_files import write_json_atomic
-    from passes.camera_records import camera_records
-    from procedural.scene_builder import build_scene
+def scene(params: dict, ctx) -> dict:
+    """The shot's scene stage (:mod:`passes.scene_stage`), up to three store units:
 
+    - ``scene``: ``scene/scene.npz``, ``scene/layout.json``, ``scene/scene.glb``;
+    - ``cameras``: ``cameras.json`` for the shot's frames;
+    - ``blend``: ``scene/scene.blend`` (when the template asks for it).
+
+    The scene is built only when its unit is to be made; otherwise it is read from the shot's view,
+    where the runner linked the stored unit (a new frame selection or a first ``--save-blend``).
+    """
+    # 1. Check inputs, and that this worker's Blender is the one the units' keys name (the glTF and
+    #    .blend bytes depend on it; every unit records it)
     template = template_from_params(params)
-    scene = build_scene(template)
-    unit = ctx.units[0][0]
-    staging = ctx.staging(unit)
-    write_json_atomic(staging / "cameras.json", camera_records(scene, params["frames"]))
-    ctx.commit(unit, staging, {})
+    todo = {unit for unit, _ in ctx.units}
+    if not todo:
+        return {}
+    from passes import scene_stage
+    from passes.blender_compat import check_running_blender
+    from scenes.scene_data import read_scene
+
+    meta = {"bpy": check_running_blender(params.get("blender"))}
+
+    # 2. The scene
+    scene_data = scene_stage.build_shot_scene(template) if "scene" in todo else read_scene(ctx.view)
+
+    # 3. Its files, one unit at a time (Blender's data is replaced: drop a warm renderer first)
+    if todo & {"scene", "blend"}:
+        ctx.release_warm("passes")
+    if "scene" in todo:
+        staging = ctx.staging("scene")
+        scene_stage.write_scene_data(scene_data, staging)
+        scene_stage.write_scene_exports(scene_data, staging)
+        ctx.commit("scene", staging, {**meta, "objects": len(scene_data.objects)})
+    if "blend" in todo:
+        staging = ctx.staging("blend")
+        scene_stage.write_scene_exports(scene_data, staging, glb=False, blend=True)
+        ctx.commit("blend", staging, meta)
+    if "cameras" in todo:
+        staging = ctx.staging("cameras")
+        scene_stage.write_camera_records(scene_data, params["frames"], staging)
+        ctx.commit("cameras", staging, meta)
+    return meta
 
 
 def _library_versions() -> dict:

@@ -123,6 +123,18 @@ class TaskContext:
         _WARM[category] = (key, obj)
         return obj
 
+    @staticmethod
+    def release_warm(category: str) -> None:
+        """Close and forget this process's warm object of ``category`` (e.g. before a task replaces
+        the Blender data a warm renderer was built on)."""
+        held = _WARM.pop(category, None)
+        close = getattr(held[1], "close", None) if held is not None else None
+        if callable(close):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - a stale warm object must not fail the task
+                pass
+
 
 def drop_inherited_blender_paths() -> None:
     """Remove Blender's script folders from ``sys.path`` unless this process imported bpy itself.

@@ -1,20 +1,30 @@
-"""The scene as plain data: triangle meshes with semantic class, instance id and UVs, and a camera track.
+"""The scene as plain data: triangle meshes with semantic class, instance id, UVs, normals, where each
+object came from, and a camera track with per-frame pose and intrinsics.
 
-Blender is one view of this data (``passes.blender_scene``); the keyframe projector in
-``stylize`` is another. This module imports numpy only, so every stage may read it.
+The scene stage records it in a shot's folder (``DIR/scene/scene.npz``, :meth:`Scene.save_npz`);
+every later stage reads it back (:func:`read_scene`) and never rebuilds it. Blender is one view of
+this data (``passes.blender_scene``); the keyframe projector in ``stylize`` is another. This module
+imports numpy only, so every stage may read it.
 
 Conventions
-- World: Blender's, metres, Z up.
+- World: Blender's, metres, Z up. Vertices are world space; ``SceneObject.transform`` is the
+  object's own frame (object-to-world, 4x4), recorded for the layout and the exported files.
 - ``CameraTrack.rotations[i]`` is the camera-to-world rotation in Blender's camera convention:
   the camera looks down its local -Z, local +Y is up, +X right.
-- OpenCV camera (``world_to_camera_opencv``): x right, y down, z forward.
-- Intrinsics: horizontal sensor fit, principal point at the image centre, square pixels.
+- OpenCV camera (``world_to_camera_opencv``): x right, y down, z forward; pixel centres at +0.5.
+- Intrinsics follow Blender's camera model (``CameraTrack.intrinsics``): focal length and shift per
+  frame, one sensor (width, height) and sensor fit (``AUTO``, ``HORIZONTAL``, ``VERTICAL``),
+  square pixels.
+
+The stored format (``scene.npz``, version 1) is described in :meth:`Scene.save_npz`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +32,69 @@ import numpy as np
 # Blender camera axes -> OpenCV camera axes.
 BLENDER_TO_OPENCV = np.diag([1.0, -1.0, -1.0])
 
+# Where the scene stage writes a shot's scene, relative to the shot's folder.
+SCENE_FOLDER = "scene"
+SCENE_NPZ = "scene/scene.npz"
+LAYOUT_JSON = "scene/layout.json"
+SCENE_GLB = "scene/scene.glb"
+SCENE_BLEND = "scene/scene.blend"
+
+SCENE_FORMAT = "greybox.scene"
+SCENE_FORMAT_VERSION = 1
+SENSOR_FITS = ("AUTO", "HORIZONTAL", "VERTICAL")
+CAMERA_TYPES = ("perspective", "orthographic")
+SOURCE_KINDS = ("generator", "explicit", "import")
+
+
+# --------------------------------------------------------------------------------------------
+# Objects
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObjectSource:
+    """Where an object came from.
+
+    ``kind``: ``generator`` (a procedural generator built it: ``generator`` names which, e.g.
+    ``room``), ``explicit`` (a template ``[[objects]]`` primitive) or ``import`` (a model file:
+    ``file``, relative to the template's folder, and ``node_path``, the node in that file's own
+    hierarchy). ``template_key`` is the template entry it comes from (``objects.3``,
+    ``generator.room.furniture.2``, ``generator.room``). ``placement``: for generated furniture, the
+    rule that placed it and its resolved parameters (plain JSON data).
+    """
+
+    kind: str = "explicit"
+    generator: str | None = None
+    template_key: str | None = None
+    file: str | None = None
+    node_path: str | None = None
+    placement: dict | None = None
+
+    def __post_init__(self):
+        if self.kind not in SOURCE_KINDS:
+            raise ValueError(f"object source kind {self.kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+
+    def to_json(self) -> dict:
+        """Plain data; keys that do not apply to this kind are left out."""
+        out: dict = {"kind": self.kind}
+        for key in ("generator", "template_key", "file", "node_path", "placement"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ObjectSource":
+        return cls(**{k: data.get(k) for k in ("kind", "generator", "template_key", "file", "node_path", "placement")})
+
+
+def _identity() -> np.ndarray:
+    return np.eye(4)
+
 
 @dataclass(frozen=True)
 class SceneObject:
-    """One mesh. ``name`` is stable ("room.wall_north", "sofa", "objects.box1") and seeds its randomness."""
+    """One mesh. ``name`` is stable ("room.wall_north", "sofa", "crate") and seeds its randomness."""
 
     name: str
     kind: str  # "wall", "floor", "sofa", "box", ...
@@ -34,6 +103,14 @@ class SceneObject:
     vertices: np.ndarray  # (V, 3) float64, world space
     triangles: np.ndarray  # (T, 3) int32, counter-clockwise seen from outside
     uvs: np.ndarray  # (T, 3, 2) float32, per corner, islands inside [0, 1]^2 that do not overlap
+    source: ObjectSource = field(default_factory=ObjectSource)
+    transform: np.ndarray = field(default_factory=_identity)  # (4, 4) float64, the object's frame -> world
+
+    def __post_init__(self):
+        t = np.asarray(self.transform, dtype=np.float64)
+        if t.shape != (4, 4):
+            raise ValueError(f"object {self.name!r}: transform must be 4x4, got {t.shape}")
+        object.__setattr__(self, "transform", t)
 
     def geometry_hash(self) -> str:
         digest = hashlib.sha256()
@@ -44,20 +121,83 @@ class SceneObject:
 
     @property
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Axis-aligned world bounds (min, max) of the vertices."""
         return self.vertices.min(axis=0), self.vertices.max(axis=0)
+
+    @cached_property
+    def normals(self) -> np.ndarray:
+        """(T, 3) float32 unit face normals from the winding (flat shading, as the passes render it);
+        0 for a degenerate triangle."""
+        corners = np.asarray(self.vertices, dtype=np.float64)[self.triangles]
+        n = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+        length = np.linalg.norm(n, axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            unit = np.where(length > 0, n / length, 0.0)
+        return unit.astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Camera
+# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class CameraTrack:
-    """Camera pose per frame, from ``frame_start - 1`` to ``frame_end + 1`` (the vector pass needs both ends)."""
+    """Camera pose and intrinsics per frame, from ``frame_start - 1`` to ``frame_end + 1`` (the vector
+    pass needs both ends).
+
+    Per frame: position, rotation, focal length (mm) and lens shift (Blender's ``shift_x``,
+    ``shift_y``: fractions of the fitted sensor side, the width with a horizontal fit). For the whole
+    track: the sensor (mm), Blender's sensor fit, the clip planes and the camera ``type``. Only
+    ``perspective`` is produced today; ``orthographic`` (with ``ortho_scales``, metres across the
+    fitted side) is part of the stored format so a later camera needs no format change, and is
+    refused where a pinhole K is needed.
+
+    ``focal_lengths_mm`` may be given as one number (the same on every frame); ``shifts`` default to 0.
+    """
 
     frames: np.ndarray  # (N,) int64, consecutive
     positions: np.ndarray  # (N, 3) float64
     rotations: np.ndarray  # (N, 3, 3) float64, camera-to-world, Blender camera axes
-    focal_length_mm: float
-    sensor_width_mm: float
-    clip_start: float
-    clip_end: float
+    focal_lengths_mm: np.ndarray  # (N,) float64
+    sensor_width_mm: float = 36.0
+    sensor_height_mm: float = 24.0
+    sensor_fit: str = "HORIZONTAL"
+    clip_start: float = 0.05
+    clip_end: float = 200.0
+    shifts: np.ndarray | None = None  # (N, 2) float64: shift_x, shift_y
+    type: str = "perspective"
+    ortho_scales: np.ndarray | None = None  # (N,) float64, orthographic only
+
+    def __post_init__(self):
+        frames = np.asarray(self.frames, dtype=np.int64)
+        n = len(frames)
+        if n == 0 or (n > 1 and not np.array_equal(np.diff(frames), np.ones(n - 1, dtype=np.int64))):
+            raise ValueError("a camera track needs consecutive frames")
+        positions = np.asarray(self.positions, dtype=np.float64)
+        rotations = np.asarray(self.rotations, dtype=np.float64)
+        if positions.shape != (n, 3) or rotations.shape != (n, 3, 3):
+            raise ValueError(f"camera track of {n} frames: positions {positions.shape}, rotations {rotations.shape}")
+        focal = np.asarray(self.focal_lengths_mm, dtype=np.float64)
+        focal = np.full(n, float(focal)) if focal.ndim == 0 else focal
+        shifts = np.zeros((n, 2)) if self.shifts is None else np.asarray(self.shifts, dtype=np.float64)
+        if focal.shape != (n,) or shifts.shape != (n, 2):
+            raise ValueError(f"camera track of {n} frames: focal lengths {focal.shape}, shifts {shifts.shape}")
+        if self.sensor_fit not in SENSOR_FITS:
+            raise ValueError(f"sensor_fit {self.sensor_fit!r} is not one of {', '.join(SENSOR_FITS)}")
+        if self.type not in CAMERA_TYPES:
+            raise ValueError(f"camera type {self.type!r} is not one of {', '.join(CAMERA_TYPES)}")
+        ortho = None
+        if self.type == "orthographic":
+            if self.ortho_scales is None:
+                raise ValueError("an orthographic camera track needs ortho_scales")
+            ortho = np.asarray(self.ortho_scales, dtype=np.float64)
+            ortho = np.full(n, float(ortho)) if ortho.ndim == 0 else ortho
+            if ortho.shape != (n,):
+                raise ValueError(f"camera track of {n} frames: ortho scales {ortho.shape}")
+        for name, value in (("frames", frames), ("positions", positions), ("rotations", rotations),
+                            ("focal_lengths_mm", focal), ("shifts", shifts), ("ortho_scales", ortho)):
+            object.__setattr__(self, name, value)
 
     def index(self, frame: int) -> int:
         i = int(frame - self.frames[0])
@@ -82,20 +222,54 @@ class CameraTrack:
         m[:3, 3] = -r @ self.positions[i]
         return m
 
-    def intrinsics(self, width: int, height: int) -> np.ndarray:
-        """3x3 K in pixels (horizontal sensor fit, principal point at the centre)."""
-        f = self.focal_length_mm / self.sensor_width_mm * width
-        return np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]])
+    def fitted_side(self, width: int, height: int) -> tuple[str, float]:
+        """Blender's sensor fit for a ``width`` x ``height`` image: (``HORIZONTAL`` or ``VERTICAL``, the
+        sensor size in mm that spans that side). ``AUTO`` fits the larger side, and it is the sensor
+        width that spans it (Blender's rule, whatever the orientation)."""
+        fit = self.sensor_fit
+        sensor = self.sensor_height_mm if fit == "VERTICAL" else self.sensor_width_mm
+        if fit == "AUTO":
+            fit = "HORIZONTAL" if width >= height else "VERTICAL"
+        return fit, sensor
+
+    def intrinsics(self, frame: int, width: int, height: int) -> np.ndarray:
+        """3x3 K in pixels at ``frame`` for a ``width`` x ``height`` image, as Blender projects it:
+        f = focal / (fitted sensor side) x (fitted image side); the principal point is the image
+        centre moved by the shift (x left for +shift_x, y up for +shift_y, in units of the fitted side)."""
+        if self.type != "perspective":
+            raise ValueError(f"a {self.type} camera has no pinhole K; this stage supports perspective cameras only")
+        i = self.index(frame)
+        fit, sensor = self.fitted_side(width, height)
+        side = width if fit == "HORIZONTAL" else height
+        f = self.focal_lengths_mm[i] / sensor * side
+        cx = width / 2.0 - self.shifts[i, 0] * side
+        cy = height / 2.0 + self.shifts[i, 1] * side
+        return np.array([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
 
     def project(self, frame: int, points: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
         """World points (N, 3) -> pixel coordinates (N, 2; x right, y down, pixel centres at +0.5) and planar depth (N,)."""
         w2c = self.world_to_camera_opencv(frame)
         cam = points @ w2c[:3, :3].T + w2c[:3, 3]
-        k = self.intrinsics(width, height)
+        k = self.intrinsics(frame, width, height)
         z = cam[:, 2]
         with np.errstate(divide="ignore", invalid="ignore"):
             uv = (cam[:, :2] / z[:, None]) * [k[0, 0], k[1, 1]] + [k[0, 2], k[1, 2]]
         return uv, z
+
+    def lens_json(self) -> dict:
+        """What is the same on every frame, as plain data."""
+        return {"type": self.type, "sensor_fit": self.sensor_fit, "sensor_width_mm": float(self.sensor_width_mm),
+                "sensor_height_mm": float(self.sensor_height_mm), "clip_start": float(self.clip_start),
+                "clip_end": float(self.clip_end)}
+
+
+# --------------------------------------------------------------------------------------------
+# The scene and its file
+# --------------------------------------------------------------------------------------------
+
+
+class SceneFileError(ValueError):
+    """A scene.npz that cannot be read: missing entries, another format or a newer version."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +283,7 @@ class Scene:
     frame_start: int
     frame_end: int
     fps: int
-    metadata: dict = field(default_factory=dict)  # resolved generator parameters, per-object seeds
+    metadata: dict = field(default_factory=dict)  # resolved generator parameters (plain JSON data)
 
     def object_hashes(self) -> dict[str, str]:
         return {o.name: o.geometry_hash() for o in self.objects}
@@ -118,59 +292,147 @@ class Scene:
         digest = hashlib.sha256()
         for name, h in sorted(self.object_hashes().items()):
             digest.update(f"{name}:{h}\n".encode())
-        for array in (self.camera.frames, self.camera.positions, self.camera.rotations):
+        cam = self.camera
+        for array in (cam.frames, cam.positions, cam.rotations, cam.focal_lengths_mm, cam.shifts):
             digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(json.dumps(cam.lens_json(), sort_keys=True).encode())
         return digest.hexdigest()
 
     def by_instance_id(self) -> dict[int, SceneObject]:
         return {o.instance_id: o for o in self.objects}
 
-    # -- files: the scene travels to downstream stages (and other machines) as one .npz -------
+    def by_name(self) -> dict[str, SceneObject]:
+        return {o.name: o for o in self.objects}
 
-    def save_npz(self, path: str | Path) -> None:
-        """Write the scene geometry and camera (read back by :meth:`load_npz`); deterministic bytes."""
+    # -- the file: the scene travels to later stages (and other machines) as one .npz ------------
+
+    def header(self) -> dict:
+        """The scene's plain-data part, as stored in ``scene.npz``'s ``scene_json`` entry."""
+        return {
+            "format": SCENE_FORMAT, "version": SCENE_FORMAT_VERSION,
+            "name": self.name, "seed": int(self.seed), "width": int(self.width), "height": int(self.height),
+            "frame_start": int(self.frame_start), "frame_end": int(self.frame_end), "fps": int(self.fps),
+            "camera": self.camera.lens_json(),
+            "objects": [
+                {"name": o.name, "kind": o.kind, "class_id": int(o.semantic_class_id), "instance_id": int(o.instance_id),
+                 "source": o.source.to_json()}
+                for o in self.objects
+            ],
+            "metadata": self.metadata,
+        }
+
+    def npz_bytes(self) -> bytes:
+        """The bytes of ``scene.npz`` (deterministic). Entries (a plain ``numpy.load`` reads them, no pickle):
+
+        - ``scene_json``: uint8, UTF-8 JSON of :meth:`header`: format ``greybox.scene`` and version,
+          name, seed, resolution, frame range, fps, the camera's type, sensor fit, sensor size and
+          clip planes, per object (in instance-id order) name, kind, class id, instance id and
+          source, and the generator's resolved parameters (``metadata``);
+        - ``camera_frames`` (N,) int64; ``camera_positions`` (N, 3) and ``camera_rotations``
+          (N, 3, 3) float64 (camera-to-world, Blender camera axes); ``camera_focal_lengths_mm`` (N,);
+          ``camera_shifts`` (N, 2); ``camera_ortho_scales`` (N,) for orthographic cameras only;
+        - ``object_transforms`` (M, 4, 4) float64, object-to-world;
+        - per object i (0-based, the order of ``scene_json``'s objects): ``object_<i>_vertices``
+          (V, 3) float64 world space, ``object_<i>_triangles`` (T, 3) int32,
+          ``object_<i>_uvs`` (T, 3, 2) float32 per corner, ``object_<i>_normals`` (T, 3) float32 unit
+          face normals.
+        """
         import io
 
-        from greybox.atomic_files import write_bytes_atomic
-
+        cam = self.camera
         arrays: dict[str, np.ndarray] = {
-            "camera_frames": self.camera.frames,
-            "camera_positions": self.camera.positions,
-            "camera_rotations": self.camera.rotations,
-            "camera_lens": np.array(
-                [self.camera.focal_length_mm, self.camera.sensor_width_mm, self.camera.clip_start, self.camera.clip_end]
-            ),
-            "scene_ints": np.array([self.seed, self.width, self.height, self.frame_start, self.frame_end, self.fps], dtype=np.int64),
-            "object_names": np.array([o.name for o in self.objects]),
-            "object_kinds": np.array([o.kind for o in self.objects]),
-            "object_ids": np.array([[o.semantic_class_id, o.instance_id] for o in self.objects], dtype=np.int64).reshape(-1, 2),
+            "scene_json": np.frombuffer(json.dumps(self.header(), sort_keys=True, allow_nan=False).encode("utf-8"), dtype=np.uint8),
+            "camera_frames": cam.frames,
+            "camera_positions": cam.positions,
+            "camera_rotations": cam.rotations,
+            "camera_focal_lengths_mm": cam.focal_lengths_mm,
+            "camera_shifts": cam.shifts,
+            "object_transforms": np.stack([o.transform for o in self.objects]) if self.objects else np.zeros((0, 4, 4)),
         }
+        if cam.ortho_scales is not None:
+            arrays["camera_ortho_scales"] = cam.ortho_scales
         for i, o in enumerate(self.objects):
-            arrays[f"o{i}_vertices"] = o.vertices
-            arrays[f"o{i}_triangles"] = o.triangles
-            arrays[f"o{i}_uvs"] = o.uvs
+            arrays[f"object_{i}_vertices"] = np.ascontiguousarray(o.vertices, dtype=np.float64)
+            arrays[f"object_{i}_triangles"] = np.ascontiguousarray(o.triangles, dtype=np.int32)
+            arrays[f"object_{i}_uvs"] = np.ascontiguousarray(o.uvs, dtype=np.float32)
+            arrays[f"object_{i}_normals"] = o.normals
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)  # uncompressed zip entries carry a fixed date: deterministic
-        write_bytes_atomic(path, buffer.getvalue())
+        return buffer.getvalue()
+
+    def save_npz(self, path: str | Path) -> str:
+        """Write ``scene.npz`` atomically (see :meth:`npz_bytes`); return its sha256."""
+        from greybox.atomic_files import write_bytes_atomic
+
+        return write_bytes_atomic(path, self.npz_bytes())
 
     @classmethod
-    def load_npz(cls, path: str | Path, name: str = "") -> "Scene":
-        with np.load(path) as data:
-            lens = data["camera_lens"]
-            seed, width, height, start, end, fps = (int(v) for v in data["scene_ints"])
-            camera = CameraTrack(
-                frames=data["camera_frames"], positions=data["camera_positions"], rotations=data["camera_rotations"],
-                focal_length_mm=float(lens[0]), sensor_width_mm=float(lens[1]), clip_start=float(lens[2]), clip_end=float(lens[3]),
-            )
-            objects = tuple(
-                SceneObject(
-                    name=str(n), kind=str(k), semantic_class_id=int(ids[0]), instance_id=int(ids[1]),
-                    vertices=data[f"o{i}_vertices"], triangles=data[f"o{i}_triangles"], uvs=data[f"o{i}_uvs"],
+    def load_npz(cls, path: str | Path) -> "Scene":
+        """Read a ``scene.npz`` written by :meth:`save_npz`. Raises :class:`SceneFileError` when it is
+        not one, or of a newer version; OSError when it cannot be read."""
+        try:
+            data = np.load(path, allow_pickle=False)
+        except ValueError as err:
+            raise SceneFileError(f"{path}: not a scene file ({err})") from None
+        with data:
+            try:
+                header = json.loads(bytes(data["scene_json"]).decode("utf-8"))
+            except (KeyError, ValueError) as err:
+                raise SceneFileError(f"{path}: not a greybox scene file (no readable scene_json: {err})") from None
+            if header.get("format") != SCENE_FORMAT:
+                raise SceneFileError(f"{path}: format {header.get('format')!r} is not {SCENE_FORMAT!r}")
+            if header.get("version") != SCENE_FORMAT_VERSION:
+                raise SceneFileError(
+                    f"{path}: scene format version {header.get('version')!r}; this greybox reads version "
+                    f"{SCENE_FORMAT_VERSION} (render the scene again with this greybox)"
                 )
-                for i, (n, k, ids) in enumerate(zip(data["object_names"], data["object_kinds"], data["object_ids"]))
-            )
-        return cls(name=name, seed=seed, objects=objects, camera=camera, width=width, height=height,
-                   frame_start=start, frame_end=end, fps=fps)
+            try:
+                lens = header["camera"]
+                camera = CameraTrack(
+                    frames=data["camera_frames"], positions=data["camera_positions"], rotations=data["camera_rotations"],
+                    focal_lengths_mm=data["camera_focal_lengths_mm"], shifts=data["camera_shifts"],
+                    sensor_width_mm=float(lens["sensor_width_mm"]), sensor_height_mm=float(lens["sensor_height_mm"]),
+                    sensor_fit=lens["sensor_fit"], clip_start=float(lens["clip_start"]), clip_end=float(lens["clip_end"]),
+                    type=lens["type"], ortho_scales=data["camera_ortho_scales"] if "camera_ortho_scales" in data else None,
+                )
+                transforms = data["object_transforms"]
+                objects = []
+                for i, entry in enumerate(header["objects"]):
+                    obj = SceneObject(
+                        name=entry["name"], kind=entry["kind"], semantic_class_id=int(entry["class_id"]),
+                        instance_id=int(entry["instance_id"]), vertices=data[f"object_{i}_vertices"],
+                        triangles=data[f"object_{i}_triangles"], uvs=data[f"object_{i}_uvs"],
+                        source=ObjectSource.from_json(entry["source"]), transform=transforms[i],
+                    )
+                    obj.__dict__["normals"] = data[f"object_{i}_normals"]  # as stored (the same numbers)
+                    objects.append(obj)
+            except (KeyError, IndexError, TypeError, ValueError) as err:
+                raise SceneFileError(f"{path}: damaged scene file ({type(err).__name__}: {err})") from None
+        return cls(name=header["name"], seed=int(header["seed"]), objects=tuple(objects), camera=camera,
+                   width=int(header["width"]), height=int(header["height"]), frame_start=int(header["frame_start"]),
+                   frame_end=int(header["frame_end"]), fps=int(header["fps"]), metadata=header.get("metadata") or {})
+
+
+def read_scene(view_dir: str | Path) -> Scene:
+    """The scene the scene stage recorded in a shot's folder (``view_dir/scene/scene.npz``).
+
+    This is how every stage after the scene stage gets the scene: it never rebuilds it. Raises
+    ``InputError`` (exit 2) naming the file when it is missing or unreadable.
+    """
+    from greybox.errors import InputError
+
+    path = Path(view_dir) / SCENE_NPZ
+    if not path.is_file():
+        raise InputError(f"{path} is missing: the scene stage writes it; render the shot's passes first (greybox passes)")
+    try:
+        return Scene.load_npz(path)
+    except (OSError, SceneFileError) as err:
+        raise InputError(f"cannot read the scene: {err}; render the shot's passes again (greybox passes --force)") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Randomness
+# --------------------------------------------------------------------------------------------
 
 
 def object_rng(scene_seed: int, stable_name: str) -> np.random.Generator:
@@ -178,5 +440,13 @@ def object_rng(scene_seed: int, stable_name: str) -> np.random.Generator:
 
     Seed 0 is a seed. Changing one object's name or parameters moves nothing else.
     """
-    digest = hashlib.sha256(f"{int(scene_seed)}/{stable_name}".encode()).digest()
-    return np.random.Generator(np.random.PCG64(int.from_bytes(digest[:16], "little")))
+    return np.random.Generator(np.random.PCG64(int.from_bytes(_seed_digest(scene_seed, stable_name)[:16], "little")))
+
+
+def object_seed_hex(scene_seed: int, stable_name: str) -> str:
+    """The 128-bit seed :func:`object_rng` derives for (scene seed, stable name), as hex (for the records)."""
+    return int.from_bytes(_seed_digest(scene_seed, stable_name)[:16], "little").to_bytes(16, "big").hex()
+
+
+def _seed_digest(scene_seed: int, stable_name: str) -> bytes:
+    return hashlib.sha256(f"{int(scene_seed)}/{stable_name}".encode()).digest()

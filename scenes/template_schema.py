@@ -346,6 +346,7 @@ class PassesSpec(StrictModel):
     seg_background: SemanticClassRef = Field("sky", description="class painted where no object is hit")
     line_crease_angle: Annotated[float, Field(gt=0, lt=180)] = Field(30.0, description="degrees")
     line_width: Annotated[int, Field(ge=1, le=8)] = 1
+    save_blend: bool = Field(False, description="also write scene/scene.blend (or --save-blend)")
     exr_channels: Annotated[
         list[Literal["depth", "normal", "flow", "instance", "class", "uv", "float_ids", "cryptomatte"]], Field(min_length=1)
     ] = Field(

@@ -24,8 +24,8 @@ Cost: ``denoising_steps`` = UNet evaluations x batch elements over the job (a cl
 guidance pair counts 2); ``per_frame``'s is computed from its scheduler's timesteps.
 
 Outputs: ``out_dir/frames/NNNN.png`` (atomic). Reads ``job_dir/passes/NNNN.exr``,
-``job_dir/control/<kind>/NNNN.png`` and the scene (``scene=``, else ``job_dir/scene.npz``, else
-built from the template).
+``job_dir/control/<kind>/NNNN.png`` and the scene the scene stage recorded (``scene=``, else
+``job_dir/scene/scene.npz``); it never rebuilds the scene.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import numpy as np
 
 from greybox.atomic_files import write_png_atomic
 from greybox.errors import InputError
+from scenes.scene_data import read_scene
 
 MODES = ("per_frame", "flow_warp", "keyframes")
 STYLIZERS = ("diffusion", "npr")
@@ -106,8 +107,8 @@ def stylize_sequence(
     ``style.consistency.mode``) with ``stylizer`` (default ``style.stylizer``); see the module docstring.
 
     ``resolved`` / ``stylizer_instance``: as for ``stylize_frames`` (resolved and loaded here when
-    not given). ``scene``: the shot's :class:`scenes.scene_data.Scene` (else ``job_dir/scene.npz``,
-    else built from the template). ``measure_warp_error`` adds E_warp of the written frames.
+    not given). ``scene``: the shot's :class:`scenes.scene_data.Scene` (else ``job_dir/scene/scene.npz``).
+    ``measure_warp_error`` adds E_warp of the written frames.
     Raises ``InputError`` (exit 2) for a bad request or missing inputs, before any work.
     """
     started = time.perf_counter()
@@ -157,7 +158,7 @@ def stylize_sequence(
     passes = _read_passes(job_dir, frames)
     if min_generate_pixels is None:  # style.consistency.min_generate_share of the frame
         min_generate_pixels = int(style.consistency.min_generate_share * passes[0].width * passes[0].height)
-    scene = scene if scene is not None else _load_scene(template, job_dir)
+    scene = scene if scene is not None else read_scene(job_dir)
     if (scene.width, scene.height) != (passes[0].width, passes[0].height):
         raise InputError(
             f"the scene is {scene.width}x{scene.height} but the passes in {job_dir} are {passes[0].width}x{passes[0].height}; "
@@ -245,17 +246,6 @@ def _read_passes(job_dir: Path, frames: list[int]):
         shown = ", ".join(str(p) for p in missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
         raise InputError(f"missing passes {shown}; render the passes first (greybox passes) for these frames")
     return [read_passes_exr(job_dir / "passes" / f"{f:04d}.exr") for f in frames]
-
-
-def _load_scene(template, job_dir: Path):
-    from scenes.scene_data import Scene
-
-    path = job_dir / "scene.npz"
-    if path.is_file():
-        return Scene.load_npz(path, name=template.name)
-    from procedural.scene_builder import build_scene
-
-    return build_scene(template)
 
 
 def _write_frames(out_dir: Path, images: dict[int, np.ndarray]) -> dict[int, str]:

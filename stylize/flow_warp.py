@@ -209,18 +209,19 @@ def disocclusion_mask(previous: FramePasses, current: FramePasses, *, uv_toleran
 
 def background_source_coordinates(camera, frame: int, previous_frame: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """Where each pixel's ray direction was in ``previous_frame``, for background at infinity (rotation only):
-    ``x_prev ~ K R_prev^T R_cur K^-1 x``. ``camera`` is a :class:`scenes.scene_data.CameraTrack`."""
+    ``x_prev ~ K_prev R_prev^T R_cur K_cur^-1 x``. ``camera`` is a :class:`scenes.scene_data.CameraTrack`."""
     from scenes.scene_data import BLENDER_TO_OPENCV
 
-    k = camera.intrinsics(width, height)
+    k = camera.intrinsics(frame, width, height)
+    kp = camera.intrinsics(previous_frame, width, height)
     cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
     rays = np.stack([(cols - k[0, 2]) / k[0, 0], (rows - k[1, 2]) / k[1, 1], np.ones_like(cols)], axis=-1)
     cur = camera.rotations[camera.index(frame)] @ BLENDER_TO_OPENCV
     prev = camera.rotations[camera.index(previous_frame)] @ BLENDER_TO_OPENCV
     d = rays @ (prev.T @ cur).T
     with np.errstate(divide="ignore", invalid="ignore"):
-        x = np.where(d[..., 2] > 1e-9, d[..., 0] / d[..., 2] * k[0, 0] + k[0, 2], np.nan)
-        y = np.where(d[..., 2] > 1e-9, d[..., 1] / d[..., 2] * k[1, 1] + k[1, 2], np.nan)
+        x = np.where(d[..., 2] > 1e-9, d[..., 0] / d[..., 2] * kp[0, 0] + kp[0, 2], np.nan)
+        y = np.where(d[..., 2] > 1e-9, d[..., 1] / d[..., 2] * kp[1, 1] + kp[1, 2], np.nan)
     return x, y
 
 

@@ -148,7 +148,7 @@ def render_scene_passes(scene: Scene, frame: int, width: int | None = None, heig
     height = int(height or scene.height)
     cam = scene.camera
     w2c = cam.world_to_camera_opencv(frame)
-    k = cam.intrinsics(width, height)
+    k = cam.intrinsics(frame, width, height)
     corners_px, corners_z, corner_attrs, tri_meta = [], [], [], []
     for obj in scene.objects:
         normals = _face_normals(obj)
@@ -394,7 +394,7 @@ class EnvironmentAtlas:
 
 def pixel_directions(camera: CameraTrack, frame: int, width: int, height: int) -> np.ndarray:
     """World direction of each pixel centre's ray (H, W, 3)."""
-    k = camera.intrinsics(width, height)
+    k = camera.intrinsics(frame, width, height)
     cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
     d_cv = np.stack([(cols - k[0, 2]) / k[0, 0], (rows - k[1, 2]) / k[1, 1], np.ones_like(cols)], axis=-1)
     c2w = camera.rotations[camera.index(frame)] @ BLENDER_TO_OPENCV
@@ -443,22 +443,23 @@ class AtlasSet:
     def for_shot(cls, scene: Scene, passes: list[FramePasses], *, fill: float = 1.0, min_size: int = 64,
                  max_size: int = 2048, **kwargs) -> "AtlasSet":
         """Size each object's atlas from the finest screen density it gets over the shot:
-        rho = focal length in pixels / the nearest depth at which the object appears."""
+        rho = the largest (frame's focal length in pixels / nearest depth at which the object appears in it)."""
         width, height = passes[0].width, passes[0].height
-        focal_px = scene.camera.intrinsics(width, height)[0, 0]
-        nearest: dict[int, float] = {}
+        rho_of: dict[int, float] = {}
+        focal_max = 0.0
         for p in passes:
+            focal_px = float(scene.camera.intrinsics(p.frame, width, height)[0, 0])
+            focal_max = max(focal_max, focal_px)
             ids = p.instance_id[p.instance_id > 0]
             depths = p.depth[p.instance_id > 0]
             for inst in np.unique(ids):
                 d = float(depths[ids == inst].min())
-                nearest[int(inst)] = min(nearest.get(int(inst), np.inf), d)
+                rho_of[int(inst)] = max(rho_of.get(int(inst), 0.0), focal_px / max(d, 1e-3))
         sizes = {}
         for o in scene.objects:
-            if o.instance_id in nearest:
-                rho = focal_px / max(nearest[o.instance_id], 1e-3)
-                sizes[o.instance_id] = atlas_size_for(o, rho, fill=fill, min_size=min_size, max_size=max_size)
-        env = int(min(max(math.ceil(math.pi * focal_px), min_size), max_size))
+            if o.instance_id in rho_of:
+                sizes[o.instance_id] = atlas_size_for(o, rho_of[o.instance_id], fill=fill, min_size=min_size, max_size=max_size)
+        env = int(min(max(math.ceil(math.pi * focal_max), min_size), max_size))
         return cls(scene, sizes, env, width=width, height=height, **kwargs)
 
     def atlases(self):
@@ -498,7 +499,7 @@ class AtlasSet:
         dirs = env.directions()
         c2w = self.camera.rotations[self.camera.index(passes.frame)] @ BLENDER_TO_OPENCV
         d_cv = dirs @ c2w  # world -> OpenCV camera (rotation only)
-        k = self.camera.intrinsics(w, h)
+        k = self.camera.intrinsics(passes.frame, w, h)
         with np.errstate(invalid="ignore", divide="ignore"):
             xy = d_cv[:, :2] / d_cv[:, 2:3] * [k[0, 0], k[1, 1]] + [k[0, 2], k[1, 2]]
             ok = (d_cv[:, 2] > 1e-6) & (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)

@@ -48,7 +48,7 @@ def main(argv: list[str]) -> None:
         from scenes.scene_data import Scene
         from scenes.template_loading import load_template
 
-        scene = Scene.load_npz(argv[1], name="given")
+        scene = Scene.load_npz(argv[1])
         template = load_template(argv[2], _overrides(argv)).template
         out = Path(argv[3])
         frames = [int(f) for f in argv[4].split(",")]

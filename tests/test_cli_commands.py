@@ -170,7 +170,8 @@ def test_render_npr_outputs_status_and_inspect(tiny, tmp_path, store, capsys):
         assert (out / rel).is_file(), rel
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["frames"]["0002"]) >= {"passes/0002.exr", "frames/0002.png", "control/seg/0002.png"}
-    assert set(manifest["files"]) == {"video.mp4", "contact_sheet.png", "cameras.json"}
+    assert set(manifest["files"]) == {"video.mp4", "contact_sheet.png", "cameras.json", "scene/scene.npz",
+                                      "scene/layout.json", "scene/scene.glb"}
     assert set(manifest["seeds"]) >= {"scene", "style", "frames"}
     text = json.dumps(manifest)
     assert "time" not in manifest and "host" not in text
@@ -184,8 +185,15 @@ def test_render_npr_outputs_status_and_inspect(tiny, tmp_path, store, capsys):
     assert main(["inspect", str(out)]) == 0
     shown = capsys.readouterr().out
     assert "depth.Z" in shown and "flow_forward.X" in shown and "frames/0003.png" in shown and "video.mp4" in shown
+    # the layout, readably: one line per object with its id, name, class, ADE20K index and location
+    rows = {line.split()[1]: line.split() for line in shown.splitlines() if line.strip().split(" ")[0].isdigit()}
+    assert rows["floor"][:4] == ["1", "floor", "floor", "3"] and rows["box1"][:4] == ["2", "box1", "table", "15"]
+    assert "(0.000, 0.000, 0.500)" in shown and "explicit objects.1" in shown
     assert main(["inspect", str(out), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == manifest
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["manifest"] == manifest
+    assert shown["layout"] == json.loads((out / "scene" / "layout.json").read_text())
+    assert [o["name"] for o in shown["layout"]["objects"]] == ["floor", "box1"]
     # The video is H.264 at the template's fps and size (never rescaled).
     import imageio_ffmpeg
 

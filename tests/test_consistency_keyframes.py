@@ -66,7 +66,7 @@ def painted(passes, scene):
     """Frames painted with the world-fixed texture (pixel world points from depth + camera)."""
     frames = []
     for p in passes:
-        k = scene.camera.intrinsics(p.width, p.height)
+        k = scene.camera.intrinsics(p.frame, p.width, p.height)
         cols, rows = np.meshgrid(np.arange(p.width) + 0.5, np.arange(p.height) + 0.5)
         z = np.where(np.isfinite(p.depth), p.depth, 1.0)
         cam = np.stack([(cols - k[0, 2]) / k[0, 0] * z, (rows - k[1, 2]) / k[1, 1] * z, z], axis=-1)

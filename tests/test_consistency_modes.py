@@ -9,6 +9,7 @@ import pytest
 
 from greybox.errors import InputError
 from passes.render_chunk import write_frame_outputs
+from scenes.scene_data import SCENE_NPZ
 from scenes.template_schema import Template
 from stylize.consistency_modes import stylize_sequence
 from tests.test_consistency_scenes import orbit_scene, scene_passes
@@ -28,7 +29,7 @@ def make_template(style: dict | None = None) -> Template:
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
-    """A job folder as the passes stage writes it (EXRs, control PNGs, cameras.json) plus scene.npz."""
+    """A job folder as the scene and passes stages write it (EXRs, control PNGs, cameras.json, scene/scene.npz)."""
     job_dir = tmp_path_factory.mktemp("job")
     scene = orbit_scene(n_frames=FRAMES, size=SIZE, degrees_per_frame=1.5)
     template = make_template()
@@ -37,7 +38,7 @@ def job(tmp_path_factory):
     cameras = {"frames": {str(f): {"blender_matrix_world": scene.camera.camera_to_world_blender(f).tolist()}
                           for f in range(1, FRAMES + 1)}}
     (job_dir / "cameras.json").write_text(json.dumps(cameras))
-    scene.save_npz(job_dir / "scene.npz")
+    scene.save_npz(job_dir / SCENE_NPZ)
     return job_dir, scene
 
 
@@ -64,6 +65,21 @@ def test_requests_are_checked(job, tmp_path):
         stylize_sequence(make_template(), [1, FRAMES + 1], job_dir, tmp_path, mode="keyframes")
     with pytest.raises(InputError, match="does not exist"):
         stylize_sequence(make_template(), [1, 2], tmp_path / "nowhere", tmp_path, mode="keyframes")
+
+
+@pytest.mark.parametrize("mode", ["flow_warp", "keyframes"])
+def test_sequence_modes_read_the_recorded_scene_and_never_build_one(job, tmp_path, mode):
+    """Without scene/scene.npz the modes stop with a clear error (the template would build a scene,
+    but the generative stage never rebuilds it)."""
+    job_dir, _ = job
+    bare = tmp_path / "job"
+    for path in job_dir.rglob("*"):
+        if path.is_file() and not path.relative_to(job_dir).as_posix().startswith("scene/"):
+            (bare / path.relative_to(job_dir)).parent.mkdir(parents=True, exist_ok=True)
+            (bare / path.relative_to(job_dir)).symlink_to(path)
+    with pytest.raises(InputError, match="scene/scene.npz is missing"):
+        stylize_sequence(make_template(), [1, 2], bare, tmp_path / "out", mode=mode)
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.fixture(scope="module")

@@ -75,7 +75,7 @@ def orbit_scene(n_frames: int = 6, size: int = 48, degrees_per_frame: float = 2.
         positions.append(pos)
         rotations.append(look_at_rotation(pos, (0, 0, 0.4)))
     camera = CameraTrack(frames=frames, positions=np.array(positions), rotations=np.array(rotations),
-                         focal_length_mm=30.0, sensor_width_mm=36.0, clip_start=0.05, clip_end=100.0)
+                         focal_lengths_mm=30.0, sensor_width_mm=36.0, clip_start=0.05, clip_end=100.0)
     return Scene(name="orbit", seed=0, objects=tuple(objects), camera=camera, width=size, height=size,
                  frame_start=1, frame_end=n_frames, fps=24)
 

@@ -150,7 +150,7 @@ def test_changed_prompt_reruns_only_stylisation(template, tmp_path, capsys):
     assert main([*base, "--out", str(tmp_path / "b"), "--set", 'style.prompt="a different prompt"']) == 0
     events = [json.loads(line) for line in (tmp_path / "b" / "run_log.jsonl").read_text().splitlines()]
     done = {e["id"]: e["cached"] for e in events if e.get("state") == "done"}
-    assert all(done[t] for t in done if t.startswith(("passes/", "cameras"))), done
+    assert all(done[t] for t in done if t.startswith(("passes/", "scene"))), done
     assert not any(done[t] for t in done if t.startswith(("stylize/", "assemble"))), done
     assert sum(t.startswith("passes/") for t in done) == 2 and sum(t.startswith("stylize/") for t in done) == 4
 

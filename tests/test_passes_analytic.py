@@ -77,7 +77,7 @@ def make_scene(objects, positions, targets, *, width=64, height=64, frame_start=
     targets = np.broadcast_to(np.asarray(targets, dtype=np.float64), positions.shape)
     rotations = np.stack([look_at(p, t) for p, t in zip(positions, targets)])
     frames = np.arange(frame_start - 1, frame_start - 1 + len(positions), dtype=np.int64)
-    camera = CameraTrack(frames=frames, positions=positions, rotations=rotations, focal_length_mm=focal,
+    camera = CameraTrack(frames=frames, positions=positions, rotations=rotations, focal_lengths_mm=focal,
                          sensor_width_mm=36.0, clip_start=0.05, clip_end=100.0)
     return Scene(name=name, seed=0, objects=tuple(objects), camera=camera, width=width, height=height,
                  frame_start=frame_start, frame_end=int(frames[-1]) - 1, fps=24)
@@ -91,9 +91,17 @@ def cube_scene(width=96, height=64) -> Scene:
     return make_scene([cube, floor], positions, (0.0, 0.0, 0.4), width=width, height=height, focal=30.0)
 
 
+def analytic_k(scene: Scene, frame: int) -> np.ndarray:
+    """K of a horizontal-fit pinhole camera with no shift, from the track's focal length and sensor width
+    (written out here, independently of ``CameraTrack.intrinsics``)."""
+    cam = scene.camera
+    f = cam.focal_lengths_mm[cam.index(frame)] / cam.sensor_width_mm * scene.width
+    return np.array([[f, 0.0, scene.width / 2.0], [0.0, f, scene.height / 2.0], [0.0, 0.0, 1.0]])
+
+
 def pixel_rays(scene: Scene, frame: int) -> tuple[np.ndarray, np.ndarray]:
     """World origin (3,) and unit directions (H, W, 3) of the rays through each pixel centre."""
-    k = scene.camera.intrinsics(scene.width, scene.height)
+    k = analytic_k(scene, frame)
     cols, rows = np.meshgrid(np.arange(scene.width) + 0.5, np.arange(scene.height) + 0.5)
     cam = np.stack([(cols - k[0, 2]) / k[0, 0], (rows - k[1, 2]) / k[1, 1], np.ones_like(cols)], axis=-1)
     w2c = scene.camera.world_to_camera_opencv(frame)
@@ -144,7 +152,7 @@ def test_plane_facing_camera_gives_its_distance_and_inf_elsewhere():
     # look_at straight down needs another up; the rotation is the identity up to a roll
     passes = PassRenderer(scene).render(1)
 
-    k = scene.camera.intrinsics(64, 48)
+    k = analytic_k(scene, 1)
     cols, rows = np.meshgrid(np.arange(64) + 0.5, np.arange(48) + 0.5)
     w2c = scene.camera.world_to_camera_opencv(1)
     cam_dirs = np.stack([(cols - k[0, 2]) / k[0, 0], (rows - k[1, 2]) / k[1, 1], np.ones_like(cols)], axis=-1)
@@ -252,7 +260,7 @@ def test_flow_matches_analytic_reprojection(cube_render, frame):
     passes = frames[frame]
     fg = passes.foreground
     rows, cols = np.nonzero(fg)
-    k = scene.camera.intrinsics(scene.width, scene.height)
+    k = analytic_k(scene, frame)
     z = passes.depth[fg].astype(np.float64)
     cam = np.stack([(cols + 0.5 - k[0, 2]) / k[0, 0] * z, (rows + 0.5 - k[1, 2]) / k[1, 1] * z, z], axis=1)
     w2c = scene.camera.world_to_camera_opencv(frame)

@@ -79,16 +79,23 @@ def template(template_file):
     return load_template(str(template_file)).template
 
 
+@pytest.fixture(scope="module")
+def scene(template):
+    from procedural.scene_builder import build_scene
+
+    return build_scene(template)
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_render_pass_frames_writes_the_layout_and_returns_hashes(template, tmp_path):
+def test_render_pass_frames_writes_the_layout_and_returns_hashes(template, scene, tmp_path):
     from passes.pass_exr import read_passes_exr
     from passes.render_chunk import pass_frame_paths, render_pass_frames
 
     seen = []
-    result = render_pass_frames(template, [2, 3], tmp_path, on_frame=seen.append)
+    result = render_pass_frames(template, scene, [2, 3], tmp_path, on_frame=seen.append)
     assert seen == [2, 3] and sorted(result) == [2, 3]
     for frame, files in result.items():
         assert sorted(files) == sorted(pass_frame_paths(frame, ["depth", "normal", "seg", "lines"]))
@@ -106,28 +113,27 @@ def test_render_pass_frames_writes_the_layout_and_returns_hashes(template, tmp_p
     assert seg.shape == (48, 64, 3) and seg.dtype == np.uint8
 
 
-def test_shot_depth_range_does_not_depend_on_the_frames_rendered(template, tmp_path):
+def test_shot_depth_range_does_not_depend_on_the_frames_rendered(template, scene, tmp_path):
     from passes.blender_render import PassRenderer
     from passes.render_chunk import render_pass_frames
-    from procedural.scene_builder import build_scene
 
-    renderer = PassRenderer(build_scene(template))
-    alone = render_pass_frames(template, [3], tmp_path / "a", renderer=renderer)
-    together = render_pass_frames(template, [1, 2, 3, 4], tmp_path / "b", renderer=renderer)
+    renderer = PassRenderer(scene)
+    alone = render_pass_frames(template, scene, [3], tmp_path / "a", renderer=renderer)
+    together = render_pass_frames(template, scene, [1, 2, 3, 4], tmp_path / "b", renderer=renderer)
     assert alone[3] == together[3]
 
 
-def test_frames_outside_the_range_and_a_foreign_renderer_are_refused(template, tmp_path):
+def test_frames_outside_the_range_and_a_foreign_renderer_are_refused(template, scene, tmp_path):
     from greybox.errors import InputError
     from passes.blender_render import PassRenderer
     from passes.render_chunk import render_pass_frames
     from test_passes_analytic import cube_scene
 
     with pytest.raises(InputError, match="outside"):
-        render_pass_frames(template, [0, 1], tmp_path)
+        render_pass_frames(template, scene, [0, 1], tmp_path)
     assert not any(tmp_path.iterdir())
     with pytest.raises(ValueError, match="different scene"):
-        render_pass_frames(template, [1], tmp_path, renderer=PassRenderer(cube_scene()))
+        render_pass_frames(template, scene, [1], tmp_path, renderer=PassRenderer(cube_scene()))
 
 
 def test_blender_entry_runs_under_the_wheels_python(template_file, tmp_path):
@@ -141,6 +147,16 @@ def test_blender_entry_runs_under_the_wheels_python(template_file, tmp_path):
     assert sorted(cameras) == ["1", "2"]
     assert np.array(cameras["1"]["K"]).shape == (3, 3) and np.array(cameras["2"]["world_to_camera"]).shape == (4, 4)
     assert "Saved:" not in proc.stdout  # Blender's own chatter is kept off stdout
+    # the scene stage's folder, as the farm writes it
+    layout = json.loads((out / "scene" / "layout.json").read_text())
+    assert [o["name"] for o in layout["objects"]] == ["floor", "crate", "post"]
+    assert (out / "scene" / "scene.npz").is_file() and (out / "scene" / "scene.glb").is_file()
+    assert not (out / "scene" / "scene.blend").exists()
+    # a scene that cannot be built: exit 2, nothing written
+    down = tmp_path / "down"
+    looking_down = subprocess.run(cmd[:5] + [str(down), "--set", 'camera.path={kind = "static", position = [0, 0, 3], look_at = [0, 0, 0]}'],
+                                  capture_output=True, text=True, timeout=300)
+    assert looking_down.returncode == 2 and "camera.path" in looking_down.stderr and not down.exists()
 
     bad = subprocess.run(cmd[:-1] + ["0-9"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "outside" in bad.stderr and "Traceback" not in bad.stderr

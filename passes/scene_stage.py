@@ -1,0 +1,231 @@
+"""The scene stage: a shot's template -> its recorded scene, ``DIR/scene/`` and ``DIR/cameras.json``.
+
+Every later stage reads what this stage wrote (:func:`scenes.scene_data.read_scene`) and never
+rebuilds the scene. Files (each written to a temporary name and renamed):
+
+- ``scene/scene.npz``: everything later stages need (:meth:`scenes.scene_data.Scene.npz_bytes`);
+- ``scene/layout.json``: every object, readable (:mod:`scenes.scene_layout`);
+- ``scene/scene.glb``: the scene for other tools, through Blender's own glTF exporter
+  (:func:`passes.blender_scene.export_scene_gltf`);
+- ``scene/scene.blend`` when asked (``passes.save_blend``);
+- ``cameras.json``: per frame K, world-to-camera (OpenCV) and Blender's matrix, for the frames
+  a run renders.
+
+Entry points:
+
+- :func:`build_shot_scene`: every object source of a template into one :class:`Scene`. Today the
+  procedural builder (pure numpy) is the only source; an importer of model files (read through
+  Blender) returns its objects with ``instance_id = 0`` and passes them as
+  ``build_scene(template, imported=...)``.
+- :func:`check_scenes_build`: the build check the driver (and ``greybox validate``) runs for every
+  shot before anything is written; a template whose scene cannot be built is an ``InputError``
+  naming the shot. Templates whose build needs Blender (:func:`build_needs_blender`) are checked
+  in a subprocess (``python -m passes.scene_stage``, :func:`check_in_subprocess`), so the driver
+  never imports bpy.
+- :func:`write_scene_data` (numpy: npz and layout), :func:`write_scene_exports` (Blender: glb,
+  blend), :func:`write_camera_records`, and :func:`write_scene_folder` for all of them
+  (``passes/blender_entry.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterable
+
+from greybox.atomic_files import write_bytes_atomic, write_json_atomic
+from greybox.errors import GreyboxError, InputError
+from scenes.scene_data import LAYOUT_JSON, SCENE_BLEND, SCENE_GLB, SCENE_NPZ, Scene
+
+CAMERAS_JSON = "cameras.json"
+CHECK_TIMEOUT_S = 600.0
+_ANSWER = "greybox-scene-check: "  # the child's answer line (Blender may print on stdout too)
+
+
+# --------------------------------------------------------------------------------------------
+# Building
+# --------------------------------------------------------------------------------------------
+
+
+def build_shot_scene(template) -> Scene:
+    """The scene of a validated template from all of its object sources (see the module docstring).
+
+    Raises InputError naming the key path, the value and the fix when it cannot be built.
+    """
+    from procedural.scene_builder import build_scene
+
+    return build_scene(template)
+
+
+def build_needs_blender(template) -> bool:
+    """Whether building ``template``'s scene needs Blender (imported model files). Such templates are
+    built by :func:`check_scenes_build` in a subprocess. Schema version 1 has no model imports yet,
+    so no template does; the import feature returns True here for templates that have some."""
+    return False
+
+
+def build_problem(template) -> str | None:
+    """The message of the InputError building ``template`` raises, or None when it builds."""
+    try:
+        build_shot_scene(template)
+    except InputError as err:
+        return str(err)
+    return None
+
+
+def check_in_subprocess(items: list[tuple[str, dict, str]], timeout_s: float = CHECK_TIMEOUT_S) -> dict[str, str]:
+    """Build each (label, resolved template, source) in a fresh Python process (where model imports
+    may load Blender); return {label: problem} for those that cannot be built.
+
+    The child is ``python -m passes.scene_stage check``: a JSON request on stdin, a JSON answer on
+    one stdout line. A child that crashes or times out is a GreyboxError (exit 1) with its last output.
+    """
+    request = json.dumps({"shots": [{"label": l, "resolved": r, "source": s} for l, r, s in items]})
+    repo_root = Path(__file__).resolve().parents[1]
+    try:
+        proc = subprocess.run([sys.executable, "-m", "passes.scene_stage", "check"], input=request, text=True,
+                              capture_output=True, timeout=timeout_s, cwd=str(repo_root))
+    except subprocess.TimeoutExpired:
+        raise GreyboxError(f"the scene build check took longer than {timeout_s:.0f} s and was stopped") from None
+    answer = None
+    for line in proc.stdout.splitlines():
+        if line.startswith(_ANSWER):
+            try:
+                answer = json.loads(line[len(_ANSWER):])
+            except ValueError:
+                answer = None
+    if proc.returncode != 0 or not isinstance(answer, dict):
+        tail = (proc.stderr or proc.stdout or "").strip()[-2000:]
+        raise GreyboxError(f"the scene build check process failed (exit {proc.returncode}):\n{tail}")
+    return {p["label"]: p["message"] for p in answer.get("problems", [])}
+
+
+def check_scenes_build(shots: Iterable[tuple[str, object, dict, str]], *, isolate: bool | None = None) -> None:
+    """Build the scene of every (label, template, resolved, source) before anything is written.
+
+    Shots whose scene inputs are the same (a sweep over the prompt) are built once. ``isolate``:
+    True builds every shot in a subprocess, False in this process, None (default) in a subprocess
+    only the templates that :func:`build_needs_blender`. Raises one InputError listing every shot
+    that cannot be built (exit 2; each line starts with the shots' labels), so one bad shot of a
+    batch stops them all. Its ``problems`` hold one entry per line (file = the label, key = the
+    template key the message names, when it names one).
+    """
+    from scenes.template_loading import canonical_hash
+
+    # 1. Check inputs: one build per distinct scene
+    groups: dict[str, list[str]] = {}
+    first: dict[str, tuple[object, dict, str]] = {}
+    for label, template, resolved, source in shots:
+        key = canonical_hash({k: v for k, v in resolved.items() if k not in ("name", "description", "style")})
+        groups.setdefault(key, []).append(label)
+        first.setdefault(key, (template, resolved, source))
+
+    # 2. Build: here, or in a subprocess when Blender is needed
+    problems: dict[str, str] = {}
+    remote = []
+    for key, (template, resolved, source) in first.items():
+        if isolate or (isolate is None and build_needs_blender(template)):
+            remote.append((key, resolved, source))
+            continue
+        problem = build_problem(template)
+        if problem is not None:
+            problems[key] = problem
+    if remote:
+        problems.update(check_in_subprocess(remote))
+
+    # 3. One error naming every shot that cannot be built
+    if problems:
+        lines, entries = [], []
+        for key, message in problems.items():
+            label = ", ".join(groups[key])
+            lines.append(f"{label}: {message}")
+            entries.append({"file": label, "key": problem_key(message), "value": None, "message": message})
+        header = "the scene cannot be built" + (f" ({len(lines)} of {len(groups)} scenes)" if len(groups) > 1 else "")
+        raise InputError(header + ":\n  " + "\n  ".join(lines), entries)
+
+
+def problem_key(message: str) -> str:
+    """The template key path a build message starts with (``generator.room.furniture.2``), or ''."""
+    from scenes.template_schema import Template
+
+    match = re.match(r"([A-Za-z_]\w*(?:\.\w+)*)", message)
+    if match and match.group(1).split(".")[0] in Template.model_fields:
+        return match.group(1)
+    return ""
+
+
+def _check_main(stream_in, stream_out) -> int:
+    """``python -m passes.scene_stage check``: build each requested template; print the problems as JSON."""
+    from scenes.template_loading import validate_data
+
+    request = json.loads(stream_in.read())
+    problems = []
+    for item in request["shots"]:
+        try:
+            template = validate_data(item["resolved"], item.get("source", "template"))
+            problem = build_problem(template)
+        except InputError as err:
+            problem = str(err)
+        if problem is not None:
+            problems.append({"label": item["label"], "message": problem})
+    stream_out.write(_ANSWER + json.dumps({"problems": problems}) + "\n")
+    stream_out.flush()
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+
+def write_scene_data(scene: Scene, out_dir: str | Path) -> dict[str, str]:
+    """``scene/scene.npz`` and ``scene/layout.json`` under ``out_dir`` (numpy only); {relative path: sha256}."""
+    from scenes.scene_layout import layout_bytes
+
+    out_dir = Path(out_dir)
+    return {
+        SCENE_NPZ: scene.save_npz(out_dir / SCENE_NPZ),
+        LAYOUT_JSON: write_bytes_atomic(out_dir / LAYOUT_JSON, layout_bytes(scene)),
+    }
+
+
+def write_scene_exports(scene: Scene, out_dir: str | Path, *, glb: bool = True, blend: bool = False) -> dict[str, str]:
+    """``scene/scene.glb`` and, with ``blend``, ``scene/scene.blend`` under ``out_dir`` (needs bpy;
+    replaces Blender's current data); {relative path: sha256}."""
+    from greybox.atomic_files import sha256_file
+    from passes.blender_scene import export_scene_gltf, save_scene_blend
+
+    out_dir = Path(out_dir)
+    written = {}
+    if glb:
+        export_scene_gltf(scene, out_dir / SCENE_GLB)
+        written[SCENE_GLB] = sha256_file(out_dir / SCENE_GLB)
+    if blend:
+        save_scene_blend(scene, out_dir / SCENE_BLEND)
+        written[SCENE_BLEND] = sha256_file(out_dir / SCENE_BLEND)
+    return written
+
+
+def write_camera_records(scene: Scene, frames, out_dir: str | Path) -> str:
+    """``cameras.json`` for ``frames`` under ``out_dir``; its sha256."""
+    from passes.camera_records import camera_records
+
+    return write_json_atomic(Path(out_dir) / CAMERAS_JSON, camera_records(scene, frames))
+
+
+def write_scene_folder(scene: Scene, out_dir: str | Path, frames, *, save_blend: bool = False) -> dict[str, str]:
+    """Everything the scene stage writes for a shot into ``out_dir``; {relative path: sha256}."""
+    written = write_scene_data(scene, out_dir)
+    written.update(write_scene_exports(scene, out_dir, blend=save_blend))
+    written[CAMERAS_JSON] = write_camera_records(scene, frames, out_dir)
+    return written
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["check"]:
+        print("usage: python -m passes.scene_stage check  (a JSON request on stdin)", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(_check_main(sys.stdin, sys.stdout))
