@@ -30,6 +30,7 @@ Entry points:
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -84,10 +85,12 @@ def check_in_subprocess(items: list[tuple[str, dict, str]], timeout_s: float = C
     one stdout line. A child that crashes or times out is a GreyboxError (exit 1) with its last output.
     """
     request = json.dumps({"shots": [{"label": l, "resolved": r, "source": s} for l, r, s in items]})
-    repo_root = Path(__file__).resolve().parents[1]
+    # this greybox first on the child's path; the working folder stays ours, so relative sources still resolve
+    repo_root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (repo_root, os.environ.get("PYTHONPATH", "")) if p)}
     try:
         proc = subprocess.run([sys.executable, "-m", "passes.scene_stage", "check"], input=request, text=True,
-                              capture_output=True, timeout=timeout_s, cwd=str(repo_root))
+                              capture_output=True, timeout=timeout_s, env=env)
     except subprocess.TimeoutExpired:
         raise GreyboxError(f"the scene build check took longer than {timeout_s:.0f} s and was stopped") from None
     answer = None
