@@ -6,11 +6,11 @@ is plain bpy for Blender 4.2, 4.5 and 5.0 (what differs between them goes throug
 
 What :func:`instantiate_scene` builds, from an empty factory scene:
 - one mesh object per :class:`SceneObject` (world-space vertices and an identity object transform
-  for rendering; with ``object_frames`` the vertices in the object's own frame and
-  ``matrix_world = SceneObject.transform``, for the exported files), flat shaded, UV layer
-  ``UVMap`` (active for rendering) from ``SceneObject.uvs``, ``pass_index = instance_id`` (0 stays
-  the background), and custom properties (:data:`OBJECT_PROPERTIES`: stable name, class, class id,
-  instance id, kind, source), which Blender's glTF exporter writes into each node's extras;
+  for rendering; with ``object_frames``, for the exported files, the vertices in the object's own
+  frame, ``matrix_world = SceneObject.transform`` and custom properties (:data:`OBJECT_PROPERTIES`:
+  stable name, class, class id, instance id, kind, source), which Blender's glTF exporter writes
+  into each node's extras), flat shaded, UV layer ``UVMap`` (active for rendering) from
+  ``SceneObject.uvs``, ``pass_index = instance_id`` (0 stays the background);
 - one camera (the track's sensor, sensor fit, focal length and shift) keyframed on every frame of
   the camera track (``frame_start - 1`` .. ``frame_end + 1``: the vector pass reads both ends),
   location plus quaternion rotation with LINEAR interpolation, so every integer frame gives
@@ -75,18 +75,18 @@ def _add_mesh_object(bpy, obj_data: SceneObject, collection, object_frames: bool
     mesh.update()
     obj = bpy.data.objects.new(obj_data.name, mesh)
     obj.pass_index = int(obj_data.instance_id)
-    if object_frames:
+    if object_frames:  # the exported files: each object in its frame, with what it is
         import mathutils
 
         obj.matrix_world = mathutils.Matrix(obj_data.transform.tolist())  # rows
-    entries = palette()
-    class_id = int(obj_data.semantic_class_id)
-    obj["greybox_name"] = obj_data.name
-    obj["greybox_class"] = entries[class_id - 1].name if 1 <= class_id <= len(entries) else ""
-    obj["greybox_class_id"] = class_id
-    obj["greybox_instance_id"] = int(obj_data.instance_id)
-    obj["greybox_kind"] = obj_data.kind
-    obj["greybox_source"] = json.dumps(obj_data.source.to_json(), sort_keys=True)
+        entries = palette()
+        class_id = int(obj_data.semantic_class_id)
+        obj["greybox_name"] = obj_data.name
+        obj["greybox_class"] = entries[class_id - 1].name if 1 <= class_id <= len(entries) else ""
+        obj["greybox_class_id"] = class_id
+        obj["greybox_instance_id"] = int(obj_data.instance_id)
+        obj["greybox_kind"] = obj_data.kind
+        obj["greybox_source"] = json.dumps(obj_data.source.to_json(), sort_keys=True)
     collection.objects.link(obj)
     return obj
 
