@@ -255,3 +255,35 @@ def check_blend_readable(path: str | Path, running: tuple[int, int] | None = Non
             "format), or export it (glTF, USD, FBX), or render with Blender 4.5 or 5.0"
         )
     return saved
+
+
+# -- process exit --------------------------------------------------------------------------------
+
+_EXIT_GUARD_REGISTERED = False
+
+
+def keep_exit_clean() -> None:
+    """Make sure this process can exit after using Blender's glTF add-on (call before using it).
+
+    bpy 4.2 shuts Blender down (``WM_exit``) when Python frees the ``bpy`` module. The glTF
+    add-on's exporter modules put annotations such as ``typing.List[Keyframe]`` into ``typing``'s
+    caches, which keep its classes (and through their modules, ``bpy``) alive past that point; the
+    process then crashes at exit (SIGSEGV in ``bpy_class_free``, after Python is gone: exit status
+    139, after every file was written). Clearing ``typing``'s caches at exit lets the module go in
+    time. Harmless on 4.5 and 5.0, so it is not tied to a release. Registered once per process.
+    """
+    global _EXIT_GUARD_REGISTERED
+    if _EXIT_GUARD_REGISTERED:
+        return
+    import atexit
+
+    def _release_typing_caches() -> None:
+        import gc
+        import typing
+
+        for clear in getattr(typing, "_cleanups", ()):
+            clear()
+        gc.collect()
+
+    atexit.register(_release_typing_caches)
+    _EXIT_GUARD_REGISTERED = True

@@ -204,8 +204,10 @@ def export_scene_gltf(scene: Scene, path: str | os.PathLike) -> None:
     """
     import bpy
 
+    from passes.blender_compat import keep_exit_clean
     from passes.blender_render import _quiet_stdout
 
+    keep_exit_clean()  # bpy 4.2 crashes at exit after the glTF exporter otherwise
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     instantiate_scene(scene, object_frames=True)

@@ -342,10 +342,10 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _assert_same_files(ours: Path, theirs: Path, expected_count: int) -> None:
+def _assert_same_files(ours: Path, theirs: Path, expected_count: int, may_differ: tuple[str, ...] = ()) -> None:
     a, b = _files(ours), _files(theirs)
     assert sorted(a) == sorted(b) and len(a) == expected_count
-    differing = [rel for rel in a if a[rel] != b[rel]]
+    differing = [rel for rel in a if a[rel] != b[rel] and rel not in may_differ]
     assert not differing, f"files differ between releases: {differing}"
 
 
@@ -418,7 +418,9 @@ def test_blender_entry_outputs_are_identical_across_releases(other, tmp_path, re
         assert proc.returncode == 0, proc.stderr[-4000:]
         assert "(Blender " in proc.stdout
         outputs[side] = out
-    _assert_same_files(outputs["ours"], outputs["theirs"], expected_count=2 * 5 + 1)
+    # the passes, control images, cameras.json, scene.npz and layout.json are the same bytes; scene.glb is
+    # each release's own glTF exporter (it names itself and its version in the file)
+    _assert_same_files(outputs["ours"], outputs["theirs"], expected_count=2 * 5 + 1 + 3, may_differ=("scene/scene.glb",))
 
 
 @needs_other_blender
