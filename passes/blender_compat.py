@@ -270,7 +270,8 @@ def keep_exit_clean() -> None:
     caches, which keep its classes (and through their modules, ``bpy``) alive past that point; the
     process then crashes at exit (SIGSEGV in ``bpy_class_free``, after Python is gone: exit status
     139, after every file was written). Clearing ``typing``'s caches at exit lets the module go in
-    time. Harmless on 4.5 and 5.0, so it is not tied to a release. Registered once per process.
+    time. 5.0 exits cleanly without it (4.5 was not checked); it is harmless there, so it is not tied
+    to a release. Registered once per process.
     """
     global _EXIT_GUARD_REGISTERED
     if _EXIT_GUARD_REGISTERED:
