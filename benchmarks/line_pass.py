@@ -159,7 +159,7 @@ def projected_edge_lines(edges: FeatureEdges, scene, frame: int, passes) -> np.n
     mask = np.zeros((h, w), dtype=bool)
     track = scene.camera
     w2c = track.world_to_camera_opencv(frame)
-    k = track.intrinsics(w, h)
+    k = track.intrinsics(frame, w, h)
     cam = (edges.segments.reshape(-1, 3) @ w2c[:3, :3].T + w2c[:3, 3]).reshape(-1, 2, 3)
     a, b = _clip_near(cam[:, 0], cam[:, 1], max(track.clip_start, 1e-6))
     if len(a):
@@ -207,7 +207,7 @@ def synthetic_city(width: int, height: int, objects: int = 27_778, boxes_per_obj
     """A Scene of ``objects`` objects, each ``boxes_per_object`` stacked boxes on a grid, and a slow
     dolly over it (``frames`` frames)."""
     from procedural.camera_paths import look_at_rotation
-    from procedural.scene_data import CameraTrack, Scene, SceneObject
+    from scenes.scene_data import CameraTrack, Scene, SceneObject
 
     rng = np.random.Generator(np.random.PCG64(seed))
     side = int(np.ceil(np.sqrt(objects)))
@@ -246,7 +246,7 @@ def synthetic_city(width: int, height: int, objects: int = 27_778, boxes_per_obj
     positions = np.stack([np.array([-3.0 + 0.25 * f, -3.0 + 0.25 * f, 5.0]) for f in track_frames])
     rotations = np.stack([look_at_rotation(p, p + np.array([10.0, 8.0, -5.0])) for p in positions])
     camera = CameraTrack(frames=track_frames.astype(np.int64), positions=positions, rotations=rotations,
-                         focal_length_mm=24.0, sensor_width_mm=36.0, clip_start=0.1, clip_end=10.0 * side * spacing)
+                         focal_lengths_mm=24.0, sensor_width_mm=36.0, clip_start=0.1, clip_end=10.0 * side * spacing)
     return Scene(name="synthetic_city", seed=seed, objects=tuple(scene_objects), camera=camera, width=width,
                  height=height, frame_start=1, frame_end=frames, fps=24)
 

@@ -66,15 +66,17 @@ def _template(width: int):
 
 
 def measure_passes(width: int, view: str) -> dict:
-    from passes.camera_records import camera_records
-    from passes.render_chunk import render_pass_frames, scene_for_template
+    from passes.render_chunk import render_pass_frames
+    from passes.scene_stage import build_shot_scene, write_camera_records, write_scene_data
 
     template = _template(width)
+    scene = build_shot_scene(template)
+    write_scene_data(scene, view)  # what the scene stage leaves in the view (the NPR run reads it)
+    write_camera_records(scene, [1], view)
     with PeakSampler() as sampler:
         started = time.perf_counter()
-        render_pass_frames(template, [1], view, threads=2)
+        render_pass_frames(template, scene, [1], view, threads=2)
         seconds = time.perf_counter() - started
-    (Path(view) / "cameras.json").write_text(json.dumps(camera_records(scene_for_template(template), [1])))
     return {"peak": sampler.peak, "seconds": seconds}
 
 

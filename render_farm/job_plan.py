@@ -2,9 +2,9 @@
 
 Per shot:
 
-- ``scene``: the scene stage (``scene/scene.npz``, ``scene/layout.json``, ``scene/scene.glb``: the
-  ``scene`` unit; ``cameras.json`` for the selected frames: the ``cameras`` unit; with
-  ``passes.save_blend``, ``scene/scene.blend``: the ``blend`` unit);
+- ``scene``: the scene stage (``scene/scene.npz`` and ``scene/layout.json``: the ``scene`` unit;
+  ``scene/scene.glb``: the ``glb`` unit; ``cameras.json`` for the selected frames: the ``cameras``
+  unit; with ``passes.save_blend``, ``scene/scene.blend``: the ``blend`` unit);
 - ``passes/AAAA-BBBB`` (after ``scene``): a contiguous chunk of frames (fixed boundaries counted
   from the template's ``frame_start``), one store unit per frame, rendered from the recorded
   scene; a worker loads it into Blender once and keeps it warm for the shot's next chunk
@@ -18,11 +18,11 @@ Keys: a unit's key hashes the part of the resolved template its stage reads (sce
 but ``style``, ``passes``, ``name``, ``description`` and the ``render`` keys other than the
 resolution, frame range and fps; passes: everything but ``style``, ``name``, ``description`` and
 ``passes.save_blend``; stylisation: ``style``, ``seed`` and ``render``), the stage settings, the
-frame, the greybox version and its upstream units' keys (cameras and blend: the scene unit;
-passes: the scene unit; stylisation: the scene unit and the frame's passes). The scene and the
-passes also hash the Blender version (the driver's installed bpy, read without importing it: the
-glTF and .blend bytes and the passes depend on it), and a worker whose Blender differs refuses
-the task rather than commit under that key. So a changed prompt
+frame, the greybox version and its upstream units' keys (cameras, glb and blend: the scene unit;
+passes: the scene unit; stylisation: the scene unit and the frame's passes). The glb, blend and
+passes units also hash the Blender version (the driver's installed bpy, read without importing it:
+their bytes depend on it; scene.npz, layout.json and cameras.json are numpy's and do not), and a
+worker whose Blender differs refuses the task rather than commit under that key. So a changed prompt
 reruns stylisation only, a moved object reruns the scene, the passes and everything after, and
 asking for ``scene.blend`` writes only that.
 """
@@ -123,13 +123,15 @@ def build_graph(
         template = shot.template
         start = template.render.frame_start
 
-        # The scene stage: the scene itself, cameras.json for the selected frames, the .blend when asked.
-        scene_key = unit_key("scene", {"template": scene_inputs(resolved), "blender": blender})
-        scene_units = [("scene", scene_key), ("cameras", unit_key("cameras", {"frames": shot.frames}, [scene_key]))]
+        # The scene stage: the scene itself (numpy), its glTF (Blender's exporter: keyed by the release),
+        # cameras.json for the selected frames, the .blend when asked.
+        scene_key = unit_key("scene", {"template": scene_inputs(resolved)})
+        scene_units = [("scene", scene_key), ("glb", unit_key("glb", {"blender": blender}, [scene_key])),
+                       ("cameras", unit_key("cameras", {"frames": shot.frames}, [scene_key]))]
         if template.passes.save_blend:
-            scene_units.append(("blend", unit_key("blend", {}, [scene_key])))
+            scene_units.append(("blend", unit_key("blend", {"blender": blender}, [scene_key])))
         scene_task = graph.add(Task(
-            f"{prefix}scene", "scene", SCENE_FN, {**common, "frames": shot.frames, "blender": blender},
+            f"{prefix}scene", "scene", SCENE_FN, {**common, "frames": shot.frames, "export_blender": blender},
             units=tuple(scene_units), shot=shot.name, view=view, threads=1,
             timeout_s=task_timeout_s or 600.0,
         ))

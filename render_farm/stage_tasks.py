@@ -112,46 +112,51 @@ def passes_chunk(params: dict, ctx) -> dict:
 
 
 def scene(params: dict, ctx) -> dict:
-    """The shot's scene stage (:mod:`passes.scene_stage`), up to three store units:
+    """The shot's scene stage (:mod:`passes.scene_stage`), up to four store units:
 
-    - ``scene``: ``scene/scene.npz``, ``scene/layout.json``, ``scene/scene.glb``;
-    - ``cameras``: ``cameras.json`` for the shot's frames;
-    - ``blend``: ``scene/scene.blend`` (when the template asks for it).
+    - ``scene``: ``scene/scene.npz`` and ``scene/layout.json`` (numpy only);
+    - ``glb``: ``scene/scene.glb`` (Blender's exporter, keyed by its release);
+    - ``blend``: ``scene/scene.blend`` (when the template asks for it; keyed by the release);
+    - ``cameras``: ``cameras.json`` for the shot's frames (numpy only).
 
     The scene is built only when its unit is to be made; otherwise it is read from the shot's view,
-    where the runner linked the stored unit (a new frame selection or a first ``--save-blend``).
+    where the runner linked the stored unit (a new frame selection, another Blender release, or a
+    first ``--save-blend``).
     """
-    # 1. Check inputs, and that this worker's Blender is the one the units' keys name (the glTF and
-    #    .blend bytes depend on it; every unit records it)
+    # 1. Check inputs
     template = template_from_params(params)
     todo = {unit for unit, _ in ctx.units}
     if not todo:
         return {}
     from passes import scene_stage
-    from passes.blender_compat import check_running_blender
     from scenes.scene_data import read_scene
-
-    meta = {"bpy": check_running_blender(params.get("blender"))}
 
     # 2. The scene
     scene_data = scene_stage.build_shot_scene(template) if "scene" in todo else read_scene(ctx.view)
-
-    # 3. Its files, one unit at a time (Blender's data is replaced: drop a warm renderer first)
-    if todo & {"scene", "blend"}:
-        ctx.release_warm("passes")
     if "scene" in todo:
         staging = ctx.staging("scene")
         scene_stage.write_scene_data(scene_data, staging)
-        scene_stage.write_scene_exports(scene_data, staging)
-        ctx.commit("scene", staging, {**meta, "objects": len(scene_data.objects)})
-    if "blend" in todo:
-        staging = ctx.staging("blend")
-        scene_stage.write_scene_exports(scene_data, staging, glb=False, blend=True)
-        ctx.commit("blend", staging, meta)
+        ctx.commit("scene", staging, {"objects": len(scene_data.objects)})
+
+    # 3. The files Blender writes: this worker's Blender must be the release their keys name (and
+    #    Blender's data is replaced: drop a warm renderer first)
+    meta: dict = {}
+    if todo & {"glb", "blend"}:
+        from passes.blender_compat import check_running_blender
+
+        meta["bpy"] = check_running_blender(params.get("export_blender"))
+        ctx.release_warm("passes")
+    for unit, flags in (("glb", {"glb": True}), ("blend", {"glb": False, "blend": True})):
+        if unit in todo:
+            staging = ctx.staging(unit)
+            scene_stage.write_scene_exports(scene_data, staging, **flags)
+            ctx.commit(unit, staging, meta)
+
+    # 4. The camera records of the frames this run renders
     if "cameras" in todo:
         staging = ctx.staging("cameras")
         scene_stage.write_camera_records(scene_data, params["frames"], staging)
-        ctx.commit("cameras", staging, meta)
+        ctx.commit("cameras", staging, {})
     return meta
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from procedural.scene_data import SceneObject
+from scenes.scene_data import SceneObject
 from test_passes_analytic import _CUBE_FACES, box_object, cube_scene, make_scene, pixel_rays, plane_object
 
 

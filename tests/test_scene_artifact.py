@@ -320,16 +320,17 @@ def test_store_keys_follow_what_each_stage_reads(room_file, tmp_path):
         return out
 
     base = keys()
-    assert {k for k in base if k.startswith("scene:")} == {"scene:scene", "scene:cameras"}
+    assert {k for k in base if k.startswith("scene:")} == {"scene:scene", "scene:glb", "scene:cameras"}
     prompt = keys('style.prompt="a red room"')
     assert all(prompt[k] == base[k] for k in base if not k.startswith(("stylize:", "assemble:")))
     assert all(prompt[k] != base[k] for k in base if k.startswith("stylize:"))
     lines = keys("passes.line_width=2")
-    assert lines["scene:scene"] == base["scene:scene"] and lines["passes:1"] != base["passes:1"]
+    assert all(lines[k] == base[k] for k in base if k.startswith("scene:")) and lines["passes:1"] != base["passes:1"]
     moved = keys("objects.0.position=[2.7, 1.0, 0.3]")
     assert all(moved[k] != base[k] for k in base)  # the scene, and everything after it
     some = keys(frames="2-3")
-    assert some["scene:scene"] == base["scene:scene"] and some["scene:cameras"] != base["scene:cameras"]
+    assert some["scene:scene"] == base["scene:scene"] and some["scene:glb"] == base["scene:glb"]
+    assert some["scene:cameras"] != base["scene:cameras"]
     assert some["passes:2"] == base["passes:2"]  # a frame's passes do not depend on which frames a run renders
     blend = keys(save_blend=True)
     assert blend["scene:blend"] and all(blend[k] == base[k] for k in base)

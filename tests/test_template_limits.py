@@ -176,7 +176,7 @@ def test_only_the_frames_asked_for_are_planned(tmp_path):
     assert shots[0].frames == [5000, 5001, 5002]
     graph = build_graph(shots, command="render", job_dir=tmp_path / "out")
     assert sorted(f for t in graph if t.kind == "passes" for f in t.frames) == [5000, 5001, 5002]
-    assert next(t for t in graph if t.kind == "cameras").params["frames"] == [5000, 5001, 5002]
+    assert next(t for t in graph if t.kind == "scene").params["frames"] == [5000, 5001, 5002]
 
 
 def test_a_long_shots_depth_range_is_bounded():
