@@ -146,7 +146,8 @@ def test_a_codec_change_reruns_only_the_assembly_from_reduced_exrs(tmp_path, cap
     assert (mov / "video.mov").is_file() and not (mov / "video.mp4").exists()
     assert probe(mov / "video.mov")["codec_name"] == "prores"
     manifest = json.loads((mov / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"video.mov", "contact_sheet.png", "cameras.json"}
+    assert set(manifest["files"]) == {"video.mov", "contact_sheet.png", "cameras.json", "scene/scene.npz",
+                                      "scene/layout.json", "scene/scene.glb"}
     with OpenEXR.File(str(mov / "passes" / "0002.exr"), separate_channels=True) as exr:
         channels = sorted(exr.channels())
     assert channels == manifest["passes"]["exr_channels"]
