@@ -34,11 +34,6 @@ ROOM = textwrap.dedent("""\
     """)
 
 
-# Issue 8 adds the build check to run_job (every shot's scene built before the output folder is
-# touched). Until it lands these fail: a scene that cannot be built fails in its shot's first task,
-# after the other shots' passes have started. strict: when it lands they pass, and the marker goes.
-needs_build_checks = pytest.mark.xfail(strict=True, reason="issue 8: run_job builds every shot's scene before writing")
-
 
 def nothing_written(out: Path, store: Path) -> bool:
     return not out.exists() and not (store.exists() and any(p.is_file() for p in store.rglob("*")))
@@ -65,7 +60,6 @@ def test_an_invalid_template_in_a_batch_stops_it_before_anything_is_written(tmp_
     assert "bad.toml" in err and "render.fps" in err and "Traceback" not in err
 
 
-@needs_build_checks
 @pytest.mark.parametrize("command", ["passes", "render"])
 def test_a_shot_whose_scene_cannot_be_built_stops_the_batch_before_anything_is_written(tmp_path, good, command, capsys):
     bad = tmp_path / "bad.toml"
@@ -82,7 +76,6 @@ def test_a_sweep_with_one_invalid_value_stops_before_anything_is_written(tmp_pat
     assert "render.fps" in capsys.readouterr().err
 
 
-@needs_build_checks
 def test_a_sweep_with_one_unbuildable_value_stops_before_anything_is_written(tmp_path, good, capsys):
     assert run(tmp_path, "passes", str(good), "--sweep", "generator.room.doors.0.offset=[1.0, 2.0, 100.0]") == 2
     assert nothing_written(tmp_path / "out", tmp_path / "store")
