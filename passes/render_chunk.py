@@ -20,6 +20,7 @@ import numpy as np
 
 from greybox.atomic_files import encode_png, write_bytes_atomic
 from greybox.errors import InputError
+from greybox.frame_files import control_png_path, pass_exr_path
 from passes import control_images
 from passes.blender_render import discard_rendered
 from passes.depth_range import template_disparity_range
@@ -27,8 +28,8 @@ from passes.frame_passes import FramePasses
 from passes.line_art import render_lines
 from passes.pass_exr import encode_passes_exr
 from procedural.scene_data import Scene
+from scenes.template_schema import CONTROL_PASSES
 
-CONTROL_KINDS = ("depth", "normal", "seg", "lines")
 MAX_FRAMES_IN_FLIGHT = 2  # frames still being converted and written while the next renders
 MAX_BYTES_IN_FLIGHT = 48 << 20  # ... and their pass arrays: 512^2 (16 MB a frame) overlaps; 1024^2 (64 MB) runs in
 # step, which keeps a 1024^2 worker under 700 MB resident
@@ -54,19 +55,13 @@ def scene_for_template(template) -> Scene:
     return scene
 
 
-def frame_stem(frame: int) -> str:
-    """NNNN: the frame number zero-padded to at least four digits."""
-    return f"{int(frame):04d}"
-
-
 def pass_frame_paths(frame: int, control_kinds: Iterable[str]) -> list[str]:
     """Relative paths (POSIX) of the files :func:`render_pass_frames` writes for ``frame``."""
-    stem = frame_stem(frame)
-    paths = [f"passes/{stem}.exr"]
+    paths = [pass_exr_path(frame)]
     for kind in control_kinds:
-        if kind not in CONTROL_KINDS:
-            raise ValueError(f"unknown control kind {kind!r}; expected one of {', '.join(CONTROL_KINDS)}")
-        paths.append(f"control/{kind}/{stem}.png")
+        if kind not in CONTROL_PASSES:
+            raise ValueError(f"unknown control kind {kind!r}; expected one of {', '.join(CONTROL_PASSES)}")
+        paths.append(control_png_path(kind, frame))
     return paths
 
 
@@ -95,18 +90,17 @@ def encode_frame_outputs(
     timings: dict[str, float] | None = None,
 ) -> dict[str, bytes | memoryview]:
     """One frame's files: {relative path: bytes-like content} for the EXR and each control PNG the template wants."""
-    stem = frame_stem(passes.frame)
     files: dict[str, bytes | memoryview] = {}
     t0 = time.perf_counter()
     spec = template.passes  # Cryptomatte names come from the scene handed in, whichever stage built or loaded it
-    files[f"passes/{stem}.exr"] = encode_passes_exr(passes, scene, groups=spec.exr_channels, compression=spec.exr_compression)
+    files[pass_exr_path(passes.frame)] = encode_passes_exr(passes, scene, groups=spec.exr_channels, compression=spec.exr_compression)
     t1 = time.perf_counter()
     build = lines = encode = 0.0
     for kind in template.passes.control:
         s0 = time.perf_counter()
         image = control_image(kind, scene, passes, template, disparity_range)
         s1 = time.perf_counter()
-        files[f"control/{kind}/{stem}.png"] = encode_png(image)
+        files[control_png_path(kind, passes.frame)] = encode_png(image)
         s2 = time.perf_counter()
         if kind == "lines":
             lines += s1 - s0

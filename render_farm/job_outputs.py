@@ -27,7 +27,7 @@ import numpy as np
 
 from greybox import __version__ as GREYBOX_VERSION
 from greybox.atomic_files import write_bytes_atomic
-from render_farm.frame_ranges import frame_name
+from greybox.frame_files import frame_name
 
 MANIFEST_SCHEMA_VERSION = 1
 CONTACT_SHEET_MAX_ROWS = 12

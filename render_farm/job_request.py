@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from greybox.errors import InputError
-from render_farm.frame_ranges import parse_frames
+from greybox.frame_ranges import parse_frames
 
 JOB_FILE = "job.json"
 JOB_SCHEMA = 1

@@ -13,17 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from greybox.errors import InputError
-
-CONTROL_KINDS = ("depth", "normal", "seg", "lines")
-
-
-def frame_file_name(frame: int, suffix: str) -> str:
-    """``NNNN.<suffix>``: the frame number zero-padded to at least four digits."""
-    return f"{frame:04d}.{suffix}"
+from greybox.frame_files import control_png_path
+from scenes.template_schema import CONTROL_PASSES
 
 
 def control_image_path(job_dir: Path, kind: str, frame: int) -> Path:
-    return Path(job_dir) / "control" / kind / frame_file_name(frame, "png")
+    """``job_dir/control/<kind>/NNNN.png``."""
+    return Path(job_dir) / control_png_path(kind, frame)
 
 
 def load_control_image(path: Path) -> np.ndarray:
@@ -50,9 +46,9 @@ def load_control_images(
     """
     # 1. Check inputs.
     kinds = list(kinds)
-    unknown = [k for k in kinds if k not in CONTROL_KINDS]
+    unknown = [k for k in kinds if k not in CONTROL_PASSES]
     if unknown:
-        raise InputError(f"unknown control kind(s) {', '.join(map(repr, unknown))}; use {', '.join(CONTROL_KINDS)}")
+        raise InputError(f"unknown control kind(s) {', '.join(map(repr, unknown))}; use {', '.join(CONTROL_PASSES)}")
     # 2. Read every image.
     images = {}
     for kind in kinds:

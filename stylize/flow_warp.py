@@ -13,7 +13,8 @@ same instance id as p, and its UV agrees with p's. "Agrees" is measured in pixel
 inverse of the local UV Jacobian (of p's frame or of the source's, whichever is finer), because
 the nearest source sample can sit up to sqrt(0.5) px from the exact source point while the next
 pixel's point is 1 px away: the UV difference must map to at most ``uv_tolerance_px`` (0.75) px.
-This module imports numpy only.
+Sampling comes from :mod:`stylize.image_operations`, the background's rays from the camera track
+(:meth:`procedural.scene_data.CameraTrack.pixel_rays`). This module imports numpy only.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from passes.frame_passes import FramePasses
+from stylize.image_operations import on_screen, sample_bilinear, sample_nearest
 
 # Default tolerance on the UV test, in pixels of the local UV footprint: the nearest sample is at
 # most sqrt(0.5) ~ 0.71 px from the exact source point, while the next pixel is 1 px away.
@@ -34,45 +36,6 @@ def source_coordinates(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     h, w = flow.shape[:2]
     cols, rows = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
     return cols + 0.5 + flow[..., 0].astype(np.float64), rows + 0.5 + flow[..., 1].astype(np.float64)
-
-
-def on_screen(x: np.ndarray, y: np.ndarray, width: int, height: int) -> np.ndarray:
-    """True where a continuous position lies inside the image (``0 <= x < width``, ``0 <= y < height``)."""
-    finite = np.isfinite(x) & np.isfinite(y)
-    with np.errstate(invalid="ignore"):
-        return finite & (x >= 0) & (x < width) & (y >= 0) & (y < height)
-
-
-def sample_nearest(array: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Value of the pixel that contains (x, y) (clamped to the border; combine with :func:`on_screen`)."""
-    h, w = array.shape[:2]
-    xs = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-    ys = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
-    cols = np.clip(np.floor(xs), 0, w - 1).astype(np.intp)
-    rows = np.clip(np.floor(ys), 0, h - 1).astype(np.intp)
-    return array[rows, cols]
-
-
-def sample_bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Bilinear sample of an (H, W) or (H, W, C) image at continuous (x, y), edges clamped; float64 out."""
-    h, w = image.shape[:2]
-    img = image.astype(np.float64, copy=False)
-    xs = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0) - 0.5
-    ys = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0) - 0.5
-    x0 = np.floor(xs)
-    y0 = np.floor(ys)
-    fx = xs - x0
-    fy = ys - y0
-    x0i = np.clip(x0, 0, w - 1).astype(np.intp)
-    x1i = np.clip(x0 + 1, 0, w - 1).astype(np.intp)
-    y0i = np.clip(y0, 0, h - 1).astype(np.intp)
-    y1i = np.clip(y0 + 1, 0, h - 1).astype(np.intp)
-    if img.ndim == 3:
-        fx = fx[..., None]
-        fy = fy[..., None]
-    top = img[y0i, x0i] * (1 - fx) + img[y0i, x1i] * fx
-    bottom = img[y1i, x0i] * (1 - fx) + img[y1i, x1i] * fx
-    return top * (1 - fy) + bottom * fy
 
 
 def warp_backward(image: np.ndarray, flow_backward: np.ndarray) -> np.ndarray:
@@ -209,19 +172,11 @@ def disocclusion_mask(previous: FramePasses, current: FramePasses, *, uv_toleran
 
 def background_source_coordinates(camera, frame: int, previous_frame: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """Where each pixel's ray direction was in ``previous_frame``, for background at infinity (rotation only):
-    ``x_prev ~ K R_prev^T R_cur K^-1 x``. ``camera`` is a :class:`procedural.scene_data.CameraTrack`."""
-    from procedural.scene_data import BLENDER_TO_OPENCV
-
-    k = camera.intrinsics(width, height)
-    cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
-    rays = np.stack([(cols - k[0, 2]) / k[0, 0], (rows - k[1, 2]) / k[1, 1], np.ones_like(cols)], axis=-1)
-    cur = camera.rotations[camera.index(frame)] @ BLENDER_TO_OPENCV
-    prev = camera.rotations[camera.index(previous_frame)] @ BLENDER_TO_OPENCV
-    d = rays @ (prev.T @ cur).T
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x = np.where(d[..., 2] > 1e-9, d[..., 0] / d[..., 2] * k[0, 0] + k[0, 2], np.nan)
-        y = np.where(d[..., 2] > 1e-9, d[..., 1] / d[..., 2] * k[1, 1] + k[1, 2], np.nan)
-    return x, y
+    ``x_prev ~ K R_prev^T R_cur K^-1 x``; NaN where the direction was behind the camera.
+    ``camera`` is a :class:`procedural.scene_data.CameraTrack`."""
+    xy, _ = camera.project_directions(previous_frame, camera.pixel_rays(frame, width, height), width, height,
+                                      min_forward=1e-9)
+    return xy[..., 0], xy[..., 1]
 
 
 def warp_with_background(previous_image: np.ndarray, previous: FramePasses, current: FramePasses, camera=None,

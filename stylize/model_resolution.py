@@ -29,8 +29,8 @@ from typing import Literal
 
 from greybox.atomic_files import sha256_file
 from greybox.errors import InputError, WeightsUnavailableError
+from scenes.template_schema import CONTROL_PASSES
 
-CONTROL_PASS_NAMES = ("depth", "normal", "seg", "lines")
 DEFAULT_CONTROLNET_SCALE = 1.0
 DEFAULT_CONTROLNET_WINDOW = (0.0, 1.0)
 
@@ -191,9 +191,9 @@ def _controlnet_specs(style, overrides: dict[str, str] | None) -> list[tuple[str
         return [(c.pass_name, c.model, float(c.scale), float(c.start), float(c.end)) for c in style.controlnets]
     specs = []
     for pass_name, model_id in overrides.items():
-        if pass_name not in CONTROL_PASS_NAMES:
+        if pass_name not in CONTROL_PASSES:
             raise InputError(
-                f"--controlnet {pass_name}={model_id}: unknown pass {pass_name!r}; use one of {', '.join(CONTROL_PASS_NAMES)}"
+                f"--controlnet {pass_name}={model_id}: unknown pass {pass_name!r}; use one of {', '.join(CONTROL_PASSES)}"
             )
         if not model_id:
             raise InputError(f"--controlnet {pass_name}=: give a hub id or a local folder after '='")

@@ -27,12 +27,12 @@ from stylize.flow_warp import (
     UV_ABSOLUTE_EPS,
     UV_TOLERANCE_PX,
     source_coordinates,
-    sample_bilinear,
     uv_distance_px,
     uv_footprint,
     uv_to_pixel_jacobian,
     warp_validity,
 )
+from stylize.image_operations import sample_bilinear
 
 
 @dataclass

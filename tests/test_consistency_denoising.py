@@ -26,7 +26,7 @@ SIZE = 32
 def tiny_pipe(tmp_path_factory):
     from diffusers import ControlNetModel, MultiControlNetModel, StableDiffusionControlNetPipeline
 
-    from stylize.random_weight_models import save_tiny_controlnet, save_tiny_sd15
+    from tests.support.random_weight_models import save_tiny_controlnet, save_tiny_sd15
 
     torch.set_num_threads(2)
     root = tmp_path_factory.mktemp("tiny_models")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from render_farm.cli import main
-from stylize.random_weight_models import save_tiny_controlnet, save_tiny_sd15
+from tests.support.random_weight_models import save_tiny_controlnet, save_tiny_sd15
 from tests.test_cli_commands import TINY
 
 
