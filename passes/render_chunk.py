@@ -66,41 +66,42 @@ def pass_frame_paths(frame: int, control_kinds: Iterable[str]) -> list[str]:
 
 
 def control_image(
-    kind: str, scene: Scene, passes: FramePasses, template, disparity_range: tuple[float, float] | None
+    kind: str, scene: Scene, frame_passes: FramePasses, template, disparity_range: tuple[float, float] | None
 ) -> np.ndarray:
     """One control image (uint8 HxWx3) of ``kind`` for a frame, as the template's ``[passes]`` asks."""
-    spec = template.passes
+    pass_settings = template.passes
     if kind == "depth":
-        lo, hi = disparity_range if disparity_range is not None else control_images.per_frame_disparity_range(passes.depth)
-        return control_images.depth_control(passes.depth, lo, hi)
+        lo, hi = disparity_range if disparity_range is not None else control_images.per_frame_disparity_range(frame_passes.depth)
+        return control_images.depth_control(frame_passes.depth, lo, hi)
     if kind == "normal":
-        return control_images.normal_control(passes.normal)
+        return control_images.normal_control(frame_passes.normal)
     if kind == "seg":
         from scenes.semantic_palette import resolve_class
 
-        return control_images.seg_control(passes.class_id, resolve_class(spec.seg_background).class_id)
+        return control_images.seg_control(frame_passes.class_id, resolve_class(pass_settings.seg_background).class_id)
     if kind == "lines":
-        lines = render_lines(passes, crease_angle_deg=spec.line_crease_angle, width=spec.line_width)
+        lines = render_lines(frame_passes, crease_angle_deg=pass_settings.line_crease_angle, width=pass_settings.line_width)
         return control_images.lines_control(lines)
     raise ValueError(f"unknown control kind {kind!r}")
 
 
 def encode_frame_outputs(
-    scene: Scene, passes: FramePasses, template, disparity_range: tuple[float, float] | None,
+    scene: Scene, frame_passes: FramePasses, template, disparity_range: tuple[float, float] | None,
     timings: dict[str, float] | None = None,
 ) -> dict[str, bytes | memoryview]:
     """One frame's files: {relative path: bytes-like content} for the EXR and each control PNG the template wants."""
     files: dict[str, bytes | memoryview] = {}
     t0 = time.perf_counter()
-    spec = template.passes  # Cryptomatte names come from the scene handed in, whichever stage built or loaded it
-    files[pass_exr_path(passes.frame)] = encode_passes_exr(passes, scene, groups=spec.exr_channels, compression=spec.exr_compression)
+    pass_settings = template.passes  # Cryptomatte names come from the scene handed in, whichever stage built or loaded it
+    files[pass_exr_path(frame_passes.frame)] = encode_passes_exr(frame_passes, scene, groups=pass_settings.exr_channels,
+                                                              compression=pass_settings.exr_compression)
     t1 = time.perf_counter()
     build = lines = encode = 0.0
     for kind in template.passes.control:
         s0 = time.perf_counter()
-        image = control_image(kind, scene, passes, template, disparity_range)
+        image = control_image(kind, scene, frame_passes, template, disparity_range)
         s1 = time.perf_counter()
-        files[control_png_path(kind, passes.frame)] = encode_png(image)
+        files[control_png_path(kind, frame_passes.frame)] = encode_png(image)
         s2 = time.perf_counter()
         if kind == "lines":
             lines += s1 - s0
@@ -113,11 +114,11 @@ def encode_frame_outputs(
 
 
 def write_frame_outputs(
-    out_dir: Path, scene: Scene, passes: FramePasses, template, disparity_range: tuple[float, float] | None,
+    out_dir: Path, scene: Scene, frame_passes: FramePasses, template, disparity_range: tuple[float, float] | None,
     timings: dict[str, float] | None = None,
 ) -> dict[str, str]:
     """Encode and write (atomically, on this thread) one frame's files under ``out_dir``; return {relative path: sha256}."""
-    files = encode_frame_outputs(scene, passes, template, disparity_range, timings)
+    files = encode_frame_outputs(scene, frame_passes, template, disparity_range, timings)
     t0 = time.perf_counter()
     hashes = {rel: write_bytes_atomic(Path(out_dir) / rel, data) for rel, data in files.items()}
     if timings is not None:
@@ -188,8 +189,8 @@ def render_pass_frames(
 
     def finish_frame(path: str, frame: int) -> dict[str, str]:
         del scratch[frame]  # read_rendered deletes the file, whatever happens
-        passes = renderer.read_rendered(path, frame)
-        return write_frame_outputs(out_dir, scene, passes, template, disparity_range)
+        frame_passes = renderer.read_rendered(path, frame)
+        return write_frame_outputs(out_dir, scene, frame_passes, template, disparity_range)
 
     scratch: dict[int, str] = {}  # rendered, not yet read
 

@@ -148,9 +148,6 @@ class Scene:
             digest.update(np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()
 
-    def by_instance_id(self) -> dict[int, SceneObject]:
-        return {o.instance_id: o for o in self.objects}
-
     # -- files: the scene travels to downstream stages (and other machines) as one .npz -------
 
     def save_npz(self, path: str | Path) -> None:

@@ -2,8 +2,7 @@
 
 Control images reach the pipeline at exactly the output height and width: diffusers resizes a
 control image of another size with Lanczos, which invents colours in a segmentation map. So a
-control image of the wrong size is an error here, never silently resized. (Where a resize is
-unavoidable, ``resize_segmentation_nearest`` is the only resampling a segmentation map may get.)
+control image of the wrong size is an error here, never silently resized.
 """
 
 from __future__ import annotations
@@ -81,10 +80,3 @@ def check_control_sizes(images: dict[str, np.ndarray], size: tuple[int, int], *,
                 "control images must be exactly the output size (diffusers would resample them with Lanczos, "
                 "inventing segmentation colours): re-render the passes at render.resolution"
             )
-
-
-def resize_segmentation_nearest(seg: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Nearest-neighbour resize of a segmentation map (pixel centres sampled; no new colours)."""
-    rows = ((np.arange(height) + 0.5) * seg.shape[0] / height).astype(np.int64).clip(0, seg.shape[0] - 1)
-    cols = ((np.arange(width) + 0.5) * seg.shape[1] / width).astype(np.int64).clip(0, seg.shape[1] - 1)
-    return seg[rows][:, cols]

@@ -44,16 +44,16 @@ def warp_backward(image: np.ndarray, flow_backward: np.ndarray) -> np.ndarray:
     return sample_bilinear(image, x, y)
 
 
-def uv_footprint(passes: FramePasses) -> np.ndarray:
+def uv_footprint(frame_passes: FramePasses) -> np.ndarray:
     """Per pixel, how far UV moves per pixel step on the same surface (H, W), float64.
 
     For each axis the smaller of the two one-sided differences to a neighbour with the same
     instance id and full coverage (robust to UV seams); the larger axis is kept. Pixels with no
     such neighbour get their instance's median footprint.
     """
-    uv = passes.uv[..., :2].astype(np.float64)
-    inst = passes.instance_id
-    covered = (passes.uv[..., 2] >= 1.0) & (inst > 0)
+    uv = frame_passes.uv[..., :2].astype(np.float64)
+    inst = frame_passes.instance_id
+    covered = (frame_passes.uv[..., 2] >= 1.0) & (inst > 0)
     h, w = inst.shape
     per_axis = []
     for axis in (0, 1):
@@ -85,16 +85,16 @@ def uv_footprint(passes: FramePasses) -> np.ndarray:
     return footprint
 
 
-def uv_to_pixel_jacobian(passes: FramePasses) -> np.ndarray:
+def uv_to_pixel_jacobian(frame_passes: FramePasses) -> np.ndarray:
     """Per pixel, the 2x2 matrix taking a UV difference to a pixel displacement (H, W, 2, 2), float64.
 
     The inverse of the local UV Jacobian [dUV/dx, dUV/dy], each column the smaller of the two
     one-sided differences to a neighbour of the same instance with full coverage (robust to UV
     seams). Where that is unavailable or degenerate, the isotropic ``I / footprint`` is used.
     """
-    uv = passes.uv[..., :2].astype(np.float64)
-    inst = passes.instance_id
-    covered = (passes.uv[..., 2] >= 1.0) & (inst > 0)
+    uv = frame_passes.uv[..., :2].astype(np.float64)
+    inst = frame_passes.instance_id
+    covered = (frame_passes.uv[..., 2] >= 1.0) & (inst > 0)
     h, w = inst.shape
     columns = []
     for axis in (1, 0):  # x (columns) then y (rows)
@@ -115,7 +115,7 @@ def uv_to_pixel_jacobian(passes: FramePasses) -> np.ndarray:
         columns.append(best)
     jac = np.stack(columns, axis=-1)  # (H, W, 2 uv, 2 xy)
     det = jac[..., 0, 0] * jac[..., 1, 1] - jac[..., 0, 1] * jac[..., 1, 0]
-    footprint = np.nan_to_num(uv_footprint(passes), nan=0.0)
+    footprint = np.nan_to_num(uv_footprint(frame_passes), nan=0.0)
     with np.errstate(invalid="ignore"):
         good = np.isfinite(det) & (np.abs(det) > footprint * footprint * 1e-3)
     inv = np.zeros((h, w, 2, 2))
@@ -162,12 +162,6 @@ def warp_validity(
     there = uv_distance_px(delta, sample_nearest(uv_to_pixel_jacobian(previous), x, y))
     same_point = (np.minimum(here, there) <= uv_tolerance_px) | (np.linalg.norm(delta, axis=-1) <= UV_ABSOLUTE_EPS)
     return valid & same_point
-
-
-def disocclusion_mask(previous: FramePasses, current: FramePasses, *, uv_tolerance_px: float = UV_TOLERANCE_PX) -> np.ndarray:
-    """True where ``current`` shows something ``previous`` did not: every pixel that fails :func:`warp_validity`
-    (newly revealed surface, pixels entering from off screen, and background, which has no surface)."""
-    return ~warp_validity(previous, current, uv_tolerance_px=uv_tolerance_px)
 
 
 def background_source_coordinates(camera, frame: int, previous_frame: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:

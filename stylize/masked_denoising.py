@@ -72,13 +72,6 @@ def latent_known_mask(pixel_known: np.ndarray, factor: int = LATENT_SCALE) -> np
     return pixel_known.reshape(h // factor, factor, w // factor, factor).all(axis=(1, 3))
 
 
-def dilate_to_latent_grid(mask: np.ndarray, factor: int = LATENT_SCALE) -> np.ndarray:
-    """Grow a generate-mask to whole 8x8 latent cells (thin regions would vanish on the latent grid)."""
-    h, w = mask.shape
-    cells = mask.reshape(h // factor, factor, w // factor, factor).any(axis=(1, 3))
-    return np.repeat(np.repeat(cells, factor, axis=0), factor, axis=1)
-
-
 def inward_feather(generate: np.ndarray, width: int) -> np.ndarray:
     """Alpha (H, W) float: 0 outside ``generate``, rising to 1 over ``width`` px inside it (city-block
     distance to the outside), so pixels outside the mask are never touched."""

@@ -143,6 +143,22 @@ class ResolvedModels:
 # --------------------------------------------------------------------------------------------
 
 
+DIFFUSION_LIBRARIES = ("torch", "diffusers", "transformers", "safetensors", "accelerate", "huggingface_hub")
+
+
+def check_diffusion_installed() -> None:
+    """Raise ``InputError`` (exit 2) naming the fix when the libraries of the diffusion stylizer are not
+    installed (a farm node set up for the passes and the NPR stylizer only: ``pip install greybox``)."""
+    import importlib.util
+
+    missing = [name for name in DIFFUSION_LIBRARIES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise InputError(
+            f"style.stylizer = 'diffusion' needs {', '.join(missing)}, which this Python does not have; "
+            "install the diffusion extra (pip install 'greybox[diffusion]') or use --stylizer npr"
+        )
+
+
 def resolve_models(
     style,
     *,
@@ -157,7 +173,8 @@ def resolve_models(
     (1.0, 0..1). Raises ``InputError`` for a bad pass name or an empty ControlNet list, and
     ``WeightsUnavailableError`` when any model's weights cannot be had.
     """
-    # 1. Check inputs: which ControlNets, with which scale and window.
+    # 1. Check inputs: the libraries, then which ControlNets, with which scale and window.
+    check_diffusion_installed()
     specs = _controlnet_specs(style, controlnet_overrides)
     if not specs:
         raise InputError(

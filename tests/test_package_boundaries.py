@@ -1,7 +1,9 @@
 """The one-way house: which package may import what.
 
 - bpy only in ``procedural/`` and ``passes/``;
-- torch, diffusers and transformers only in ``stylize/``, and there only inside functions;
+- torch, diffusers and transformers only in ``stylize/``, and there only inside functions; ray only
+  in ``render_farm/``, inside functions (both are extras: ``greybox[diffusion]``, ``greybox[ray]``);
+- nothing installed imports ``tests`` (test support lives in ``tests/support``, outside the wheel);
 - ``stylize/`` never imports bpy or cv2 (it must run on a GPU machine with numpy 2 from the source
   tree), and importing any of its modules loads none of torch, diffusers, bpy or cv2.
 """
@@ -51,6 +53,10 @@ def test_imports_respect_the_stages(package, path):
         if module in ("torch", "diffusers", "transformers"):
             assert package == "stylize", f"{path.relative_to(ROOT)} imports {module}"
             assert not top_level, f"{path.relative_to(ROOT)} imports {module} at module level (keep it lazy)"
+        if module == "ray":
+            assert package == "render_farm", f"{path.relative_to(ROOT)} imports ray"
+            assert not top_level, f"{path.relative_to(ROOT)} imports ray at module level (keep it lazy)"
+        assert module != "tests", f"{path.relative_to(ROOT)} imports test support"
         if package == "stylize":
             assert module not in ("bpy", "cv2"), f"{path.relative_to(ROOT)} imports {module}"
 

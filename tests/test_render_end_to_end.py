@@ -3,6 +3,9 @@
 The models are built from configs, saved to a temporary folder and loaded back through the real
 ``from_pretrained`` path, as a user's local folders would be. Same template, seed and machine:
 byte-identical frames, also when everything is recomputed from an empty store.
+
+Each CLI job starts fresh worker processes; for the diffusion test they are forked from one
+server that imported torch and diffusers once (``warm_imports``), so the jobs do not each pay that.
 """
 
 from __future__ import annotations
@@ -26,6 +29,24 @@ def tiny_models(tmp_path_factory):
 
 
 @pytest.fixture
+def warm_imports(monkeypatch):
+    """The CLI's local executor, with workers forked from a forkserver that preloaded the heavy
+    imports (tests/support/warm_imports.py): still a fresh process per job, without the imports' cost."""
+    import multiprocessing
+
+    import render_farm.job_execution as job_execution
+    from render_farm.local_executor import LocalExecutor
+
+    multiprocessing.get_context("forkserver").set_forkserver_preload(["tests.support.warm_imports"])
+
+    def make_executor(farm, workers, threads, **_):
+        assert farm == "local", farm
+        return LocalExecutor(workers or job_execution.default_workers(threads), start_method="forkserver")
+
+    monkeypatch.setattr(job_execution, "make_executor", make_executor)
+
+
+@pytest.fixture
 def template(tmp_path) -> Path:
     path = tmp_path / "tiny.toml"
     path.write_text(TINY.replace("frame_end = 4", "frame_end = 3") + '\n[style]\nprompt = "a red room"\nnum_inference_steps = 2\n')
@@ -43,7 +64,7 @@ def frame_bytes(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted((out / "frames").glob("*.png"))}
 
 
-def test_render_diffusion_tiny_models_byte_identical_with_provenance(template, tmp_path, tiny_models, capsys):
+def test_render_diffusion_tiny_models_byte_identical_with_provenance(template, tmp_path, tiny_models, warm_imports, capsys):
     # 1. A first render.
     first = tmp_path / "first"
     assert render(template, first, tmp_path / "store_a", tiny_models) == 0
