@@ -28,16 +28,23 @@ def tiny_models(tmp_path_factory):
     return base, nets
 
 
-@pytest.fixture
-def warm_imports(monkeypatch):
-    """The CLI's local executor, with workers forked from a forkserver that preloaded the heavy
-    imports (tests/support/warm_imports.py): still a fresh process per job, without the imports' cost."""
+@pytest.fixture(scope="module")
+def forkserver_with_heavy_imports():
+    """A multiprocessing forkserver that imports torch, diffusers and transformers once
+    (tests/support/warm_imports.py), started before the tiny models are built so its imports overlap that."""
     import multiprocessing
-
-    import render_farm.job_execution as job_execution
-    from render_farm.local_executor import LocalExecutor
+    import multiprocessing.forkserver
 
     multiprocessing.get_context("forkserver").set_forkserver_preload(["tests.support.warm_imports"])
+    multiprocessing.forkserver.ensure_running()
+
+
+@pytest.fixture
+def warm_imports(forkserver_with_heavy_imports, monkeypatch):
+    """The CLI's local executor with its workers forked from that server: still fresh processes for
+    every job, without each paying the imports."""
+    import render_farm.job_execution as job_execution
+    from render_farm.local_executor import LocalExecutor
 
     def make_executor(farm, workers, threads, **_):
         assert farm == "local", farm
@@ -64,7 +71,8 @@ def frame_bytes(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted((out / "frames").glob("*.png"))}
 
 
-def test_render_diffusion_tiny_models_byte_identical_with_provenance(template, tmp_path, tiny_models, warm_imports, capsys):
+def test_render_diffusion_tiny_models_byte_identical_with_provenance(forkserver_with_heavy_imports, tiny_models, warm_imports,
+                                                                    template, tmp_path, capsys):
     # 1. A first render.
     first = tmp_path / "first"
     assert render(template, first, tmp_path / "store_a", tiny_models) == 0
