@@ -9,11 +9,15 @@ attempt sleeps SECONDS in the worker before it runs, every other task runs at fu
 
 from __future__ import annotations
 
+import signal
 import sys
 
 
 def main(argv: list[str]) -> int:
     task_id, seconds, *cli_args = argv
+    # Ctrl-C raises KeyboardInterrupt as in a terminal, even when the suite was started in the
+    # background (a shell starts background jobs with SIGINT ignored, and children inherit that)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import render_farm.job_execution as job_execution
     from tests.support.drill_tasks import delay_task
 
