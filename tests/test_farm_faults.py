@@ -124,7 +124,7 @@ def test_ctrl_c_exits_130_and_resume_finishes(template, reference, tmp_path):
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr and "--resume" in stderr and "Traceback" not in stderr
     # What the message says: the same command plus --resume.
-    assert main([*_job(template, out, store, "--workers", "2")[3:], "--resume"]) == 0
+    assert main([*_job(template, out, store, "--workers", "2"), "--resume"]) == 0
     _assert_same_as_reference(out, reference)
 
 
