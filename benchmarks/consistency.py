@@ -2,10 +2,10 @@
 
 For each shot (a 120-frame orbit of the bundled living room, a 120-frame walkthrough of the
 bundled bedroom by default), the passes are rendered once (``passes.render_chunk.render_pass_frames``,
-Blender; or ``--passes numpy``: the reference rasteriser in ``stylize.keyframe_atlas``), then every
+Blender; or ``--passes numpy``: the reference rasteriser in ``tests/support/reference_rasteriser.py``), then every
 mode runs with each stylizer:
 
-- ``diffusion``: tiny random-weight SD1.5 + ControlNets (``stylize.random_weight_models``) on the
+- ``diffusion``: tiny random-weight SD1.5 + ControlNets (``tests/support/random_weight_models.py``) on the
   CPU, or full-size random-weight ones with ``--full-size`` (GPU). Random weights make noise-like
   images, so per_frame flickers maximally; what the modes reuse drives E_warp down.
 - ``npr``: the toon stylizer, lit from a fixed world direction: E_warp near 0 in every mode.
@@ -35,7 +35,7 @@ SHOTS = {
     "orbit": ("living_room", []),
     "walkthrough": ("bedroom", []),
 }
-MODES = ("per_frame", "flow_warp", "keyframes")
+from scenes.template_schema import CONSISTENCY_MODES as MODES  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -80,7 +80,7 @@ def render_shot(shot: str, args, work: Path):
         else:
             from passes.depth_range import template_disparity_range
             from passes.render_chunk import write_frame_outputs
-            from stylize.keyframe_atlas import render_scene_passes
+            from tests.support.reference_rasteriser import render_scene_passes
 
             disparity = template_disparity_range(scene, template.passes) if "depth" in template.passes.control else None
             for f in frames:
@@ -95,17 +95,19 @@ def render_shot(shot: str, args, work: Path):
 
 def diffusion_style(template, args, models: Path):
     """The template's style pointed at random-weight models saved under ``models``."""
-    from stylize.random_weight_models import save_tiny_controlnet, save_tiny_sd15
+    from tests.support.random_weight_models import save_tiny_controlnet, save_tiny_sd15
 
-    passes = [c.pass_name for c in template.style.controlnets] or ["depth"]
+    from scenes.template_schema import CONTROL_PASSES
+
+    pass_names = [c.pass_name for c in template.style.controlnets] or ["depth"]
     base = models / "sd15"
     if args.full_size:
         raise SystemExit("--full-size needs the full-size model folders; see benchmarks/stylize.py (not wired here)")
     if not (base / "model_index.json").is_file():
         save_tiny_sd15(base)
-    for p in passes:  # each shot's templates may ask for other passes
+    for p in pass_names:  # each shot's templates may ask for other passes
         if not (models / f"controlnet_{p}" / "config.json").is_file():
-            save_tiny_controlnet(models / f"controlnet_{p}", base, seed=10 + ("depth", "normal", "seg", "lines").index(p))
+            save_tiny_controlnet(models / f"controlnet_{p}", base, seed=10 + CONTROL_PASSES.index(p))
     style = template.style.model_dump(by_alias=True)
     style.update(stylizer="diffusion", model=str(base), num_inference_steps=args.steps, strength=args.strength)
     style["controlnets"] = [dict(c, model=str(models / f"controlnet_{c['pass']}")) for c in style["controlnets"]]
@@ -122,7 +124,7 @@ def with_style(template, style: dict):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from stylize.consistency_modes import stylize_sequence
+    from stylize.stylize_stage import stylize_frames
 
     work = args.work or Path(tempfile.mkdtemp(prefix="greybox-consistency-"))
     rows = []
@@ -158,9 +160,9 @@ def main(argv=None) -> int:
                 mode = label.split(" ")[0]
                 out = work / f"{shot}-{kind}-{label.replace(' ', '_')}"
                 # seeds come from the template's style; the loaded models are the same
-                result = stylize_sequence(run_template, frames, job_dir, out, mode=mode, stylizer=kind,
-                                          stylizer_instance=instance, scene=scene, threads=args.threads,
-                                          measure_warp_error=True)
+                result = stylize_frames(run_template, frames, job_dir, out, mode=mode, stylizer=kind,
+                                        stylizer_instance=instance, scene=scene, threads=args.threads,
+                                        measure_warp_error=True)
                 w = result.warp_error
                 row = {
                     "shot": shot, "stylizer": kind, "mode": label, "frames": len(frames),

@@ -39,6 +39,7 @@ def parse_resolution(text: str) -> tuple[int, int]:
 
 def run(resolution: tuple[int, int], frames: int, threads: int) -> list[dict]:
     from greybox.atomic_files import write_bytes_atomic
+    from greybox.frame_files import frame_name
     from passes.blender_render import PassRenderer
     from passes.cryptomatte import scene_layers
     from passes.pass_exr import encode_passes_exr
@@ -64,7 +65,7 @@ def run(resolution: tuple[int, int], frames: int, threads: int) -> list[dict]:
                 c0, t0 = time.process_time(), time.perf_counter()
                 data = encode_passes_exr(p, scene, groups=groups, compression=compression)
                 c1, t1 = time.process_time(), time.perf_counter()
-                write_bytes_atomic(scratch / f"{p.frame:04d}.exr", data)
+                write_bytes_atomic(scratch / f"{frame_name(p.frame)}.exr", data)
                 t2 = time.perf_counter()
                 encode_s.append(t1 - t0)
                 encode_cpu.append(c1 - c0)

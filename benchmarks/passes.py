@@ -82,6 +82,7 @@ def worker(resolution: int, frames: int, threads: int, path_trace: bool) -> dict
     """One resolution, in this process: end-to-end seconds per frame through render_pass_frames (the
     stage entry, files written in the background), a per-step breakdown (steps run one after the
     other), peak RSS, and the path-trace time."""
+    from greybox.frame_files import pass_exr_path
     from passes.blender_render import PassRenderer
     from passes.depth_range import template_disparity_range
     from passes.render_chunk import render_pass_frames, write_frame_outputs
@@ -115,7 +116,7 @@ def worker(resolution: int, frames: int, threads: int, path_trace: bool) -> dict
             rows.append({**renderer.timings, **timings})
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         result = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
-        exr_mb = (scratch / "e2e" / "passes" / f"{timed[0]:04d}.exr").stat().st_size / 1e6
+        exr_mb = (scratch / "e2e" / pass_exr_path(timed[0])).stat().st_size / 1e6
         result.update({"resolution": resolution, "frames": len(timed), "total": end_to_end, "cpu": cpu,
                        "setup": setup, "peak_rss_mb": peak_rss_mb, "exr_mb": exr_mb,
                        "triangles": int(sum(len(o.triangles) for o in scene.objects)),

@@ -1,6 +1,6 @@
 """Benchmark: one guided denoising step of SD1.5 + 1 or 3 ControlNets, and of SDXL + the union ControlNet.
 
-Full-size architectures (the published configs, written out in stylize/random_weight_models.py)
+Full-size architectures (the published configs, written out in tests/support/random_weight_models.py)
 with random weights: nothing is downloaded, and the timing does not depend on the weights.
 
 One step = every ControlNet and then the UNet (with the ControlNet residuals) on the guided pair,
@@ -167,7 +167,7 @@ def main(argv=None) -> int:
     import torch
 
     from stylize.diffusion_stylizer import choose_device_and_dtype
-    from stylize.random_weight_models import build_full_size_sd15_unet_and_controlnets, build_full_size_sdxl_unet_and_controlnet_union
+    from tests.support.random_weight_models import build_full_size_sd15_unet_and_controlnets, build_full_size_sdxl_unet_and_controlnet_union
 
     device, dtype = choose_device_and_dtype(args.device, args.dtype)
     if args.threads:

@@ -81,12 +81,12 @@ def measure_passes(width: int, view: str) -> dict:
 
 
 def measure_npr(width: int, view: str) -> dict:
-    from stylize.consistency_modes import stylize_sequence
+    from stylize.stylize_stage import stylize_frames
 
     template = _template(width)
     with tempfile.TemporaryDirectory() as out, PeakSampler() as sampler:
         started = time.perf_counter()
-        stylize_sequence(template, [1], view, out, stylizer="npr", threads=2)
+        stylize_frames(template, [1], view, out, stylizer="npr", threads=2)
         seconds = time.perf_counter() - started
     return {"peak": sampler.peak, "seconds": seconds}
 

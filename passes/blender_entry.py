@@ -27,30 +27,6 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 
-def parse_frames(text: str, start: int, end: int) -> list[int]:
-    """'1-12,20,30-32' -> sorted unique frames; each must lie in start..end."""
-    from greybox.errors import InputError
-
-    frames: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            if "-" in part:
-                a, b = part.split("-", 1)
-                lo, hi = int(a), int(b)
-                if hi < lo:
-                    raise ValueError
-                frames.update(range(lo, hi + 1))
-            else:
-                frames.add(int(part))
-        except ValueError:
-            raise InputError(f"--frames {text!r}: {part!r} is not a frame or an inclusive range like 1-24") from None
-    outside = sorted(f for f in frames if not start <= f <= end)
-    if outside:
-        raise InputError(f"--frames {text!r}: frames {outside[:10]} are outside the template's range {start}-{end}")
-    return sorted(frames)
-
-
 def main(argv: list[str]) -> int:
     """Parse our arguments (those after ``--``), render the passes, write cameras.json; return the exit status."""
     from greybox.errors import GreyboxError
@@ -70,12 +46,13 @@ def main(argv: list[str]) -> int:
 
     try:
         # 1. Check inputs
+        from greybox.frame_ranges import parse_frames
         from scenes.template_loading import load_template
 
         loaded = load_template(args.template, list(args.overrides))
         template = loaded.template
         render = template.render
-        frames = parse_frames(args.frames, render.frame_start, render.frame_end) if args.frames else list(render.frames)
+        frames = parse_frames(args.frames, render.frame_start, render.frame_end)
         if args.threads < 1:
             from greybox.errors import InputError
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from greybox.atomic_files import encode_png, write_bytes_atomic
 from greybox.errors import InputError
+from greybox.frame_files import control_png_path, pass_exr_path
 from passes import control_images
 from passes.blender_render import discard_rendered
 from passes.depth_range import template_disparity_range
@@ -28,66 +29,60 @@ from passes.frame_passes import FramePasses
 from passes.line_art import render_lines
 from passes.pass_exr import encode_passes_exr
 from scenes.scene_data import Scene
+from scenes.template_schema import CONTROL_PASSES
 
-CONTROL_KINDS = ("depth", "normal", "seg", "lines")
 MAX_FRAMES_IN_FLIGHT = 2  # frames still being converted and written while the next renders
 MAX_BYTES_IN_FLIGHT = 48 << 20  # ... and their pass arrays: 512^2 (16 MB a frame) overlaps; 1024^2 (64 MB) runs in
 # step, which keeps a 1024^2 worker under 700 MB resident
 
 
-def frame_stem(frame: int) -> str:
-    """NNNN: the frame number zero-padded to at least four digits."""
-    return f"{int(frame):04d}"
-
-
 def pass_frame_paths(frame: int, control_kinds: Iterable[str]) -> list[str]:
     """Relative paths (POSIX) of the files :func:`render_pass_frames` writes for ``frame``."""
-    stem = frame_stem(frame)
-    paths = [f"passes/{stem}.exr"]
+    paths = [pass_exr_path(frame)]
     for kind in control_kinds:
-        if kind not in CONTROL_KINDS:
-            raise ValueError(f"unknown control kind {kind!r}; expected one of {', '.join(CONTROL_KINDS)}")
-        paths.append(f"control/{kind}/{stem}.png")
+        if kind not in CONTROL_PASSES:
+            raise ValueError(f"unknown control kind {kind!r}; expected one of {', '.join(CONTROL_PASSES)}")
+        paths.append(control_png_path(kind, frame))
     return paths
 
 
 def control_image(
-    kind: str, scene: Scene, passes: FramePasses, template, disparity_range: tuple[float, float] | None
+    kind: str, scene: Scene, frame_passes: FramePasses, template, disparity_range: tuple[float, float] | None
 ) -> np.ndarray:
     """One control image (uint8 HxWx3) of ``kind`` for a frame, as the template's ``[passes]`` asks."""
-    spec = template.passes
+    pass_settings = template.passes
     if kind == "depth":
-        lo, hi = disparity_range if disparity_range is not None else control_images.per_frame_disparity_range(passes.depth)
-        return control_images.depth_control(passes.depth, lo, hi)
+        lo, hi = disparity_range if disparity_range is not None else control_images.per_frame_disparity_range(frame_passes.depth)
+        return control_images.depth_control(frame_passes.depth, lo, hi)
     if kind == "normal":
-        return control_images.normal_control(passes.normal)
+        return control_images.normal_control(frame_passes.normal)
     if kind == "seg":
         from scenes.semantic_palette import resolve_class
 
-        return control_images.seg_control(passes.class_id, resolve_class(spec.seg_background).class_id)
+        return control_images.seg_control(frame_passes.class_id, resolve_class(pass_settings.seg_background).class_id)
     if kind == "lines":
-        lines = render_lines(passes, crease_angle_deg=spec.line_crease_angle, width=spec.line_width)
+        lines = render_lines(frame_passes, crease_angle_deg=pass_settings.line_crease_angle, width=pass_settings.line_width)
         return control_images.lines_control(lines)
     raise ValueError(f"unknown control kind {kind!r}")
 
 
 def encode_frame_outputs(
-    scene: Scene, passes: FramePasses, template, disparity_range: tuple[float, float] | None,
+    scene: Scene, frame_passes: FramePasses, template, disparity_range: tuple[float, float] | None,
     timings: dict[str, float] | None = None,
 ) -> dict[str, bytes | memoryview]:
     """One frame's files: {relative path: bytes-like content} for the EXR and each control PNG the template wants."""
-    stem = frame_stem(passes.frame)
     files: dict[str, bytes | memoryview] = {}
     t0 = time.perf_counter()
-    spec = template.passes  # Cryptomatte names come from the scene handed in, whichever stage built or loaded it
-    files[f"passes/{stem}.exr"] = encode_passes_exr(passes, scene, groups=spec.exr_channels, compression=spec.exr_compression)
+    pass_settings = template.passes  # Cryptomatte names come from the scene handed in, whichever stage built or loaded it
+    files[pass_exr_path(frame_passes.frame)] = encode_passes_exr(frame_passes, scene, groups=pass_settings.exr_channels,
+                                                              compression=pass_settings.exr_compression)
     t1 = time.perf_counter()
     build = lines = encode = 0.0
     for kind in template.passes.control:
         s0 = time.perf_counter()
-        image = control_image(kind, scene, passes, template, disparity_range)
+        image = control_image(kind, scene, frame_passes, template, disparity_range)
         s1 = time.perf_counter()
-        files[f"control/{kind}/{stem}.png"] = encode_png(image)
+        files[control_png_path(kind, frame_passes.frame)] = encode_png(image)
         s2 = time.perf_counter()
         if kind == "lines":
             lines += s1 - s0
@@ -100,11 +95,11 @@ def encode_frame_outputs(
 
 
 def write_frame_outputs(
-    out_dir: Path, scene: Scene, passes: FramePasses, template, disparity_range: tuple[float, float] | None,
+    out_dir: Path, scene: Scene, frame_passes: FramePasses, template, disparity_range: tuple[float, float] | None,
     timings: dict[str, float] | None = None,
 ) -> dict[str, str]:
     """Encode and write (atomically, on this thread) one frame's files under ``out_dir``; return {relative path: sha256}."""
-    files = encode_frame_outputs(scene, passes, template, disparity_range, timings)
+    files = encode_frame_outputs(scene, frame_passes, template, disparity_range, timings)
     t0 = time.perf_counter()
     hashes = {rel: write_bytes_atomic(Path(out_dir) / rel, data) for rel, data in files.items()}
     if timings is not None:
@@ -179,8 +174,8 @@ def render_pass_frames(
 
     def finish_frame(path: str, frame: int) -> dict[str, str]:
         del scratch[frame]  # read_rendered deletes the file, whatever happens
-        passes = renderer.read_rendered(path, frame)
-        return write_frame_outputs(out_dir, scene, passes, template, disparity_range)
+        frame_passes = renderer.read_rendered(path, frame)
+        return write_frame_outputs(out_dir, scene, frame_passes, template, disparity_range)
 
     scratch: dict[int, str] = {}  # rendered, not yet read
 

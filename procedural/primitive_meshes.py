@@ -196,17 +196,6 @@ def merge(meshes: list[Mesh]) -> Mesh:
     )
 
 
-def signed_volume(vertices: np.ndarray, triangles: np.ndarray) -> float:
-    """Signed volume enclosed by triangles (positive when they face outward)."""
-    a, b, c = (vertices[triangles[:, i]] for i in range(3))
-    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
-
-
-def triangle_areas(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    a, b, c = (vertices[triangles[:, i]] for i in range(3))
-    return 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
-
-
 # --------------------------------------------------------------------------------------------
 # UV packing
 # --------------------------------------------------------------------------------------------

@@ -126,13 +126,16 @@ def cmd_templates(args) -> int:
 
 
 def _controlnet_overrides(items: list[str]) -> dict[str, str]:
+    from scenes.template_schema import CONTROL_PASSES
+
     out: dict[str, str] = {}
     for item in items:
         pass_name, sep, model = item.partition("=")
         if not sep or not pass_name or not model:
-            raise InputError(f"--controlnet {item!r}: expected PASS=ID_OR_DIR with PASS one of depth, normal, seg, lines")
-        if pass_name not in ("depth", "normal", "seg", "lines"):
-            raise InputError(f"--controlnet {item!r}: unknown pass {pass_name!r}; use depth, normal, seg or lines")
+            raise InputError(f"--controlnet {item!r}: expected PASS=ID_OR_DIR with PASS one of {', '.join(CONTROL_PASSES)}")
+        if pass_name not in CONTROL_PASSES:
+            raise InputError(f"--controlnet {item!r}: unknown pass {pass_name!r}; "
+                             f"use {', '.join(CONTROL_PASSES[:-1])} or {CONTROL_PASSES[-1]}")
         if pass_name in out:
             raise InputError(f"--controlnet {item!r}: pass {pass_name} given twice; keep one")
         out[pass_name] = model

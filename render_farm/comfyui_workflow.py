@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from greybox.confined_files import write_bytes
-from render_farm.frame_ranges import frame_name
+from greybox.frame_files import control_png_path, frame_name
 
 COMFYUI_RELEASE = "ComfyUI v0.3.64 (Comfy-Org/ComfyUI a125cd84)"
 FOLDER = "comfyui"
@@ -281,7 +281,7 @@ def write_comfyui_workflow(view: Path, *, shot: str, template, models: dict | No
     seed = frame_seed(template.style_seed, frame, style.seed_mode)
     prefix = f"{INPUT_SUBFOLDER}/{shot}"
     controlnets = [ControlNetInput(s["pass"], f.name, float(s["scale"]), float(s["start"]), float(s["end"])) for f, s in nets]
-    images = {c.pass_name: f"{prefix}/control/{c.pass_name}/{frame_name(frame)}.png" for c in controlnets}
+    images = {c.pass_name: f"{prefix}/{control_png_path(c.pass_name, frame)}" for c in controlnets}
 
     # 2. The graph
     workflow = build_workflow(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from render_farm.frame_ranges import frame_name
+from greybox.frame_files import frame_name, pass_exr_path
 
 SHORT_RANGE_MAX_PIXELS = 512 * 512
 LONG_RANGE_MAX_PIXELS = 128 * 128
@@ -52,12 +52,12 @@ def sequence_warp_error(view: Path, frames_dir: Path, frames: list[int], width: 
     from passes.pass_exr import read_passes_exr
     from stylize.warp_error import warp_error
 
-    passes = [read_passes_exr(Path(view) / "passes" / f"{frame_name(f)}.exr") for f in frames]
+    shot_passes = [read_passes_exr(Path(view) / pass_exr_path(f)) for f in frames]
     images = []
     for f in frames:
         with Image.open(Path(frames_dir) / f"{frame_name(f)}.png") as image:
             images.append(np.asarray(image.convert("RGB")))
-    report = warp_error(images, passes, long_range=long)
+    report = warp_error(images, shot_passes, long_range=long)
     out: dict[int, dict] = {}
     for i, f in enumerate(frames[1:]):
         entry = {"short_mae": _finite_or_none(report.short_mae_per_frame[i]),

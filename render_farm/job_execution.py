@@ -87,10 +87,9 @@ def make_executor(farm: str, workers: int | None, threads: int, *, include_dashb
             print("greybox: note: RAY_ADDRESS is set, but --farm is local; pass --farm ray to run on that cluster",
                   file=sys.stderr)
         return LocalExecutor(workers or default_workers(threads))
-    try:
-        from render_farm.ray_executor import RayExecutor
-    except ImportError as err:  # pragma: no cover - ray is a dependency
-        raise InputError(f"--farm {farm}: Ray is not installed ({err}); pip install 'ray[default]'") from None
+    from render_farm.ray_executor import RayExecutor, check_ray_installed
+
+    check_ray_installed(farm)
     try:
         return RayExecutor(target, workers=workers or default_workers(threads), threads=threads,
                            include_dashboard=include_dashboard)
@@ -284,7 +283,11 @@ def run_job(
     if executor is None:
         from render_farm.ray_connection import parse_farm
 
-        parse_farm(farm)  # a malformed --farm (or RAY_ADDRESS) fails here; joining the cluster comes in 3.
+        target = parse_farm(farm)  # a malformed --farm (or RAY_ADDRESS) fails here; joining the cluster comes in 3.
+        if target.kind != "local":
+            from render_farm.ray_executor import check_ray_installed
+
+            check_ray_installed(farm)
     if job_dir.exists() and not job_dir.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder; choose a folder path")
     if resume:

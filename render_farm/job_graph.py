@@ -20,7 +20,7 @@ class Task:
     """One schedulable piece of work."""
 
     task_id: str
-    kind: str  # "scene", "passes", "stylize", "assemble", "noop", ... (for display and stats)
+    kind: str  # "scene", "passes", "stylize", "assemble" (for display and stats)
     fn: str  # "module:function" run in a worker as fn(params, ctx)
     params: dict = field(default_factory=dict)
     deps: tuple[str, ...] = ()

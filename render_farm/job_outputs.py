@@ -27,7 +27,7 @@ import numpy as np
 
 from greybox import __version__ as GREYBOX_VERSION
 from greybox.atomic_files import write_bytes_atomic
-from render_farm.frame_ranges import frame_name
+from greybox.frame_files import control_png_path, frame_name, frame_png_path
 
 MANIFEST_SCHEMA_VERSION = 1
 CONTACT_SHEET_MAX_ROWS = 12
@@ -75,7 +75,7 @@ def write_video(view: Path, frames: list[int], fps: int, out_path: Path, codec: 
 
     # 1. Check inputs: every frame there, one size.
     encoder, pix_fmt_out, output_params = video_encoding(codec, quality)
-    paths = [Path(view) / "frames" / f"{frame_name(f)}.png" for f in frames]
+    paths = [Path(view) / frame_png_path(f) for f in frames]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"cannot assemble the video: {len(missing)} frames missing, first {missing[0]}")
@@ -115,14 +115,10 @@ def write_contact_sheet(view: Path, frames: list[int], controls: list[str], out_
 
     view = Path(view)
     rows = contact_sheet_frames(frames)
-    columns = [("frames", None)] + [("control", kind) for kind in controls]
+    columns = [None, *controls]  # the stylised frame, then each control image
     cells: list[list[np.ndarray]] = []
     for f in rows:
-        row = []
-        for folder, kind in columns:
-            path = view / folder / (kind or "") / f"{frame_name(f)}.png" if kind else view / folder / f"{frame_name(f)}.png"
-            row.append(_load_rgb(path))
-        cells.append(row)
+        cells.append([_load_rgb(view / (frame_png_path(f) if kind is None else control_png_path(kind, f))) for kind in columns])
     h, w = cells[0][0].shape[:2]
     scale = min(1.0, CONTACT_SHEET_THUMB / max(h, w))
     tw, th = max(1, round(w * scale)), max(1, round(h * scale))

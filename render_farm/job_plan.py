@@ -32,7 +32,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from greybox.errors import InputError
-from render_farm.frame_ranges import chunk_frames, format_frames, frame_name
+from greybox.frame_files import frame_name
+from greybox.frame_ranges import chunk_frames, format_frames
 from render_farm.job_graph import JobGraph, Task
 from render_farm.job_request import Shot
 from render_farm.task_store import unit_key

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from greybox.errors import InputError
-from render_farm.frame_ranges import parse_frames
+from greybox.frame_ranges import parse_frames
 
 JOB_FILE = "job.json"
 JOB_SCHEMA = 1
@@ -320,7 +320,7 @@ def _diff(old, new, path: str, out: list[str], limit: int = 20) -> None:
 def resume_differences(record: dict, request: JobRequest, shots: list[Shot], stages: list[str]) -> list[str]:
     """What differs between a folder's recorded job and the same command given again with
     ``--resume`` ([] when it may continue): the shots, their resolved templates, models, frames."""
-    from render_farm.frame_ranges import format_frames
+    from greybox.frame_ranges import format_frames
 
     out = input_differences(record, request, shots, stages)
     if out and out[0].startswith("shots differ"):

@@ -24,6 +24,16 @@ from render_farm.ray_connection import FarmTarget, join_cluster, parse_farm, res
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def check_ray_installed(farm: str) -> None:
+    """Raise ``InputError`` (exit 2) naming the fix when Ray is not installed (``greybox[ray]`` is an extra)."""
+    import importlib.util
+
+    from greybox.errors import InputError
+
+    if importlib.util.find_spec("ray") is None:
+        raise InputError(f"--farm {farm}: Ray is not installed in this Python; pip install 'greybox[ray]', or use --farm local")
+
+
 def _run_on_ray(spec: dict) -> dict:
     from render_farm.task_worker import execute_task
 

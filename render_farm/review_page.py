@@ -32,7 +32,7 @@ from pathlib import Path
 
 from greybox import __version__ as GREYBOX_VERSION
 from greybox.confined_files import link_or_copy, write_bytes
-from render_farm.frame_ranges import frame_name
+from greybox.frame_files import frame_name, frame_png_path
 
 PAGE = "review.html"
 PROXY = "review_proxy.mp4"
@@ -147,7 +147,7 @@ def browser_video(view: Path, resolved: dict, frames: list[int], scratch: Path |
     codec = (resolved.get("render") or {}).get("video_codec", "h264")
     if codec == "h264" and (Path(view) / "video.mp4").is_file():
         return "video.mp4"
-    if frames and all((Path(view) / "frames" / f"{frame_name(f)}.png").is_file() for f in frames):
+    if frames and all((Path(view) / frame_png_path(f)).is_file() for f in frames):
         fps = int((resolved.get("render") or {}).get("fps", 24))
         write_review_proxy(view, frames, fps, scratch=scratch)
         return PROXY
@@ -166,7 +166,7 @@ def write_review_proxy(view: Path, frames: list[int], fps: int, *, scratch: Path
     import numpy as np
     from PIL import Image
 
-    paths = [Path(view) / "frames" / f"{frame_name(f)}.png" for f in frames]
+    paths = [Path(view) / frame_png_path(f) for f in frames]
     with Image.open(paths[0]) as first:
         width, height = first.size
     scale = min(1.0, max_side / max(width, height))

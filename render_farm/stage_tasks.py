@@ -18,7 +18,7 @@ import shutil
 import time
 from pathlib import Path
 
-from render_farm.frame_ranges import frame_name
+from greybox.frame_files import frame_png_path
 
 _TEMPLATES: dict[str, object] = {}
 
@@ -52,11 +52,6 @@ def _check_memory(ctx, kind: str, template, params: dict) -> None:
                       stylizer=template.style.stylizer if kind == "stylize" else None,
                       max_memory=params.get("max_memory"), held=process_resident_bytes(), where=f"{ctx.task_id}: ",
                       exr_channels=template.passes.exr_channels)
-
-
-def noop(params: dict, ctx) -> None:
-    """Does nothing (scheduling tests and benchmarks)."""
-    return None
 
 
 def passes_chunk(params: dict, ctx) -> dict:
@@ -179,7 +174,7 @@ def stylize_batch(params: dict, ctx) -> dict:
     frames = [int(unit) for unit, _ in ctx.units]
     if not frames:
         return {}
-    from stylize.consistency_modes import stylize_sequence
+    from stylize.stylize_stage import stylize_frames
 
     stylizer = params["stylizer"]
     if stylizer == "npr":
@@ -209,8 +204,8 @@ def stylize_batch(params: dict, ctx) -> dict:
     if stylizer == "diffusion":
         meta.update(_library_versions())
     try:
-        result = stylize_sequence(template, frames, ctx.view, batch_dir, stylizer=stylizer, resolved=resolved,
-                                  stylizer_instance=instance, threads=ctx.threads)
+        result = stylize_frames(template, frames, ctx.view, batch_dir, stylizer=stylizer, resolved=resolved,
+                                stylizer_instance=instance, threads=ctx.threads)
         consistency = {"mode": result.mode, "keyframes": list(result.keyframes)}
         warp_errors = {}
         if result.mode != "per_frame":  # E_warp of the sequence, from the exact passes, where cheap
@@ -221,7 +216,7 @@ def stylize_batch(params: dict, ctx) -> dict:
         for i, frame in enumerate(frames):
             unit = str(frame)
             staging = ctx.staging(unit)
-            _move_into(batch_dir, [f"frames/{frame_name(frame)}.png"], staging)
+            _move_into(batch_dir, [frame_png_path(frame)], staging)
             frame_meta = {
                 **meta, "frame": frame, "consistency": consistency,
                 "generated": frame in result.generated_frames,

@@ -27,7 +27,6 @@ _WARM: dict[str, tuple[str, object]] = {}
 _FUNCTIONS: dict[str, object] = {}
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
-TASK_DELAY_ENV = "GREYBOX_TASK_START_DELAY_S"  # fault drills: hold each task this long after it starts
 
 
 def fix_thread_count(threads: int) -> None:
@@ -167,9 +166,6 @@ def execute_task(spec: dict) -> dict:
     fix_thread_count(int(spec.get("threads", 1)))
     ctx = TaskContext(spec)
     ctx.log(f"attempt {spec.get('attempt', 1)} started pid={pid} host={host}")
-    delay = float(os.environ.get(TASK_DELAY_ENV, "0") or 0)
-    if delay > 0:
-        time.sleep(delay)
     try:
         result = _function(spec["fn"])(spec.get("params", {}), ctx)
     except BaseException as err:  # noqa: BLE001 - every failure becomes data for the scheduler

@@ -256,6 +256,32 @@ class CameraTrack:
             uv = (cam[:, :2] / z[:, None]) * [k[0, 0], k[1, 1]] + [k[0, 2], k[1, 2]]
         return uv, z
 
+    # -- rays: points at infinity, seen through the rotation only ------------------------------
+
+    def opencv_to_world_rotation(self, frame: int) -> np.ndarray:
+        """3x3: a direction in OpenCV camera axes (x right, y down, z forward) -> world."""
+        return self.rotations[self.index(frame)] @ BLENDER_TO_OPENCV
+
+    def pixel_rays(self, frame: int, width: int, height: int) -> np.ndarray:
+        """World direction of the ray through each pixel centre at ``frame`` (H, W, 3); not unit length
+        (its OpenCV z component is 1). The inverse of :meth:`project_directions`."""
+        k = self.intrinsics(frame, width, height)
+        cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+        rays = np.stack([(cols - k[0, 2]) / k[0, 0], (rows - k[1, 2]) / k[1, 1], np.ones_like(cols)], axis=-1)
+        return rays @ self.opencv_to_world_rotation(frame).T
+
+    def project_directions(self, frame: int, directions: np.ndarray, width: int, height: int,
+                           *, min_forward: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """World directions (..., 3) of points at infinity -> pixel coordinates at ``frame`` (..., 2; as
+        :meth:`project`) and the directions in OpenCV camera axes (..., 3; z forward). Directions whose
+        forward component is not above ``min_forward`` (behind the camera) get NaN coordinates."""
+        d = np.asarray(directions) @ self.opencv_to_world_rotation(frame)  # world -> OpenCV camera (rotation only)
+        k = self.intrinsics(frame, width, height)
+        forward = d[..., 2:3]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xy = d[..., :2] / forward * [k[0, 0], k[1, 1]] + [k[0, 2], k[1, 2]]
+        return np.where(forward > min_forward, xy, np.nan), d
+
     def lens_json(self) -> dict:
         """What is the same on every frame, as plain data."""
         return {"type": self.type, "sensor_fit": self.sensor_fit, "sensor_width_mm": float(self.sensor_width_mm),
@@ -297,12 +323,6 @@ class Scene:
             digest.update(np.ascontiguousarray(array).tobytes())
         digest.update(json.dumps(cam.lens_json(), sort_keys=True).encode())
         return digest.hexdigest()
-
-    def by_instance_id(self) -> dict[int, SceneObject]:
-        return {o.instance_id: o for o in self.objects}
-
-    def by_name(self) -> dict[str, SceneObject]:
-        return {o.name: o for o in self.objects}
 
     # -- the file: the scene travels to later stages (and other machines) as one .npz ------------
 

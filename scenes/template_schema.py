@@ -17,7 +17,7 @@ world axes are Blender's (Z up).
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -37,7 +37,14 @@ MAX_OBJECTS = 32767  # explicit objects (Blender's pass_index is a signed 16-bit
 MAX_FURNITURE = 128  # pieces placed by rule in one room
 MAX_OPENINGS = 32  # doors, and windows, per room
 MAX_PATH_POINTS = 1000  # walkthrough points
-CONTROL_PASSES = ("depth", "normal", "seg", "lines")
+# The control images the passes stage writes (one folder each) and a ControlNet may be conditioned on.
+ControlPass = Literal["depth", "normal", "seg", "lines"]
+CONTROL_PASSES: tuple[str, ...] = get_args(ControlPass)
+# The stylizers and consistency modes the stylize stage runs (stylize.stylize_stage.stylize_frames).
+Stylizer = Literal["diffusion", "npr"]
+STYLIZERS: tuple[str, ...] = get_args(Stylizer)
+ConsistencyMode = Literal["per_frame", "flow_warp", "keyframes"]
+CONSISTENCY_MODES: tuple[str, ...] = get_args(ConsistencyMode)
 # Pass groups of passes/NNNN.exr (passes.exr_channels), as passes.frame_passes.EXR_GROUPS names them.
 EXR_CHANNEL_GROUPS = ("depth", "normal", "flow", "instance", "class", "uv", "float_ids", "cryptomatte")
 EXR_COMPRESSIONS = ("none", "rle", "zips", "zip", "piz", "zstd")  # lossless only
@@ -334,7 +341,7 @@ class RenderSpec(StrictModel):
 
 
 class PassesSpec(StrictModel):
-    control: Annotated[list[Literal["depth", "normal", "seg", "lines"]], Field(min_length=1)] = Field(
+    control: Annotated[list[ControlPass], Field(min_length=1)] = Field(
         default_factory=lambda: list(CONTROL_PASSES)
     )
     depth_normalization: Literal["shot", "frame", "fixed"] = Field(
@@ -397,7 +404,7 @@ class PassesSpec(StrictModel):
 
 
 class ControlNetSpec(StrictModel):
-    pass_name: Literal["depth", "normal", "seg", "lines"] = Field(alias="pass")
+    pass_name: ControlPass = Field(alias="pass")
     model: Annotated[str, Field(min_length=1)] = Field(description="hub id or local folder")
     scale: Annotated[float, Field(ge=0, le=5)] = Field(1.0, description="controlnet_conditioning_scale")
     start: Fraction = Field(0.0, description="control_guidance_start")
@@ -417,7 +424,7 @@ class ConsistencySpec(StrictModel):
     previous output warped by exact flow), ``keyframes`` (stylised keyframes projected into
     per-object textures)."""
 
-    mode: Literal["per_frame", "flow_warp", "keyframes"] = "per_frame"
+    mode: ConsistencyMode = "per_frame"
     anchor_attention: bool = Field(False, description="flow_warp: also attend to the first frame")
     keyframe_coverage_threshold: Annotated[float, Field(gt=0, lt=1)] = Field(
         0.1, description="keyframes: add a keyframe when this share of visible surface is untextured"
@@ -431,7 +438,7 @@ class ConsistencySpec(StrictModel):
 
 
 class StyleSpec(StrictModel):
-    stylizer: Literal["diffusion", "npr"] = "npr"
+    stylizer: Stylizer = "npr"
     prompt: str = ""
     negative_prompt: str = ""
     model: Annotated[str, Field(min_length=1)] = "stable-diffusion-v1-5/stable-diffusion-v1-5"

@@ -15,7 +15,8 @@ fi
 # torch first and pinned: on a CPU machine this takes the CPU build.
 "$VENV/bin/python" -m pip install -q "torch==2.13.0"
 # greybox accepts bpy 4.2.x, 4.5.x and 5.0.x; the default environment is 5.0.1 (BPY_VERSION to change it).
-"$VENV/bin/python" -m pip install -q -e ".[test]" "bpy==${BPY_VERSION:-5.0.1}"
+# Everything: the passes stage and NPR (the plain install), the diffusion stylizer and Ray farms (extras), the tests.
+"$VENV/bin/python" -m pip install -q -e ".[diffusion,ray,test]" "bpy==${BPY_VERSION:-5.0.1}"
 
 # bpy dlopens X11/GL libraries even headless; install them where missing.
 if ! "$VENV/bin/python" -c "import bpy" >/dev/null 2>&1; then

@@ -1,9 +1,9 @@
-"""The consistency stage: a shot's frames stylised as one sequence, in mode per_frame, flow_warp or keyframes.
+"""The sequence modes of the stylize stage: a shot's frames stylised as one sequence, ``flow_warp`` or ``keyframes``.
 
-Entry point: :func:`stylize_sequence` (the lead's CLI and the farm call it; one task per shot for
-``flow_warp`` and ``keyframes``, since frame t depends on earlier outputs).
+The stage's entry point, :func:`stylize.stylize_stage.stylize_frames`, checks the request and the
+job folder, reads the passes and the scene (:func:`sequence_scene`), then runs :func:`run_sequence`
+(one farm task per shot, since frame t depends on earlier outputs) and writes the frames.
 
-- ``per_frame``: every frame alone; delegated to :func:`stylize.stylize_stage.stylize_frames`.
 - ``flow_warp``: frames in order. The first is generated alone; frame t starts from frame t-1's
   output warped by the exact flow (surfaces) and the rotation-only homography (background).
   Pixels that pass the exact occlusion test keep the warped content; the rest (disoccluded,
@@ -12,7 +12,7 @@ Entry point: :func:`stylize_sequence` (the lead's CLI and the farm call it; one 
   ``style.consistency.anchor_attention`` every frame's self-attention also attends to the first
   frame's (:mod:`stylize.anchor_attention`). A frame with fewer new pixels than
   ``style.consistency.min_generate_share`` of it fills them from the warp itself (no denoising).
-- ``keyframes``: :func:`stylize.keyframe_atlas.run_keyframe_sequence`: keyframes by coverage,
+- ``keyframes``: :func:`stylize.keyframe_sequence.run_keyframe_sequence`: keyframes by coverage,
   projected into per-object atlases; every frame gathered from them; only unseen pixels generated
   (inpainting) and written back.
 
@@ -20,259 +20,102 @@ With the NPR stylizer (no weights) flow_warp and keyframes run the same warping 
 logic with NPR frames as the generated content (0 denoising steps): a sanity check, since its
 light is fixed in the world, E_warp should be near 0 in every mode.
 
-Cost: ``denoising_steps`` = UNet evaluations x batch elements over the job (a classifier-free
-guidance pair counts 2); ``per_frame``'s is computed from its scheduler's timesteps.
+Cost: ``denoising_steps`` = UNet evaluations x batch elements over the run (a classifier-free
+guidance pair counts 2), counted by the masked loop.
 
-Outputs: ``out_dir/frames/NNNN.png`` (atomic). Reads ``job_dir/passes/NNNN.exr``,
-``job_dir/control/<kind>/NNNN.png`` and the scene the scene stage recorded (``scene=``, else
-``job_dir/scene/scene.npz``); it never rebuilds the scene.
+Reads the scene the scene stage recorded (``scene=``, else ``job_dir/scene/scene.npz``); it never
+rebuilds the scene.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from greybox.atomic_files import write_png_atomic
 from greybox.errors import InputError
 from scenes.scene_data import read_scene
 
-MODES = ("per_frame", "flow_warp", "keyframes")
-STYLIZERS = ("diffusion", "npr")
-
 
 @dataclass
-class ConsistencyResult:
-    """What a consistency run did. ``denoising_steps``: UNet evaluations x batch elements (a CFG pair
-    counts 2). ``generated_frames``: frames that ran the generator (all of them in per_frame)."""
+class SequenceOutput:
+    """What a sequence mode made: ``images`` {frame: (H, W, 3) uint8}, the frames that ran the
+    generator, the keyframes (``keyframes`` mode), the UNet evaluations x batch elements (in all and
+    per frame) and the seconds the generator spent on each frame."""
 
-    mode: str
-    stylizer: str
-    frame_hashes: dict[int, str]
+    images: dict[int, np.ndarray]
+    generated_frames: list[int]
+    keyframes: list[int]
     denoising_steps: int
-    keyframes: list[int] = field(default_factory=list)
-    generated_frames: list[int] = field(default_factory=list)
-    seconds: float = 0.0
-    warp_error: object | None = None  # stylize.warp_error.WarpErrorReport when asked for
-    # per frame: denoising steps (as ``denoising_steps``), and seconds (the generator's time on the
-    # frame plus an even share of the rest: reading passes, warping, gathering, projecting)
-    denoising_steps_by_frame: dict[int, int] = field(default_factory=dict)
-    frame_seconds: dict[int, float] = field(default_factory=dict)
-
-    def manifest(self) -> dict:
-        record = {
-            "mode": self.mode,
-            "stylizer": self.stylizer,
-            "denoising_steps": self.denoising_steps,
-            "denoising_steps_per_frame": self.denoising_steps / max(len(self.frame_hashes), 1),
-            "keyframes": list(self.keyframes),
-            "generated_frames": list(self.generated_frames),
-        }
-        if self.warp_error is not None:
-            record["warp_error"] = self.warp_error.summary()
-        return record
+    denoising_steps_by_frame: dict[int, int]
+    generate_seconds: dict[int, float]
 
 
-def unet_evaluations_per_frame(scheduler, num_inference_steps: int, *, strength: float = 1.0, guidance_scale: float = 1.0) -> int:
-    """UNet evaluations one diffusers text-to-image (strength 1) or img2img call runs, x2 under CFG."""
-    scheduler.set_timesteps(num_inference_steps)
-    init = min(int(num_inference_steps * strength), num_inference_steps)
-    t_start = max(num_inference_steps - init, 0)
-    n = len(scheduler.timesteps[t_start * scheduler.order :])
-    return n * (2 if guidance_scale > 1.0 else 1)
-
-
-def stylize_sequence(
-    template,
-    frames: list[int],
-    job_dir: Path,
-    out_dir: Path,
-    *,
-    mode: str | None = None,
-    stylizer: str | None = None,
-    resolved=None,
-    stylizer_instance=None,
-    scene=None,
-    device=None,
-    threads: int = 2,
-    measure_warp_error: bool = False,
-    min_generate_pixels: int | None = None,
-    keyframe_lookahead: int = 24,
-    atlas_max_size: int = 2048,
-) -> ConsistencyResult:
-    """Stylise ``frames`` of ``template`` as one sequence in consistency ``mode`` (default
-    ``style.consistency.mode``) with ``stylizer`` (default ``style.stylizer``); see the module docstring.
-
-    ``resolved`` / ``stylizer_instance``: as for ``stylize_frames`` (resolved and loaded here when
-    not given). ``scene``: the shot's :class:`scenes.scene_data.Scene` (else ``job_dir/scene/scene.npz``).
-    ``measure_warp_error`` adds E_warp of the written frames.
-    Raises ``InputError`` (exit 2) for a bad request or missing inputs, before any work.
-    """
-    started = time.perf_counter()
-    # 1. Check inputs
-    style = template.style
-    mode = mode or style.consistency.mode
-    kind = stylizer or style.stylizer
-    if mode not in MODES:
-        raise InputError(f"consistency mode {mode!r} is not one of {', '.join(MODES)} (--consistency / style.consistency)")
-    if kind not in STYLIZERS:
-        raise InputError(f"stylizer {kind!r} is not one of {', '.join(STYLIZERS)} (--stylizer / style.stylizer)")
-    frames = sorted({int(f) for f in frames})
-    if not frames:
-        raise InputError("no frames to stylise: pass at least one frame")
-    outside = [f for f in frames if f not in template.render.frames]
-    if outside:
-        raise InputError(
-            f"frame(s) {', '.join(map(str, outside[:10]))} are outside render.frame_start..frame_end = "
-            f"{template.render.frame_start}..{template.render.frame_end}"
-        )
-    if mode != "per_frame" and frames != list(range(frames[0], frames[-1] + 1)):
-        raise InputError(
-            f"consistency mode {mode!r} needs consecutive frames (each depends on the one before); got {frames[:10]}..."
-        )
-    job_dir, out_dir = Path(job_dir), Path(out_dir)
-    if not job_dir.is_dir():
-        raise InputError(f"job folder {job_dir} does not exist; render the passes first (greybox passes)")
-    if kind == "diffusion" and resolved is None and stylizer_instance is None:
-        from stylize.model_resolution import resolve_models
-
-        resolved = resolve_models(style)
-    if stylizer_instance is not None:
-        resolved = stylizer_instance.resolved
-    if kind == "diffusion" and mode != "per_frame" and (resolved.union or resolved.family != "sd15"):
-        raise InputError(
-            f"consistency mode {mode!r} with the diffusion stylizer supports SD1.x base models with ControlNetModel "
-            f"ControlNets; this style resolves to family {resolved.family!r}{' (union ControlNet)' if resolved.union else ''}. "
-            "Use style.consistency = \"per_frame\" or an SD1.5 base model"
-        )
-
-    # 2. per_frame: the stylize stage does it
-    if mode == "per_frame":
-        return _per_frame(template, frames, job_dir, out_dir, kind, resolved, stylizer_instance, device, threads,
-                          measure_warp_error, started)
-
-    # 3. Passes, scene, and the generator for this stylizer
-    passes = _read_passes(job_dir, frames)
-    if min_generate_pixels is None:  # style.consistency.min_generate_share of the frame
-        min_generate_pixels = int(style.consistency.min_generate_share * passes[0].width * passes[0].height)
+def sequence_scene(job_dir: Path, shot_passes, scene=None):
+    """The shot's scene for the sequence modes (``scene``, else the one the scene stage recorded,
+    ``job_dir/scene/scene.npz``), checked against the size of the passes."""
     scene = scene if scene is not None else read_scene(job_dir)
-    if (scene.width, scene.height) != (passes[0].width, passes[0].height):
+    if (scene.width, scene.height) != (shot_passes[0].width, shot_passes[0].height):
         raise InputError(
-            f"the scene is {scene.width}x{scene.height} but the passes in {job_dir} are {passes[0].width}x{passes[0].height}; "
-            "re-render the passes"
+            f"the scene is {scene.width}x{scene.height} but the passes in {job_dir} are "
+            f"{shot_passes[0].width}x{shot_passes[0].height}; re-render the passes"
         )
-    if kind == "diffusion" and stylizer_instance is None:
-        from stylize.diffusion_stylizer import DiffusionStylizer
+    return scene
 
-        stylizer_instance = DiffusionStylizer(resolved, style, device=device, threads=threads)
-    engine = _Generator(template, job_dir, scene, passes, kind, stylizer_instance)
 
-    # 4. Run the mode
+def run_sequence(mode: str, template, job_dir: Path, shot_passes, scene, kind: str, stylizer_instance, *,
+                 min_generate_pixels: int | None = None, keyframe_lookahead: int = 24,
+                 atlas_max_size: int = 2048) -> SequenceOutput:
+    """Run ``flow_warp`` or ``keyframes`` over the shot's passes (consecutive frames, checked by the
+    stage) with stylizer ``kind`` (``stylizer_instance``: the loaded ``DiffusionStylizer``, or None for NPR)."""
+    style = template.style
+    if min_generate_pixels is None:  # style.consistency.min_generate_share of the frame
+        min_generate_pixels = int(style.consistency.min_generate_share * shot_passes[0].width * shot_passes[0].height)
+    stylizer = _FrameStylizer(template, job_dir, scene, shot_passes, kind, stylizer_instance)
     if mode == "flow_warp":
-        images, generated = _flow_warp(engine, passes, scene, min_generate_pixels)
+        images, generated = _flow_warp(stylizer, shot_passes, scene, min_generate_pixels)
         keyframes: list[int] = []
-    else:
-        from stylize.keyframe_atlas import AtlasSet, run_keyframe_sequence
+    elif mode == "keyframes":
+        from stylize.keyframe_sequence import run_keyframe_sequence
+        from stylize.texture_atlas import AtlasSet
 
-        atlases = AtlasSet.for_shot(scene, passes, max_size=atlas_max_size)
+        atlases = AtlasSet.for_shot(scene, shot_passes, max_size=atlas_max_size)
         result = run_keyframe_sequence(
-            atlases, passes, engine.generate, threshold=style.consistency.keyframe_coverage_threshold,
+            atlases, shot_passes, stylizer.generate, threshold=style.consistency.keyframe_coverage_threshold,
             max_keyframes=style.consistency.max_keyframes, min_generate_pixels=min_generate_pixels,
             lookahead=keyframe_lookahead,
         )
         images, generated, keyframes = result.frames, result.generated_frames, result.keyframes
-
-    # 5. Write the frames
-    hashes = _write_frames(out_dir, images)
-    seconds = time.perf_counter() - started
-    rest = max(seconds - sum(engine.generate_seconds.values()), 0.0) / len(frames)
-    frame_seconds = {f: engine.generate_seconds.get(f, 0.0) + rest for f in frames}
-    steps_by_frame = {f: int(engine.counter.per_frame.get(f, 0)) for f in frames}
-    report = None
-    if measure_warp_error and len(frames) > 1:
-        from stylize.warp_error import warp_error
-
-        report = warp_error([images[f] for f in frames], passes)
-    return ConsistencyResult(mode=mode, stylizer=kind, frame_hashes=hashes, denoising_steps=engine.counter.unet_evaluations,
-                             keyframes=keyframes, generated_frames=generated, seconds=seconds,
-                             warp_error=report, denoising_steps_by_frame=steps_by_frame, frame_seconds=frame_seconds)
+    else:
+        raise ValueError(f"{mode!r} is not a sequence mode (flow_warp, keyframes)")
+    steps_by_frame = {p.frame: int(stylizer.counter.per_frame.get(p.frame, 0)) for p in shot_passes}
+    return SequenceOutput(images=images, generated_frames=generated, keyframes=keyframes,
+                          denoising_steps=stylizer.counter.unet_evaluations, denoising_steps_by_frame=steps_by_frame,
+                          generate_seconds=dict(stylizer.generate_seconds))
 
 
 # ---------------------------------------------------------------------------------------------
 
 
-def _per_frame(template, frames, job_dir, out_dir, kind, resolved, instance, device, threads, measure, started):
-    from stylize.stylize_stage import stylize_frames
+class _FrameStylizer:
+    """Stylises a frame, or its masked part keeping the rest: diffusion through the masked loop, or NPR."""
 
-    style = template.style
-    if style.consistency.mode != "per_frame":
-        template = template.model_copy(update={"style": style.model_copy(update={"consistency": style.consistency.model_copy(update={"mode": "per_frame"})})})
-    if kind == "diffusion" and instance is None:
-        from stylize.diffusion_stylizer import DiffusionStylizer
-
-        instance = DiffusionStylizer(resolved, style, device=device, threads=threads)
-    hashes = stylize_frames(template, frames, job_dir, out_dir, stylizer=kind, resolved=resolved,
-                            stylizer_instance=instance, device=device, threads=threads)
-    per_frame_steps = 0
-    if kind == "diffusion":
-        scheduler = instance.pipeline.scheduler
-        strength = style.strength if style.init_image == "npr_draft" else 1.0
-        per_frame_steps = unet_evaluations_per_frame(scheduler, style.num_inference_steps, strength=strength,
-                                                     guidance_scale=style.guidance_scale)
-    steps = len(frames) * per_frame_steps
-    seconds = time.perf_counter() - started
-    report = None
-    if measure and len(frames) > 1:
-        from PIL import Image
-
-        from stylize.warp_error import warp_error
-
-        images = [np.asarray(Image.open(Path(out_dir) / "frames" / f"{f:04d}.png").convert("RGB")) for f in frames]
-        report = warp_error(images, _read_passes(Path(job_dir), frames))
-    return ConsistencyResult(mode="per_frame", stylizer=kind, frame_hashes=hashes, denoising_steps=steps,
-                             generated_frames=list(frames), seconds=seconds, warp_error=report,
-                             denoising_steps_by_frame={f: per_frame_steps for f in frames},
-                             frame_seconds={f: seconds / len(frames) for f in frames})
-
-
-def _read_passes(job_dir: Path, frames: list[int]):
-    from passes.pass_exr import read_passes_exr
-
-    missing = [job_dir / "passes" / f"{f:04d}.exr" for f in frames if not (job_dir / "passes" / f"{f:04d}.exr").is_file()]
-    if missing:
-        shown = ", ".join(str(p) for p in missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
-        raise InputError(f"missing passes {shown}; render the passes first (greybox passes) for these frames")
-    return [read_passes_exr(job_dir / "passes" / f"{f:04d}.exr") for f in frames]
-
-
-def _write_frames(out_dir: Path, images: dict[int, np.ndarray]) -> dict[int, str]:
-    hashes = {}
-    for f in sorted(images):
-        hashes[f] = write_png_atomic(Path(out_dir) / "frames" / f"{f:04d}.png", np.ascontiguousarray(images[f]))
-    return hashes
-
-
-class _Generator:
-    """Generates a frame (or its masked part): diffusion through the masked loop, or NPR."""
-
-    def __init__(self, template, job_dir: Path, scene, passes, kind: str, instance):
+    def __init__(self, template, job_dir: Path, scene, shot_passes, kind: str, instance):
         from stylize.masked_denoising import DenoisingCounter
 
         self.template = template
         self.style = template.style
         self.job_dir = job_dir
         self.scene = scene
-        self.by_frame = {p.frame: p for p in passes}
+        self.by_frame = {p.frame: p for p in shot_passes}
         self.kind = kind
         self.instance = instance
         self.counter = DenoisingCounter()
         self.generate_seconds: dict[int, float] = {}  # time in generate() per frame
         self.anchor = None
         self._embeds = None
-        self._controls = None
         if kind == "diffusion":
             controlnet = instance.pipeline.controlnet
             self._nets = list(getattr(controlnet, "nets", [controlnet]))
@@ -285,9 +128,7 @@ class _Generator:
 
         lines = None
         if "lines" in self.template.passes.control:
-            path = control_image_path(self.job_dir, "lines", frame)
-            if path.is_file():
-                lines = load_control_image(path)
+            lines = load_control_image(control_image_path(self.job_dir, "lines", frame))
         rotation = self.scene.camera.rotations[self.scene.camera.index(frame)]
         return stylize_npr(self.by_frame[frame], rotation, lines, self.style)
 
@@ -315,7 +156,7 @@ class _Generator:
         )
 
     def generate(self, frame: int, init: np.ndarray | None, generate_mask: np.ndarray | None) -> np.ndarray:
-        """The generator callback: the whole frame (``init`` None) or the masked part, keeping ``init`` elsewhere."""
+        """The generate callback: the whole frame (``init`` None) or the masked part, keeping ``init`` elsewhere."""
         began = time.perf_counter()
         try:
             if self.kind == "npr":
@@ -327,29 +168,29 @@ class _Generator:
             self.generate_seconds[frame] = self.generate_seconds.get(frame, 0.0) + time.perf_counter() - began
 
 
-def _flow_warp(engine: _Generator, passes, scene, min_generate_pixels: int):
+def _flow_warp(stylizer: _FrameStylizer, shot_passes, scene, min_generate_pixels: int):
     from stylize.anchor_attention import AnchorState, install_anchor_attention, restore_processors
     from stylize.flow_warp import warp_with_background
-    from stylize.keyframe_atlas import push_pull_fill, to_uint8
+    from stylize.image_operations import push_pull_fill, to_uint8
 
     images: dict[int, np.ndarray] = {}
     generated: list[int] = []
-    use_anchor = engine.kind == "diffusion" and engine.style.consistency.anchor_attention
+    use_anchor = stylizer.kind == "diffusion" and stylizer.style.consistency.anchor_attention
     previous_processors = None
     if use_anchor:
-        engine.anchor = AnchorState()
-        previous_processors = install_anchor_attention(engine.instance.pipeline.unet, engine.anchor)
+        stylizer.anchor = AnchorState()
+        previous_processors = install_anchor_attention(stylizer.instance.pipeline.unet, stylizer.anchor)
     try:
-        for i, p in enumerate(passes):
+        for i, p in enumerate(shot_passes):
             if i == 0:
-                if engine.anchor is not None:
-                    engine.anchor.mode = "record"
-                images[p.frame] = to_uint8(np.asarray(engine.generate(p.frame, None, None)))
+                if stylizer.anchor is not None:
+                    stylizer.anchor.mode = "record"
+                images[p.frame] = to_uint8(np.asarray(stylizer.generate(p.frame, None, None)))
                 generated.append(p.frame)
-                if engine.anchor is not None:
-                    engine.anchor.mode = "use"
+                if stylizer.anchor is not None:
+                    stylizer.anchor.mode = "use"
                 continue
-            prev = passes[i - 1]
+            prev = shot_passes[i - 1]
             warped, valid = warp_with_background(images[prev.frame].astype(np.float64) / 255.0, prev, p, scene.camera)
             new = ~valid
             if new.sum() <= min_generate_pixels:
@@ -357,11 +198,11 @@ def _flow_warp(engine: _Generator, passes, scene, min_generate_pixels: int):
                 filled = push_pull_fill(warped, valid) if valid.any() else warped
                 images[p.frame] = to_uint8(np.where(valid[..., None], warped, filled))
                 continue
-            result = to_uint8(np.asarray(engine.generate(p.frame, warped, new)))
+            result = to_uint8(np.asarray(stylizer.generate(p.frame, warped, new)))
             images[p.frame] = np.where(new[..., None], result, to_uint8(warped))
             generated.append(p.frame)
     finally:
         if previous_processors is not None:
-            restore_processors(engine.instance.pipeline.unet, previous_processors)
-            engine.anchor = None
+            restore_processors(stylizer.instance.pipeline.unet, previous_processors)
+            stylizer.anchor = None
     return images, generated

@@ -2,8 +2,7 @@
 
 Control images reach the pipeline at exactly the output height and width: diffusers resizes a
 control image of another size with Lanczos, which invents colours in a segmentation map. So a
-control image of the wrong size is an error here, never silently resized. (Where a resize is
-unavoidable, ``resize_segmentation_nearest`` is the only resampling a segmentation map may get.)
+control image of the wrong size is an error here, never silently resized.
 """
 
 from __future__ import annotations
@@ -13,17 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from greybox.errors import InputError
-
-CONTROL_KINDS = ("depth", "normal", "seg", "lines")
-
-
-def frame_file_name(frame: int, suffix: str) -> str:
-    """``NNNN.<suffix>``: the frame number zero-padded to at least four digits."""
-    return f"{frame:04d}.{suffix}"
+from greybox.frame_files import control_png_path
+from scenes.template_schema import CONTROL_PASSES
 
 
 def control_image_path(job_dir: Path, kind: str, frame: int) -> Path:
-    return Path(job_dir) / "control" / kind / frame_file_name(frame, "png")
+    """``job_dir/control/<kind>/NNNN.png``."""
+    return Path(job_dir) / control_png_path(kind, frame)
 
 
 def load_control_image(path: Path) -> np.ndarray:
@@ -50,9 +45,9 @@ def load_control_images(
     """
     # 1. Check inputs.
     kinds = list(kinds)
-    unknown = [k for k in kinds if k not in CONTROL_KINDS]
+    unknown = [k for k in kinds if k not in CONTROL_PASSES]
     if unknown:
-        raise InputError(f"unknown control kind(s) {', '.join(map(repr, unknown))}; use {', '.join(CONTROL_KINDS)}")
+        raise InputError(f"unknown control kind(s) {', '.join(map(repr, unknown))}; use {', '.join(CONTROL_PASSES)}")
     # 2. Read every image.
     images = {}
     for kind in kinds:
@@ -85,10 +80,3 @@ def check_control_sizes(images: dict[str, np.ndarray], size: tuple[int, int], *,
                 "control images must be exactly the output size (diffusers would resample them with Lanczos, "
                 "inventing segmentation colours): re-render the passes at render.resolution"
             )
-
-
-def resize_segmentation_nearest(seg: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Nearest-neighbour resize of a segmentation map (pixel centres sampled; no new colours)."""
-    rows = ((np.arange(height) + 0.5) * seg.shape[0] / height).astype(np.int64).clip(0, seg.shape[0] - 1)
-    cols = ((np.arange(width) + 0.5) * seg.shape[1] / width).astype(np.int64).clip(0, seg.shape[1] - 1)
-    return seg[rows][:, cols]

@@ -179,19 +179,19 @@ class DiffusionStylizer:
             )
         if n == 0:
             return []
-        passes = self.resolved.pass_names
+        pass_names = self.resolved.pass_names
         first = controls[0]
-        missing = [p for p in passes if p not in first]
+        missing = [p for p in pass_names if p not in first]
         if missing:
-            raise InputError(f"frame {frames[0]}: no control image for pass(es) {', '.join(missing)} (ControlNets: {', '.join(passes)})")
-        height, width = first[passes[0]].shape[:2]
+            raise InputError(f"frame {frames[0]}: no control image for pass(es) {', '.join(missing)} (ControlNets: {', '.join(pass_names)})")
+        height, width = first[pass_names[0]].shape[:2]
         if height % 8 or width % 8:
             raise InputError(f"output size {width}x{height} must be a multiple of 8 in both sides (render.resolution)")
         for frame, control in zip(frames, controls):
-            absent = [p for p in passes if p not in control]
+            absent = [p for p in pass_names if p not in control]
             if absent:
                 raise InputError(f"frame {frame}: no control image for pass(es) {', '.join(absent)}")
-            check_control_sizes({p: control[p] for p in passes}, (width, height), frame=frame)
+            check_control_sizes({p: control[p] for p in pass_names}, (width, height), frame=frame)
         if init_images is not None:
             check_control_sizes({f"init image of frame {f}": im for f, im in zip(frames, init_images)}, (width, height))
 
@@ -233,8 +233,8 @@ class DiffusionStylizer:
             generator=generators,
             output_type="np",
         )
-        passes = self.resolved.pass_names
-        control_tensors = [self._control_tensor([c[p] for c in controls]) for p in passes]
+        pass_names = self.resolved.pass_names
+        control_tensors = [self._control_tensor([c[p] for c in controls]) for p in pass_names]
         nets = self.resolved.controlnets
         if self.resolved.union:
             start, end = self.resolved.union_window

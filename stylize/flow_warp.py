@@ -13,7 +13,8 @@ same instance id as p, and its UV agrees with p's. "Agrees" is measured in pixel
 inverse of the local UV Jacobian (of p's frame or of the source's, whichever is finer), because
 the nearest source sample can sit up to sqrt(0.5) px from the exact source point while the next
 pixel's point is 1 px away: the UV difference must map to at most ``uv_tolerance_px`` (0.75) px.
-This module imports numpy only.
+Sampling comes from :mod:`stylize.image_operations`, the background's rays from the camera track
+(:meth:`scenes.scene_data.CameraTrack.pixel_rays`). This module imports numpy only.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from passes.frame_passes import FramePasses
+from stylize.image_operations import on_screen, sample_bilinear, sample_nearest
 
 # Default tolerance on the UV test, in pixels of the local UV footprint: the nearest sample is at
 # most sqrt(0.5) ~ 0.71 px from the exact source point, while the next pixel is 1 px away.
@@ -36,61 +38,22 @@ def source_coordinates(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return cols + 0.5 + flow[..., 0].astype(np.float64), rows + 0.5 + flow[..., 1].astype(np.float64)
 
 
-def on_screen(x: np.ndarray, y: np.ndarray, width: int, height: int) -> np.ndarray:
-    """True where a continuous position lies inside the image (``0 <= x < width``, ``0 <= y < height``)."""
-    finite = np.isfinite(x) & np.isfinite(y)
-    with np.errstate(invalid="ignore"):
-        return finite & (x >= 0) & (x < width) & (y >= 0) & (y < height)
-
-
-def sample_nearest(array: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Value of the pixel that contains (x, y) (clamped to the border; combine with :func:`on_screen`)."""
-    h, w = array.shape[:2]
-    xs = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-    ys = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
-    cols = np.clip(np.floor(xs), 0, w - 1).astype(np.intp)
-    rows = np.clip(np.floor(ys), 0, h - 1).astype(np.intp)
-    return array[rows, cols]
-
-
-def sample_bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Bilinear sample of an (H, W) or (H, W, C) image at continuous (x, y), edges clamped; float64 out."""
-    h, w = image.shape[:2]
-    img = image.astype(np.float64, copy=False)
-    xs = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0) - 0.5
-    ys = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0) - 0.5
-    x0 = np.floor(xs)
-    y0 = np.floor(ys)
-    fx = xs - x0
-    fy = ys - y0
-    x0i = np.clip(x0, 0, w - 1).astype(np.intp)
-    x1i = np.clip(x0 + 1, 0, w - 1).astype(np.intp)
-    y0i = np.clip(y0, 0, h - 1).astype(np.intp)
-    y1i = np.clip(y0 + 1, 0, h - 1).astype(np.intp)
-    if img.ndim == 3:
-        fx = fx[..., None]
-        fy = fy[..., None]
-    top = img[y0i, x0i] * (1 - fx) + img[y0i, x1i] * fx
-    bottom = img[y1i, x0i] * (1 - fx) + img[y1i, x1i] * fx
-    return top * (1 - fy) + bottom * fy
-
-
 def warp_backward(image: np.ndarray, flow_backward: np.ndarray) -> np.ndarray:
     """Pull an image of frame t-1 onto frame t with frame t's ``flow_backward`` (bilinear, float64)."""
     x, y = source_coordinates(flow_backward)
     return sample_bilinear(image, x, y)
 
 
-def uv_footprint(passes: FramePasses) -> np.ndarray:
+def uv_footprint(frame_passes: FramePasses) -> np.ndarray:
     """Per pixel, how far UV moves per pixel step on the same surface (H, W), float64.
 
     For each axis the smaller of the two one-sided differences to a neighbour with the same
     instance id and full coverage (robust to UV seams); the larger axis is kept. Pixels with no
     such neighbour get their instance's median footprint.
     """
-    uv = passes.uv[..., :2].astype(np.float64)
-    inst = passes.instance_id
-    covered = (passes.uv[..., 2] >= 1.0) & (inst > 0)
+    uv = frame_passes.uv[..., :2].astype(np.float64)
+    inst = frame_passes.instance_id
+    covered = (frame_passes.uv[..., 2] >= 1.0) & (inst > 0)
     h, w = inst.shape
     per_axis = []
     for axis in (0, 1):
@@ -122,16 +85,16 @@ def uv_footprint(passes: FramePasses) -> np.ndarray:
     return footprint
 
 
-def uv_to_pixel_jacobian(passes: FramePasses) -> np.ndarray:
+def uv_to_pixel_jacobian(frame_passes: FramePasses) -> np.ndarray:
     """Per pixel, the 2x2 matrix taking a UV difference to a pixel displacement (H, W, 2, 2), float64.
 
     The inverse of the local UV Jacobian [dUV/dx, dUV/dy], each column the smaller of the two
     one-sided differences to a neighbour of the same instance with full coverage (robust to UV
     seams). Where that is unavailable or degenerate, the isotropic ``I / footprint`` is used.
     """
-    uv = passes.uv[..., :2].astype(np.float64)
-    inst = passes.instance_id
-    covered = (passes.uv[..., 2] >= 1.0) & (inst > 0)
+    uv = frame_passes.uv[..., :2].astype(np.float64)
+    inst = frame_passes.instance_id
+    covered = (frame_passes.uv[..., 2] >= 1.0) & (inst > 0)
     h, w = inst.shape
     columns = []
     for axis in (1, 0):  # x (columns) then y (rows)
@@ -152,7 +115,7 @@ def uv_to_pixel_jacobian(passes: FramePasses) -> np.ndarray:
         columns.append(best)
     jac = np.stack(columns, axis=-1)  # (H, W, 2 uv, 2 xy)
     det = jac[..., 0, 0] * jac[..., 1, 1] - jac[..., 0, 1] * jac[..., 1, 0]
-    footprint = np.nan_to_num(uv_footprint(passes), nan=0.0)
+    footprint = np.nan_to_num(uv_footprint(frame_passes), nan=0.0)
     with np.errstate(invalid="ignore"):
         good = np.isfinite(det) & (np.abs(det) > footprint * footprint * 1e-3)
     inv = np.zeros((h, w, 2, 2))
@@ -201,28 +164,13 @@ def warp_validity(
     return valid & same_point
 
 
-def disocclusion_mask(previous: FramePasses, current: FramePasses, *, uv_tolerance_px: float = UV_TOLERANCE_PX) -> np.ndarray:
-    """True where ``current`` shows something ``previous`` did not: every pixel that fails :func:`warp_validity`
-    (newly revealed surface, pixels entering from off screen, and background, which has no surface)."""
-    return ~warp_validity(previous, current, uv_tolerance_px=uv_tolerance_px)
-
-
 def background_source_coordinates(camera, frame: int, previous_frame: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """Where each pixel's ray direction was in ``previous_frame``, for background at infinity (rotation only):
-    ``x_prev ~ K_prev R_prev^T R_cur K_cur^-1 x``. ``camera`` is a :class:`scenes.scene_data.CameraTrack`."""
-    from scenes.scene_data import BLENDER_TO_OPENCV
-
-    k = camera.intrinsics(frame, width, height)
-    kp = camera.intrinsics(previous_frame, width, height)
-    cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
-    rays = np.stack([(cols - k[0, 2]) / k[0, 0], (rows - k[1, 2]) / k[1, 1], np.ones_like(cols)], axis=-1)
-    cur = camera.rotations[camera.index(frame)] @ BLENDER_TO_OPENCV
-    prev = camera.rotations[camera.index(previous_frame)] @ BLENDER_TO_OPENCV
-    d = rays @ (prev.T @ cur).T
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x = np.where(d[..., 2] > 1e-9, d[..., 0] / d[..., 2] * kp[0, 0] + kp[0, 2], np.nan)
-        y = np.where(d[..., 2] > 1e-9, d[..., 1] / d[..., 2] * kp[1, 1] + kp[1, 2], np.nan)
-    return x, y
+    ``x_prev ~ K_prev R_prev^T R_cur K_cur^-1 x``; NaN where the direction was behind the camera.
+    ``camera`` is a :class:`scenes.scene_data.CameraTrack`."""
+    xy, _ = camera.project_directions(previous_frame, camera.pixel_rays(frame, width, height), width, height,
+                                      min_forward=1e-9)
+    return xy[..., 0], xy[..., 1]
 
 
 def warp_with_background(previous_image: np.ndarray, previous: FramePasses, current: FramePasses, camera=None,

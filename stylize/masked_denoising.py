@@ -22,7 +22,12 @@ pixels are. Noise comes from one CPU ``torch.Generator`` per frame, so results d
 the device's RNG. Cost: :class:`DenoisingCounter` counts UNet evaluations x batch elements (a CFG
 pair counts 2); ControlNet evaluations are not counted separately.
 
-SD1.x/2.x (``StableDiffusionControlNetPipeline`` components) only; torch imported inside functions.
+SD1.x only: the components of a ``StableDiffusionControlNetPipeline`` (``unet``, ``vae``,
+``scheduler``, the text encoder through ``encode_prompt``) with ``ControlNetModel`` ControlNets. SDXL
+(its added text and time embeddings) and the union ControlNet are not handled: the stylize stage
+refuses ``flow_warp`` and ``keyframes`` for them, and runs ``per_frame`` through the diffusers
+pipelines, which serve every family. Without known content this loop is the text-to-image pipeline
+(``tests/test_consistency_denoising.py`` checks they agree to 1 LSB). torch is imported inside functions.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from greybox.pixel_masks import dilate
 
 LATENT_SCALE = 8
 
@@ -65,28 +72,19 @@ def latent_known_mask(pixel_known: np.ndarray, factor: int = LATENT_SCALE) -> np
     return pixel_known.reshape(h // factor, factor, w // factor, factor).all(axis=(1, 3))
 
 
-def dilate_to_latent_grid(mask: np.ndarray, factor: int = LATENT_SCALE) -> np.ndarray:
-    """Grow a generate-mask to whole 8x8 latent cells (thin regions would vanish on the latent grid)."""
-    h, w = mask.shape
-    cells = mask.reshape(h // factor, factor, w // factor, factor).any(axis=(1, 3))
-    return np.repeat(np.repeat(cells, factor, axis=0), factor, axis=1)
-
-
 def inward_feather(generate: np.ndarray, width: int) -> np.ndarray:
     """Alpha (H, W) float: 0 outside ``generate``, rising to 1 over ``width`` px inside it (city-block
     distance to the outside), so pixels outside the mask are never touched."""
     alpha = generate.astype(np.float64)
     if width <= 0:
         return alpha
+    # city-block distance to the outside, up to ``width``: the step at which 4-connected growth of the outside arrives
     dist = np.where(generate, np.inf, 0.0)
-    h, w = generate.shape
-    for _ in range(width):
-        d = dist.copy()
-        d[1:, :] = np.minimum(d[1:, :], dist[:-1, :] + 1)
-        d[:-1, :] = np.minimum(d[:-1, :], dist[1:, :] + 1)
-        d[:, 1:] = np.minimum(d[:, 1:], dist[:, :-1] + 1)
-        d[:, :-1] = np.minimum(d[:, :-1], dist[:, 1:] + 1)
-        dist = d
+    reached = ~generate
+    for step in range(1, width + 1):
+        grown = dilate(reached, 1, connectivity=4)
+        dist[grown & ~reached] = step
+        reached = grown
     return np.where(generate, np.minimum(dist / (width + 1), 1.0), 0.0)
 
 

@@ -29,8 +29,8 @@ from typing import Literal
 
 from greybox.atomic_files import sha256_file
 from greybox.errors import InputError, WeightsUnavailableError
+from scenes.template_schema import CONTROL_PASSES
 
-CONTROL_PASS_NAMES = ("depth", "normal", "seg", "lines")
 DEFAULT_CONTROLNET_SCALE = 1.0
 DEFAULT_CONTROLNET_WINDOW = (0.0, 1.0)
 
@@ -143,6 +143,22 @@ class ResolvedModels:
 # --------------------------------------------------------------------------------------------
 
 
+DIFFUSION_LIBRARIES = ("torch", "diffusers", "transformers", "safetensors", "accelerate", "huggingface_hub")
+
+
+def check_diffusion_installed() -> None:
+    """Raise ``InputError`` (exit 2) naming the fix when the libraries of the diffusion stylizer are not
+    installed (a farm node set up for the passes and the NPR stylizer only: ``pip install greybox``)."""
+    import importlib.util
+
+    missing = [name for name in DIFFUSION_LIBRARIES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise InputError(
+            f"style.stylizer = 'diffusion' needs {', '.join(missing)}, which this Python does not have; "
+            "install the diffusion extra (pip install 'greybox[diffusion]') or use --stylizer npr"
+        )
+
+
 def resolve_models(
     style,
     *,
@@ -157,7 +173,8 @@ def resolve_models(
     (1.0, 0..1). Raises ``InputError`` for a bad pass name or an empty ControlNet list, and
     ``WeightsUnavailableError`` when any model's weights cannot be had.
     """
-    # 1. Check inputs: which ControlNets, with which scale and window.
+    # 1. Check inputs: the libraries, then which ControlNets, with which scale and window.
+    check_diffusion_installed()
     specs = _controlnet_specs(style, controlnet_overrides)
     if not specs:
         raise InputError(
@@ -191,9 +208,9 @@ def _controlnet_specs(style, overrides: dict[str, str] | None) -> list[tuple[str
         return [(c.pass_name, c.model, float(c.scale), float(c.start), float(c.end)) for c in style.controlnets]
     specs = []
     for pass_name, model_id in overrides.items():
-        if pass_name not in CONTROL_PASS_NAMES:
+        if pass_name not in CONTROL_PASSES:
             raise InputError(
-                f"--controlnet {pass_name}={model_id}: unknown pass {pass_name!r}; use one of {', '.join(CONTROL_PASS_NAMES)}"
+                f"--controlnet {pass_name}={model_id}: unknown pass {pass_name!r}; use one of {', '.join(CONTROL_PASSES)}"
             )
         if not model_id:
             raise InputError(f"--controlnet {pass_name}=: give a hub id or a local folder after '='")

@@ -1,40 +1,85 @@
 """The stylize stage: a job folder's passes and control images in, ``OUT/frames/NNNN.png`` out.
 
+Entry point: :func:`stylize_frames` (the farm's stylize task and the benchmarks call it). It runs
+one consistency mode (``style.consistency.mode`` unless ``mode`` says otherwise):
+
+- ``per_frame``: every frame alone, in batches with fixed boundaries (here). Diffusion runs the
+  diffusers pipelines (:mod:`stylize.diffusion_stylizer`, SD1.5 and SDXL families), optionally
+  img2img from the NPR draft (``style.init_image = 'npr_draft'``); or the NPR stylizer.
+- ``flow_warp`` and ``keyframes``: the frames as one sequence, each building on earlier outputs
+  (:mod:`stylize.consistency_modes`); diffusion there runs SD1.x models only.
+
 Reads (``JOB`` is the folder ``greybox passes`` wrote):
 - ``JOB/control/<kind>/NNNN.png``: control images, exactly at ``render.resolution``;
-- ``JOB/passes/NNNN.exr``: the metric passes (NPR, and the NPR draft used as an init image);
-- ``JOB/cameras.json``: per frame, ``blender_matrix_world`` (NPR's camera rotation).
+- ``JOB/passes/NNNN.exr``: the metric passes (NPR, the NPR draft, the sequence modes, E_warp);
+- ``JOB/cameras.json``: per frame, ``blender_matrix_world`` (per_frame NPR's camera rotation);
+- ``JOB/scene/scene.npz``: the scene the scene stage recorded, for the sequence modes (unless ``scene=``
+  gives it); it is never rebuilt here.
 
-Writes ``OUT/frames/NNNN.png`` atomically and returns ``{frame: sha256}``. Only the ``per_frame``
-consistency mode is run here; ``flow_warp`` and ``keyframes`` belong to the consistency stage.
-Imports numpy at module level only; torch and diffusers load when the diffusion stylizer does.
+Writes ``OUT/frames/NNNN.png`` atomically and returns a :class:`StylizeResult`. Every input is
+checked before the first frame is written. Imports numpy at module level only; torch and diffusers
+load when the diffusion stylizer does.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from greybox.atomic_files import write_png_atomic
 from greybox.errors import InputError
-
-from stylize.control_inputs import control_image_path, frame_file_name, load_control_image, load_control_images
+from greybox.frame_files import frame_png_path, pass_exr_path
+from greybox.frame_ranges import chunk_frames
+from scenes.template_schema import CONSISTENCY_MODES, STYLIZERS
+from stylize.control_inputs import control_image_path, load_control_image, load_control_images
 from stylize.frame_seeds import frame_seed
 from stylize.npr_stylizer import camera_rotation_from_matrix_world, stylize_npr
 
-STYLIZERS = ("diffusion", "npr")
+
+@dataclass
+class StylizeResult:
+    """What a stylize run did. ``frame_hashes``: {frame: sha256 of its PNG}. ``denoising_steps``:
+    UNet evaluations x batch elements (a CFG pair counts 2). ``generated_frames``: frames that ran
+    the generator (all of them in per_frame)."""
+
+    mode: str
+    stylizer: str
+    frame_hashes: dict[int, str]
+    denoising_steps: int
+    keyframes: list[int] = field(default_factory=list)
+    generated_frames: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+    warp_error: object | None = None  # stylize.warp_error.WarpErrorReport when asked for
+    # per frame: denoising steps (as ``denoising_steps``), and seconds (the generator's time on the
+    # frame plus an even share of the rest: reading passes, warping, gathering, projecting)
+    denoising_steps_by_frame: dict[int, int] = field(default_factory=dict)
+    frame_seconds: dict[int, float] = field(default_factory=dict)
+
+    def manifest(self) -> dict:
+        record = {
+            "mode": self.mode,
+            "stylizer": self.stylizer,
+            "denoising_steps": self.denoising_steps,
+            "denoising_steps_per_frame": self.denoising_steps / max(len(self.frame_hashes), 1),
+            "keyframes": list(self.keyframes),
+            "generated_frames": list(self.generated_frames),
+        }
+        if self.warp_error is not None:
+            record["warp_error"] = self.warp_error.summary()
+        return record
 
 
-def batch_groups(frames: list[int], frame_start: int, batch_size: int) -> list[list[int]]:
-    """Split sorted ``frames`` into batches with FIXED boundaries: frame f belongs to batch
-    ``(f - frame_start) // batch_size`` whatever other frames are asked for, so a farm that
-    splits a shot along these boundaries batches every frame with the same neighbours."""
-    groups: dict[int, list[int]] = {}
-    for f in frames:
-        groups.setdefault((f - frame_start) // batch_size, []).append(f)
-    return [groups[k] for k in sorted(groups)]
+def unet_evaluations_per_frame(scheduler, num_inference_steps: int, *, strength: float = 1.0, guidance_scale: float = 1.0) -> int:
+    """UNet evaluations one diffusers text-to-image (strength 1) or img2img call runs, x2 under CFG."""
+    scheduler.set_timesteps(num_inference_steps)
+    init = min(int(num_inference_steps * strength), num_inference_steps)
+    t_start = max(num_inference_steps - init, 0)
+    n = len(scheduler.timesteps[t_start * scheduler.order :])
+    return n * (2 if guidance_scale > 1.0 else 1)
 
 
 def stylize_frames(
@@ -43,69 +88,93 @@ def stylize_frames(
     job_dir: Path,
     out_dir: Path,
     *,
+    mode: str | None = None,
     stylizer: str | None = None,
     resolved=None,
     stylizer_instance=None,
+    scene=None,
     device=None,
     threads: int = 2,
-) -> dict[int, str]:
+    measure_warp_error: bool = False,
+    min_generate_pixels: int | None = None,
+    keyframe_lookahead: int = 24,
+    atlas_max_size: int = 2048,
+) -> StylizeResult:
     """Stylise ``frames`` of ``template`` from ``job_dir`` into ``out_dir/frames/NNNN.png``.
 
-    ``stylizer`` (``diffusion`` or ``npr``) defaults to ``template.style.stylizer``. For diffusion,
-    ``resolved`` (from ``resolve_models``) is resolved here when not given, and
-    ``stylizer_instance`` (a loaded ``DiffusionStylizer``) is built here when not given, on
-    ``device`` with ``threads`` CPU threads. ``style.init_image = 'npr_draft'`` runs img2img from
-    the NPR render of the same frame with ``style.strength``. Returns ``{frame: sha256 of the PNG}``.
-    Raises ``InputError`` (exit 2) for a bad request or missing inputs, before any work.
+    ``mode`` (``per_frame``, ``flow_warp`` or ``keyframes``) defaults to ``style.consistency.mode``,
+    ``stylizer`` (``diffusion`` or ``npr``) to ``style.stylizer``. For diffusion, ``resolved`` (from
+    ``resolve_models``) is resolved here when not given, and ``stylizer_instance`` (a loaded
+    ``DiffusionStylizer``) is built here when not given, on ``device`` with ``threads`` CPU threads.
+    ``scene``: the shot's :class:`scenes.scene_data.Scene` for the sequence modes (else ``JOB/scene/scene.npz``).
+    ``measure_warp_error`` adds E_warp of the written frames. ``min_generate_pixels`` (default
+    ``style.consistency.min_generate_share`` of the frame), ``keyframe_lookahead`` and
+    ``atlas_max_size`` tune the sequence modes. Raises ``InputError`` (exit 2) for a bad request or
+    missing inputs, before any work.
     """
-    # 1. Check inputs.
+    started = time.perf_counter()
+    # 1. Check inputs: the request, then the job folder's files
     style = template.style
+    render = template.render
+    mode = mode or style.consistency.mode
     kind = stylizer or style.stylizer
+    if mode not in CONSISTENCY_MODES:
+        raise InputError(f"consistency mode {mode!r} is not one of {', '.join(CONSISTENCY_MODES)} (--consistency / style.consistency)")
     if kind not in STYLIZERS:
         raise InputError(f"stylizer {kind!r} is not one of {', '.join(STYLIZERS)} (--stylizer / style.stylizer)")
     frames = sorted({int(f) for f in frames})
-    render = template.render
-    outside = [f for f in frames if f not in render.frames]
     if not frames:
         raise InputError("no frames to stylise: pass at least one frame")
+    outside = [f for f in frames if f not in render.frames]
     if outside:
         raise InputError(
-            f"frame(s) {', '.join(map(str, outside))} are outside the template's range "
+            f"frame(s) {', '.join(map(str, outside[:10]))} are outside the template's range "
             f"render.frame_start..frame_end = {render.frame_start}..{render.frame_end}"
         )
-    if kind == "diffusion" and style.consistency.mode != "per_frame":
+    sequence = mode != "per_frame"
+    if sequence and frames != list(range(frames[0], frames[-1] + 1)):
         raise InputError(
-            f"style.consistency.mode = {style.consistency.mode!r} is run by the consistency stage "
-            "(stylize.consistency_modes.stylize_sequence), not by stylize_frames, which runs 'per_frame'; "
-            "set style.consistency = \"per_frame\" or call that stage"
+            f"consistency mode {mode!r} needs consecutive frames (each depends on the one before); got {frames[:10]}..."
         )
     job_dir, out_dir = Path(job_dir), Path(out_dir)
     if not job_dir.is_dir():
         raise InputError(f"job folder {job_dir} does not exist; render the passes first (greybox passes)")
-    width, height = render.width, render.height
-    needs_npr = kind == "npr" or style.init_image == "npr_draft"
-    use_lines = "lines" in template.passes.control
-
     if kind == "diffusion" and resolved is None and stylizer_instance is None:
         from stylize.model_resolution import resolve_models
 
         resolved = resolve_models(style)
     if stylizer_instance is not None:
         resolved = stylizer_instance.resolved
+    if kind == "diffusion" and sequence and (resolved.union or resolved.family != "sd15"):
+        raise InputError(
+            f"consistency mode {mode!r} with the diffusion stylizer supports SD1.x base models with ControlNetModel "
+            f"ControlNets; this style resolves to family {resolved.family!r}{' (union ControlNet)' if resolved.union else ''}. "
+            "Use style.consistency = \"per_frame\" or an SD1.5 base model"
+        )
+    needs_npr = kind == "npr" or (not sequence and style.init_image == "npr_draft")
+    use_lines = "lines" in template.passes.control
     control_kinds = (list(resolved.pass_names) if kind == "diffusion" else []) + (["lines"] if needs_npr and use_lines else [])
-    _check_files_exist(job_dir, frames, control_kinds=control_kinds, needs_passes=needs_npr)
-    # Fixed batch boundaries. Where a batch does not round like single frames (CUDA), also compute
-    # the other frames of each touched batch whose inputs are here (their outputs are not
-    # written), so a frame's pixels do not depend on which frames a task was given.
-    compute = frames
-    if kind == "diffusion" and style.batch_size > 1 and not _batch_invariant(stylizer_instance, device):
-        touched = {(f - render.frame_start) // style.batch_size for f in frames}
-        compute = [
-            f for f in render.frames
-            if (f - render.frame_start) // style.batch_size in touched
-            and (f in frames or _inputs_present(job_dir, f, control_kinds, needs_npr))
-        ]
-    cameras = _read_cameras(job_dir, compute) if needs_npr else {}
+    needs_passes = needs_npr or sequence or measure_warp_error
+    _check_files_exist(job_dir, frames, control_kinds=control_kinds, needs_passes=needs_passes,
+                       needs_cameras=needs_npr and not sequence)
+    shot_passes = _read_passes(job_dir, frames) if sequence or measure_warp_error else None
+    if sequence:
+        from stylize.consistency_modes import sequence_scene
+
+        scene = sequence_scene(job_dir, shot_passes, scene)
+    else:
+        # Fixed batch boundaries. Where a batch does not round like single frames (CUDA), also compute
+        # the other frames of each touched batch whose inputs are here (their outputs are not
+        # written), so a frame's pixels do not depend on which frames a task was given.
+        compute = frames
+        if kind == "diffusion" and style.batch_size > 1 and not _batch_invariant(stylizer_instance, device):
+            touched = {(f - render.frame_start) // style.batch_size for f in frames}
+            compute = [
+                f for f in render.frames
+                if (f - render.frame_start) // style.batch_size in touched
+                and (f in frames or _inputs_present(job_dir, f, control_kinds, needs_npr))
+            ]
+        cameras = _read_cameras(job_dir, compute) if needs_npr else {}
 
     # 2. Load the diffusion models (once).
     if kind == "diffusion" and stylizer_instance is None:
@@ -113,10 +182,60 @@ def stylize_frames(
 
         stylizer_instance = DiffusionStylizer(resolved, style, device=device, threads=threads)
 
-    # 3. Stylise batch by batch, writing each frame atomically as soon as it exists.
+    # 3. Stylise in the mode, writing each frame atomically
+    keyframes: list[int] = []
+    if not sequence:
+        hashes = _stylize_per_frame(template, frames, compute, job_dir, out_dir, kind, resolved, stylizer_instance,
+                                    cameras, needs_npr, use_lines)
+        generated = list(frames)
+        per_frame_steps = 0
+        if kind == "diffusion":
+            strength = style.strength if style.init_image == "npr_draft" else 1.0
+            per_frame_steps = unet_evaluations_per_frame(stylizer_instance.pipeline.scheduler, style.num_inference_steps,
+                                                         strength=strength, guidance_scale=style.guidance_scale)
+        steps = len(frames) * per_frame_steps
+        steps_by_frame = {f: per_frame_steps for f in frames}
+        seconds = time.perf_counter() - started
+        frame_seconds = {f: seconds / len(frames) for f in frames}
+        images = None
+    else:
+        from stylize.consistency_modes import run_sequence
+
+        run = run_sequence(mode, template, job_dir, shot_passes, scene, kind, stylizer_instance,
+                           min_generate_pixels=min_generate_pixels, keyframe_lookahead=keyframe_lookahead,
+                           atlas_max_size=atlas_max_size)
+        images, generated, keyframes, steps = run.images, run.generated_frames, run.keyframes, run.denoising_steps
+        hashes = {f: write_png_atomic(out_dir / frame_png_path(f), np.ascontiguousarray(images[f])) for f in sorted(images)}
+        steps_by_frame = run.denoising_steps_by_frame
+        seconds = time.perf_counter() - started
+        rest = max(seconds - sum(run.generate_seconds.values()), 0.0) / len(frames)
+        frame_seconds = {f: run.generate_seconds.get(f, 0.0) + rest for f in frames}
+
+    # 4. E_warp of the written frames, when asked for
+    report = None
+    if measure_warp_error and len(frames) > 1:
+        from stylize.warp_error import warp_error
+
+        if images is None:
+            from PIL import Image
+
+            images = {f: np.asarray(Image.open(out_dir / frame_png_path(f)).convert("RGB")) for f in frames}
+        report = warp_error([images[f] for f in frames], shot_passes)
+    return StylizeResult(mode=mode, stylizer=kind, frame_hashes=hashes, denoising_steps=steps, keyframes=keyframes,
+                         generated_frames=generated, seconds=seconds, warp_error=report,
+                         denoising_steps_by_frame=steps_by_frame, frame_seconds=frame_seconds)
+
+
+def _stylize_per_frame(template, frames, compute, job_dir, out_dir, kind, resolved, instance, cameras, needs_npr,
+                       use_lines) -> dict[int, str]:
+    """Mode per_frame: batch by batch, each frame written atomically as soon as it exists."""
+    style = template.style
+    render = template.render
+    width, height = render.width, render.height
     hashes: dict[int, str] = {}
     wanted = set(frames)
-    for group in batch_groups(compute, render.frame_start, style.batch_size if kind == "diffusion" else 1):
+    # fixed batch boundaries from frame_start, whichever frames were asked for
+    for group in chunk_frames(compute, style.batch_size if kind == "diffusion" else 1, render.frame_start):
         drafts = [_npr_frame(job_dir, f, cameras[f], style, use_lines) for f in group] if needs_npr else None
         if kind == "npr":
             images = drafts
@@ -124,13 +243,13 @@ def stylize_frames(
             controls = [load_control_images(job_dir, f, resolved.pass_names, expected_size=(width, height)) for f in group]
             seeds = [frame_seed(template.style_seed, f, style.seed_mode) for f in group]
             init_images = drafts if style.init_image == "npr_draft" else None
-            images = stylizer_instance.stylize(group, controls, init_images=init_images, seeds=seeds)
+            images = instance.stylize(group, controls, init_images=init_images, seeds=seeds)
         for f, image in zip(group, images):
             if f not in wanted:
                 continue
             if image.shape != (height, width, 3) or image.dtype != np.uint8:
                 raise RuntimeError(f"frame {f}: the stylizer returned {image.dtype} {image.shape}, expected uint8 {(height, width, 3)}")
-            hashes[f] = write_png_atomic(out_dir / "frames" / frame_file_name(f, "png"), image)
+            hashes[f] = write_png_atomic(out_dir / frame_png_path(f), image)
     return hashes
 
 
@@ -142,25 +261,32 @@ def _batch_invariant(stylizer_instance, device) -> bool:
     return choose_device_and_dtype(device)[0].type == "cpu"
 
 
-def _inputs_present(job_dir: Path, frame: int, control_kinds: list[str], needs_passes: bool) -> bool:
+def _inputs_present(job_dir: Path, frame: int, control_kinds: list[str], needs_npr: bool) -> bool:
     try:
-        _check_files_exist(job_dir, [frame], control_kinds=control_kinds, needs_passes=needs_passes)
+        _check_files_exist(job_dir, [frame], control_kinds=control_kinds, needs_passes=needs_npr, needs_cameras=needs_npr)
     except InputError:
         return False
     return True
 
 
-def _check_files_exist(job_dir: Path, frames: list[int], *, control_kinds: list[str], needs_passes: bool) -> None:
+def _check_files_exist(job_dir: Path, frames: list[int], *, control_kinds: list[str], needs_passes: bool,
+                       needs_cameras: bool) -> None:
     missing = []
     for f in frames:
         missing += [control_image_path(job_dir, k, f) for k in control_kinds if not control_image_path(job_dir, k, f).is_file()]
-        if needs_passes and not (job_dir / "passes" / frame_file_name(f, "exr")).is_file():
-            missing.append(job_dir / "passes" / frame_file_name(f, "exr"))
-    if needs_passes and not (job_dir / "cameras.json").is_file():
+        if needs_passes and not (job_dir / pass_exr_path(f)).is_file():
+            missing.append(job_dir / pass_exr_path(f))
+    if needs_cameras and not (job_dir / "cameras.json").is_file():
         missing.append(job_dir / "cameras.json")
     if missing:
         shown = ", ".join(str(p) for p in missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
         raise InputError(f"missing stylize inputs in {job_dir}: {shown}; render the passes first (greybox passes) for these frames")
+
+
+def _read_passes(job_dir: Path, frames: list[int]):
+    from passes.pass_exr import read_passes_exr  # OpenEXR + numpy only
+
+    return [read_passes_exr(job_dir / pass_exr_path(f)) for f in frames]
 
 
 def _read_cameras(job_dir: Path, frames: list[int]) -> dict[int, np.ndarray]:
@@ -183,11 +309,11 @@ def _read_cameras(job_dir: Path, frames: list[int]) -> dict[int, np.ndarray]:
 def _npr_frame(job_dir: Path, frame: int, rotation: np.ndarray, style, use_lines: bool) -> np.ndarray:
     from passes.pass_exr import read_passes_exr  # OpenEXR + numpy only
 
-    passes = read_passes_exr(job_dir / "passes" / frame_file_name(frame, "exr"))
+    frame_passes = read_passes_exr(job_dir / pass_exr_path(frame))
     lines = load_control_image(control_image_path(job_dir, "lines", frame)) if use_lines else None
-    if lines is not None and lines.shape[:2] != (passes.height, passes.width):
+    if lines is not None and lines.shape[:2] != (frame_passes.height, frame_passes.width):
         raise InputError(
             f"{control_image_path(job_dir, 'lines', frame)} is {lines.shape[1]}x{lines.shape[0]} but the passes are "
-            f"{passes.width}x{passes.height}; re-render the passes"
+            f"{frame_passes.width}x{frame_passes.height}; re-render the passes"
         )
-    return stylize_npr(passes, rotation, lines, style)
+    return stylize_npr(frame_passes, rotation, lines, style)

@@ -27,12 +27,12 @@ from stylize.flow_warp import (
     UV_ABSOLUTE_EPS,
     UV_TOLERANCE_PX,
     source_coordinates,
-    sample_bilinear,
     uv_distance_px,
     uv_footprint,
     uv_to_pixel_jacobian,
     warp_validity,
 )
+from stylize.image_operations import sample_bilinear
 
 
 @dataclass
@@ -96,15 +96,15 @@ class SurfaceLookup:
     """Per-instance grid hash on one frame's UVs: find, for query (instance, uv) pairs, the pixel of
     the reference frame showing the same surface point (nearest UV within tolerance)."""
 
-    def __init__(self, passes: FramePasses, *, uv_tolerance_px: float = UV_TOLERANCE_PX):
-        self.height, self.width = passes.height, passes.width
+    def __init__(self, frame_passes: FramePasses, *, uv_tolerance_px: float = UV_TOLERANCE_PX):
+        self.height, self.width = frame_passes.height, frame_passes.width
         self.uv_tolerance_px = uv_tolerance_px
-        covered = (passes.instance_id > 0) & (passes.uv[..., 2] >= 1.0)
+        covered = (frame_passes.instance_id > 0) & (frame_passes.uv[..., 2] >= 1.0)
         self.flat_index = np.flatnonzero(covered)
-        self.instance = passes.instance_id.reshape(-1)[self.flat_index].astype(np.int64)
-        self.uv = passes.uv[..., :2].reshape(-1, 2)[self.flat_index].astype(np.float64)
-        self.footprint = uv_footprint(passes).reshape(-1)[self.flat_index]
-        self.to_pixels = uv_to_pixel_jacobian(passes).reshape(-1, 2, 2)[self.flat_index]
+        self.instance = frame_passes.instance_id.reshape(-1)[self.flat_index].astype(np.int64)
+        self.uv = frame_passes.uv[..., :2].reshape(-1, 2)[self.flat_index].astype(np.float64)
+        self.footprint = uv_footprint(frame_passes).reshape(-1)[self.flat_index]
+        self.to_pixels = uv_to_pixel_jacobian(frame_passes).reshape(-1, 2, 2)[self.flat_index]
         # one cell size per instance: the 90th percentile footprint x tolerance of its pixels, so a
         # match within tolerance is in the 3x3 block of cells around the query for all but the
         # most grazing pixels (those may go unmatched: left out, never mismatched)
@@ -192,31 +192,31 @@ def long_range_matches(reference: FramePasses, current: FramePasses, *, uv_toler
 
 def warp_error(
     frames: list[np.ndarray],
-    passes: list[FramePasses],
+    shot_passes: list[FramePasses],
     *,
     uv_tolerance_px: float = UV_TOLERANCE_PX,
     long_range: bool = True,
 ) -> WarpErrorReport:
     """E_warp of a stylised sequence with exact flow; see the module docstring.
 
-    ``frames``: (H, W, 3) uint8 (0..255) or float (0..1) outputs, in order; ``passes``: the same
+    ``frames``: (H, W, 3) uint8 (0..255) or float (0..1) outputs, in order; ``shot_passes``: the same
     frames' exact passes. Needs at least two frames.
     """
     # 1. Check inputs
-    if len(frames) != len(passes):
-        raise ValueError(f"{len(frames)} frames but {len(passes)} passes; give one FramePasses per frame")
+    if len(frames) != len(shot_passes):
+        raise ValueError(f"{len(frames)} frames but {len(shot_passes)} passes; give one FramePasses per frame")
     if len(frames) < 2:
         raise ValueError("E_warp needs at least two frames")
     images = [to_unit_rgb(f) for f in frames]
-    for image, p in zip(images, passes):
+    for image, p in zip(images, shot_passes):
         if image.shape[:2] != p.depth.shape:
             raise ValueError(f"frame {p.frame}: image {image.shape[:2]} and passes {p.depth.shape} differ in size")
 
     # 2. Short range: t-1 warped onto t
     short_mae, short_mse, short_valid = [], [], []
     for t in range(1, len(frames)):
-        valid = warp_validity(passes[t - 1], passes[t], uv_tolerance_px=uv_tolerance_px)
-        x, y = source_coordinates(passes[t].flow_backward)
+        valid = warp_validity(shot_passes[t - 1], shot_passes[t], uv_tolerance_px=uv_tolerance_px)
+        x, y = source_coordinates(shot_passes[t].flow_backward)
         warped = sample_bilinear(images[t - 1], x, y)
         mae, mse, fraction = _masked_errors(images[t], warped, valid)
         short_mae.append(mae)
@@ -226,10 +226,10 @@ def warp_error(
     # 3. Long range: every frame against the first, through the same surface point
     long_mae, long_mse, long_valid = [], [], []
     if long_range:
-        lookup = SurfaceLookup(passes[0], uv_tolerance_px=uv_tolerance_px)
+        lookup = SurfaceLookup(shot_passes[0], uv_tolerance_px=uv_tolerance_px)
         first = images[0].reshape(-1, 3)
         for t in range(1, len(frames)):
-            match = long_range_matches(passes[0], passes[t], lookup=lookup)
+            match = long_range_matches(shot_passes[0], shot_passes[t], lookup=lookup)
             valid = match >= 0
             reference = first[np.maximum(match, 0).reshape(-1)].reshape(images[t].shape)
             mae, mse, fraction = _masked_errors(images[t], reference, valid)
@@ -238,7 +238,7 @@ def warp_error(
             long_valid.append(fraction)
 
     return WarpErrorReport(
-        frames=[p.frame for p in passes],
+        frames=[p.frame for p in shot_passes],
         short_mae=_nanmean(short_mae),
         short_mse=_nanmean(short_mse),
         long_mae=_nanmean(long_mae),

@@ -245,3 +245,16 @@ def test_unavailable_weights_exit_3_before_anything_is_written(tiny, tmp_path, s
     err = capsys.readouterr().err
     assert "stable-diffusion-v1-5" in err and "--stylizer npr" in err and "Traceback" not in err
     assert not out.exists() and not Path(store).exists()
+
+
+def test_render_choices_are_the_templates():
+    """--stylizer and --consistency offer exactly what style.stylizer and style.consistency accept
+    (spelled out in the CLI so that `greybox --help` loads no pydantic)."""
+    import argparse
+
+    from render_farm.cli import build_parser
+    from scenes.template_schema import CONSISTENCY_MODES, STYLIZERS
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    options = {a.dest: a.choices for a in commands.choices["render"]._actions}
+    assert tuple(options["stylizer"]) == STYLIZERS and tuple(options["consistency"]) == CONSISTENCY_MODES

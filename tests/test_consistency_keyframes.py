@@ -5,14 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stylize.keyframe_atlas import (
-    AtlasSet,
-    ObjectAtlas,
-    push_pull_fill,
-    rasterise_triangles,
-    run_keyframe_sequence,
-    select_keyframes,
-)
+from stylize.image_operations import push_pull_fill
+from stylize.keyframe_sequence import run_keyframe_sequence, select_keyframes
+from stylize.texture_atlas import AtlasSet, ObjectAtlas
+from stylize.triangle_raster import rasterise_triangles
 from stylize.warp_error import warp_error
 from tests.test_consistency_scenes import box_object, orbit_scene, scene_passes
 

@@ -1,4 +1,4 @@
-"""stylize_sequence end to end on a synthetic job folder: NPR (no weights) and tiny random-weight diffusion."""
+"""stylize_frames in the sequence modes, end to end on a synthetic job folder: NPR (no weights) and tiny random-weight diffusion."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from greybox.errors import InputError
 from passes.render_chunk import write_frame_outputs
 from scenes.scene_data import SCENE_NPZ
 from scenes.template_schema import Template
-from stylize.consistency_modes import stylize_sequence
+from stylize.stylize_stage import stylize_frames
 from tests.test_consistency_scenes import orbit_scene, scene_passes
 
 SIZE, FRAMES = 32, 6
@@ -45,7 +45,7 @@ def job(tmp_path_factory):
 @pytest.mark.parametrize("mode", ["per_frame", "flow_warp", "keyframes"])
 def test_npr_runs_every_mode_with_near_zero_warp_error_and_no_denoising(job, tmp_path, mode):
     job_dir, _ = job
-    result = stylize_sequence(make_template(), list(range(1, FRAMES + 1)), job_dir, tmp_path, mode=mode,
+    result = stylize_frames(make_template(), list(range(1, FRAMES + 1)), job_dir, tmp_path, mode=mode,
                               measure_warp_error=True)
     assert sorted(result.frame_hashes) == list(range(1, FRAMES + 1))
     assert all((tmp_path / "frames" / f"{f:04d}.png").is_file() for f in result.frame_hashes)
@@ -58,13 +58,13 @@ def test_npr_runs_every_mode_with_near_zero_warp_error_and_no_denoising(job, tmp
 def test_requests_are_checked(job, tmp_path):
     job_dir, _ = job
     with pytest.raises(InputError, match="consecutive"):
-        stylize_sequence(make_template(), [1, 3], job_dir, tmp_path, mode="flow_warp")
+        stylize_frames(make_template(), [1, 3], job_dir, tmp_path, mode="flow_warp")
     with pytest.raises(InputError, match="not one of"):
-        stylize_sequence(make_template(), [1, 2], job_dir, tmp_path, mode="optical_flow")
+        stylize_frames(make_template(), [1, 2], job_dir, tmp_path, mode="optical_flow")
     with pytest.raises(InputError, match="outside"):
-        stylize_sequence(make_template(), [1, FRAMES + 1], job_dir, tmp_path, mode="keyframes")
+        stylize_frames(make_template(), [1, FRAMES + 1], job_dir, tmp_path, mode="keyframes")
     with pytest.raises(InputError, match="does not exist"):
-        stylize_sequence(make_template(), [1, 2], tmp_path / "nowhere", tmp_path, mode="keyframes")
+        stylize_frames(make_template(), [1, 2], tmp_path / "nowhere", tmp_path, mode="keyframes")
 
 
 @pytest.mark.parametrize("mode", ["flow_warp", "keyframes"])
@@ -78,14 +78,14 @@ def test_sequence_modes_read_the_recorded_scene_and_never_build_one(job, tmp_pat
             (bare / path.relative_to(job_dir)).parent.mkdir(parents=True, exist_ok=True)
             (bare / path.relative_to(job_dir)).symlink_to(path)
     with pytest.raises(InputError, match="scene/scene.npz is missing"):
-        stylize_sequence(make_template(), [1, 2], bare, tmp_path / "out", mode=mode)
+        stylize_frames(make_template(), [1, 2], bare, tmp_path / "out", mode=mode)
     assert not (tmp_path / "out").exists()
 
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
     pytest.importorskip("diffusers")
-    from stylize.random_weight_models import save_tiny_controlnet, save_tiny_sd15
+    from tests.support.random_weight_models import save_tiny_controlnet, save_tiny_sd15
 
     root = tmp_path_factory.mktemp("tiny")
     base = save_tiny_sd15(root / "sd15")
@@ -112,32 +112,53 @@ def test_diffusion_modes_count_steps_and_reuse_content(job, tmp_path, tiny_model
     resolved = resolve_models(template.style)
     stylizer = DiffusionStylizer(resolved, template.style, threads=2)
     frames = list(range(1, FRAMES + 1))
-    runs = {}
-    for mode in ("per_frame", "flow_warp", "keyframes"):
-        runs[mode] = stylize_sequence(template, frames, job_dir, tmp_path / mode, mode=mode, stylizer_instance=stylizer,
-                                      measure_warp_error=True)
+    # the batch size of every UNet call, seen at the UNet itself (independent of the code's own counting)
+    calls: list[int] = []
+    hook = stylizer.pipeline.unet.register_forward_pre_hook(lambda module, args: calls.append(int(args[0].shape[0])))
+    runs, unet_calls = {}, {}
+    try:
+        for mode in ("per_frame", "flow_warp", "keyframes"):
+            calls.clear()
+            runs[mode] = stylize_frames(template, frames, job_dir, tmp_path / mode, mode=mode, stylizer_instance=stylizer,
+                                        measure_warp_error=True)
+            unet_calls[mode] = list(calls)
+    finally:
+        hook.remove()
     per_call = 2 * 2  # DDIM: 2 steps, CFG pair
-    assert runs["per_frame"].denoising_steps == FRAMES * per_call
+    assert runs["per_frame"].denoising_steps == FRAMES * per_call == sum(unet_calls["per_frame"])
     for mode in ("flow_warp", "keyframes"):
         r = runs[mode]
-        # the first frame from noise; every later generation keeps content, from strength 0.5 (1 step x CFG)
-        assert r.denoising_steps == per_call + (len(r.generated_frames) - 1) * 2
+        # every UNet call is one CFG pair; the reported steps are the evaluations the UNet saw
+        assert set(unet_calls[mode]) == {2} and r.denoising_steps == sum(unet_calls[mode])
+        # the first frame from noise (2 calls); every later generation keeps content, from strength 0.5 (1 call)
+        assert len(unet_calls[mode]) == 2 + (len(r.generated_frames) - 1)
         assert r.denoising_steps < runs["per_frame"].denoising_steps
         # reused content: less flicker than independent random-weight frames
         assert r.warp_error.short_mae < 0.5 * runs["per_frame"].warp_error.short_mae
     # deterministic: the same request gives the same bytes
-    again = stylize_sequence(template, frames, job_dir, tmp_path / "again", mode="keyframes", stylizer_instance=stylizer)
+    again = stylize_frames(template, frames, job_dir, tmp_path / "again", mode="keyframes", stylizer_instance=stylizer)
     assert again.frame_hashes == runs["keyframes"].frame_hashes
 
 
-def test_flow_warp_with_anchor_attention_runs_and_restores_the_unet(job, tmp_path, tiny_models):
+def test_flow_warp_with_anchor_attention_attends_to_the_first_frame_and_restores_the_unet(job, tmp_path, tiny_models):
     from stylize.diffusion_stylizer import DiffusionStylizer
     from stylize.model_resolution import resolve_models
 
     job_dir, _ = job
+    plain_template = diffusion_template(tiny_models)
     template = diffusion_template(tiny_models, anchor_attention=True)
     stylizer = DiffusionStylizer(resolve_models(template.style), template.style, threads=2)
     before = {k: type(v).__name__ for k, v in stylizer.pipeline.unet.attn_processors.items()}
-    result = stylize_sequence(template, [1, 2, 3], job_dir, tmp_path, mode="flow_warp", stylizer_instance=stylizer)
+    plain = stylize_frames(plain_template, [1, 2, 3], job_dir, tmp_path / "plain", mode="flow_warp", stylizer_instance=stylizer)
+    result = stylize_frames(template, [1, 2, 3], job_dir, tmp_path / "anchored", mode="flow_warp", stylizer_instance=stylizer)
     assert sorted(result.frame_hashes) == [1, 2, 3]
     assert {k: type(v).__name__ for k, v in stylizer.pipeline.unet.attn_processors.items()} == before
+    # the first frame only records the anchor (attending to itself changes nothing) ...
+    assert result.frame_hashes[1] == plain.frame_hashes[1]
+    # ... and every later generated frame also attends to it, which changes the pixels it generates
+    later = [f for f in result.generated_frames if f != 1]
+    assert later and later == [f for f in plain.generated_frames if f != 1]
+    assert all(result.frame_hashes[f] != plain.frame_hashes[f] for f in later)
+    # the UNet is plain again: the same request without anchor attention gives the plain bytes
+    again = stylize_frames(plain_template, [1, 2, 3], job_dir, tmp_path / "again", mode="flow_warp", stylizer_instance=stylizer)
+    assert again.frame_hashes == plain.frame_hashes

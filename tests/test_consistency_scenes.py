@@ -1,5 +1,6 @@
 """Synthetic scenes for the consistency tests (boxes + an orbiting camera), and checks of the
-reference rasteriser's passes against the conventions the consistency modes rely on.
+reference rasteriser's passes (``tests/support/reference_rasteriser.py``) against Blender's and
+against the conventions the consistency modes rely on.
 
 Other tests import the builders from here (``from tests.test_consistency_scenes import ...``).
 """
@@ -10,8 +11,9 @@ import numpy as np
 
 from passes.frame_passes import FramePasses
 from scenes.scene_data import CameraTrack, Scene, SceneObject
-from stylize.flow_warp import sample_nearest, source_coordinates, warp_validity
-from stylize.keyframe_atlas import render_scene_passes
+from stylize.flow_warp import source_coordinates, warp_validity
+from stylize.image_operations import sample_nearest
+from tests.support.reference_rasteriser import render_scene_passes
 
 # Box faces: (axis, sign) and the UV cell (col, row) of its island in a 3 x 2 layout.
 _FACES = [((0, +1), (0, 0)), ((0, -1), (1, 0)), ((1, +1), (2, 0)), ((1, -1), (0, 1)), ((2, +1), (1, 1)), ((2, -1), (2, 1))]
@@ -119,3 +121,26 @@ def test_reference_rasteriser_clips_geometry_behind_the_camera():
     floor = p.instance_id == 1
     assert floor.any()
     assert np.isfinite(p.depth[floor]).all() and (p.depth[floor] >= scene.camera.clip_start).all()
+
+
+def test_reference_rasteriser_agrees_with_blenders_passes():
+    """The sequences the consistency tests build come from the reference rasteriser: it must render
+    what Blender renders (passes.blender_render, Cycles at one sample per pixel centre)."""
+    from passes.blender_render import PassRenderer
+
+    scene = orbit_scene(n_frames=3, size=48, with_room=True)
+    renderer = PassRenderer(scene)
+    for frame in (1, 3):
+        blender, reference = renderer.render(frame), render_scene_passes(scene, frame)
+        same = blender.instance_id == reference.instance_id
+        assert same.mean() > 0.995, f"frame {frame}: instance ids differ on {(~same).sum()} pixels"
+        assert set(np.unique(reference.instance_id)) == {0, 1, 2, 3, 4}
+        fg = same & (reference.instance_id > 0)
+        assert np.array_equal(blender.class_id[same], reference.class_id[same])
+        assert np.array_equal(blender.uv[..., 2][same], reference.uv[..., 2][same])
+        assert np.isinf(blender.depth[same & ~fg]).all() and np.isinf(reference.depth[same & ~fg]).all()
+        np.testing.assert_allclose(blender.depth[fg], reference.depth[fg], rtol=1e-3)
+        np.testing.assert_allclose(blender.normal[same], reference.normal[same], atol=1e-4)
+        np.testing.assert_allclose(blender.uv[fg][:, :2], reference.uv[fg][:, :2], atol=2e-3)
+        for name in ("flow_forward", "flow_backward"):  # pixels
+            np.testing.assert_allclose(getattr(blender, name)[same], getattr(reference, name)[same], atol=0.01, err_msg=name)

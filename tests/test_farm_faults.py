@@ -59,27 +59,28 @@ def reference(template, tmp_path_factory) -> dict[str, bytes]:
 
 
 def _job(template: Path, out: Path, store: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "render_farm.cli", "render", str(template), "--out", str(out), "--store", str(store),
-            "--chunk-size", "2", *extra]
+    return ["render", str(template), "--out", str(out), "--store", str(store), "--chunk-size", "2", *extra]
 
 
-def _start(cmd: list[str], delay: float) -> subprocess.Popen:
-    env = {**os.environ, "GREYBOX_TASK_START_DELAY_S": str(delay), "PYTHONPATH": str(ROOT)}
+def _start(cli_args: list[str], victim: str, delay: float) -> subprocess.Popen:
+    """The job in a subprocess, with only the task ``victim`` held ``delay`` seconds at its start
+    (tests/support/delayed_job.py), so the drill's kill or Ctrl-C lands while it runs."""
+    cmd = [sys.executable, "-m", "tests.support.delayed_job", victim, str(delay), *cli_args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_started(out: Path, prefix: str, proc: subprocess.Popen, timeout: float = 90) -> int:
-    """The pid of the first worker that started a task whose log name starts with ``prefix``."""
+def _wait_for_started(out: Path, task_id: str, proc: subprocess.Popen, timeout: float = 90) -> int:
+    """The pid of the worker that started task ``task_id`` (from its log)."""
     deadline = time.monotonic() + timeout
-    logs = out / ".greybox" / "logs"
+    log = out / ".greybox" / "logs" / (task_id.replace("/", "__") + ".log")
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"the job ended early: {proc.communicate()}"
-        for log in sorted(logs.glob(f"{prefix}*.log")) if logs.is_dir() else []:
-            match = re.search(r"started pid=(\d+)", log.read_text())
-            if match:
-                return int(match.group(1))
+        match = re.search(r"started pid=(\d+)", log.read_text()) if log.is_file() else None
+        if match:
+            return int(match.group(1))
         time.sleep(0.05)
-    raise AssertionError(f"no {prefix} task started within {timeout} s")
+    raise AssertionError(f"task {task_id} did not start within {timeout} s")
 
 
 def _logs(out: Path) -> str:
@@ -88,8 +89,8 @@ def _logs(out: Path) -> str:
 
 def test_kill_worker_local_then_resume(template, reference, tmp_path):
     out, store = tmp_path / "out", tmp_path / "store"
-    proc = _start(_job(template, out, store, "--workers", "2"), delay=0.8)
-    pid = _wait_for_started(out, "passes__", proc)
+    proc = _start(_job(template, out, store, "--workers", "2"), "passes/0003-0004", delay=0.8)
+    pid = _wait_for_started(out, "passes/0003-0004", proc)
     os.kill(pid, signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=180)
     assert proc.returncode == 0, stderr
@@ -102,8 +103,8 @@ def test_kill_worker_local_then_resume(template, reference, tmp_path):
 
 def test_kill_the_job_then_resume(template, reference, tmp_path, capsys):
     out, store = tmp_path / "out", tmp_path / "store"
-    proc = _start(_job(template, out, store, "--workers", "2"), delay=0.8)
-    _wait_for_started(out, "stylize__", proc)
+    proc = _start(_job(template, out, store, "--workers", "2"), "stylize/0005", delay=0.8)
+    _wait_for_started(out, "stylize/0005", proc)
     proc.kill()  # kill -9 of the main process: no clean-up at all
     proc.communicate(timeout=60)
     time.sleep(1.5)  # orphaned workers finish their task and exit
@@ -116,14 +117,14 @@ def test_kill_the_job_then_resume(template, reference, tmp_path, capsys):
 
 def test_ctrl_c_exits_130_and_resume_finishes(template, reference, tmp_path):
     out, store = tmp_path / "out", tmp_path / "store"
-    proc = _start(_job(template, out, store, "--workers", "2"), delay=0.8)
-    _wait_for_started(out, "passes__", proc)
+    proc = _start(_job(template, out, store, "--workers", "2"), "passes/0005-0006", delay=0.8)
+    _wait_for_started(out, "passes/0005-0006", proc)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr and "--resume" in stderr and "Traceback" not in stderr
     # What the message says: the same command plus --resume.
-    assert main([*_job(template, out, store, "--workers", "2")[3:], "--resume"]) == 0
+    assert main([*_job(template, out, store, "--workers", "2"), "--resume"]) == 0
     _assert_same_as_reference(out, reference)
 
 
@@ -160,8 +161,8 @@ def test_ray_kill_worker_same_bytes_as_local(template, reference, tmp_path):
     passes task; the task is retried and the output is byte-identical to the local run's."""
     pytest.importorskip("ray")
     out, store = tmp_path / "out", tmp_path / "store"
-    proc = _start(_job(template, out, store, "--farm", "ray", "--workers", "1", "--threads", "2"), delay=0.4)
-    pid = _wait_for_started(out, "passes__", proc, timeout=120)
+    proc = _start(_job(template, out, store, "--farm", "ray", "--workers", "1", "--threads", "2"), "passes/0001-0002", delay=0.8)
+    pid = _wait_for_started(out, "passes/0001-0002", proc, timeout=120)
     os.kill(pid, signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=240)
     assert proc.returncode == 0, stderr[-3000:]

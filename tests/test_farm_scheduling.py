@@ -72,7 +72,7 @@ def _events(path: Path) -> list[dict]:
 def test_hanging_task_is_timed_out_and_retried(executor, tmp_path):
     graph = JobGraph()
     graph.add(Task("hang", "test", f"{HERE}:hang_once", {"marker": str(tmp_path / "m")}, timeout_s=1.5))
-    graph.add(Task("after", "test", "render_farm.stage_tasks:noop", deps=("hang",)))
+    graph.add(Task("after", "test", "tests.support.drill_tasks:noop", deps=("hang",)))
     run_log = RunLog(tmp_path / "run_log.jsonl")
     result = run_graph(graph, executor, None, run_log=run_log, log_dir=tmp_path / "logs", policy=RunPolicy(poll_s=0.2))
     run_log.close()
@@ -96,7 +96,7 @@ def test_killed_worker_task_is_retried_on_another_worker(executor, tmp_path):
 def test_failures_stop_past_threshold_and_block_dependents(executor, tmp_path):
     graph = JobGraph()
     graph.add(Task("broken", "test", f"{HERE}:always_raises"))
-    graph.add(Task("child", "test", "render_farm.stage_tasks:noop", deps=("broken",)))
+    graph.add(Task("child", "test", "tests.support.drill_tasks:noop", deps=("broken",)))
     result = run_graph(graph, executor, None, log_dir=tmp_path / "logs", policy=RunPolicy(retries=2, poll_s=0.1))
     assert not result.ok
     assert result.failed["broken"]["attempts"] == 3  # first try + 2 retries
@@ -127,7 +127,7 @@ def test_cross_frame_dependencies_are_respected(executor, tmp_path):
 def test_graph_refuses_unknown_dependencies():
     graph = JobGraph()
     with pytest.raises(ValueError, match="not in the graph"):
-        graph.add(Task("a", "test", "render_farm.stage_tasks:noop", deps=("missing",)))
+        graph.add(Task("a", "test", "tests.support.drill_tasks:noop", deps=("missing",)))
 
 
 def test_ten_thousand_noop_tasks_overhead_and_flat_memory(executor, tmp_path):
@@ -140,10 +140,10 @@ def test_ten_thousand_noop_tasks_overhead_and_flat_memory(executor, tmp_path):
         for frame in range(2500):
             tid = f"shot{shot}/stylize/{frame:04d}"
             deps = (previous,) if previous and frame % 10 else ()
-            graph.add(Task(tid, "noop", "render_farm.stage_tasks:noop", shot=f"shot{shot}", frames=(frame,), deps=deps))
+            graph.add(Task(tid, "noop", "tests.support.drill_tasks:noop", shot=f"shot{shot}", frames=(frame,), deps=deps))
             previous = tid
             frames.append(tid)
-        graph.add(Task(f"shot{shot}/assemble", "noop", "render_farm.stage_tasks:noop", deps=tuple(frames[9::10])))
+        graph.add(Task(f"shot{shot}/assemble", "noop", "tests.support.drill_tasks:noop", deps=tuple(frames[9::10])))
     samples: list[int] = []
     done = [0]
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from render_farm.frame_ranges import chunk_frames, format_frames, frame_name, parse_frames
+from greybox.frame_files import frame_name
+from greybox.frame_ranges import chunk_frames, format_frames, parse_frames
 from render_farm.job_plan import passes_inputs, stylize_batches, stylize_inputs
 from render_farm.task_store import RECORD_NAME, TaskStore, unit_key
 

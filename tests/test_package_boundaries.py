@@ -3,7 +3,7 @@
 Data flows template -> scene -> passes -> frames, so each package may import only the packages
 upstream of it:
 
-- ``greybox`` (errors, atomic files): nothing of ours;
+- ``greybox`` (errors, atomic files, frame ranges and file names, pixel masks): nothing of ours;
 - ``scenes`` (the template format and the scene data model every stage reads): ``greybox``;
 - ``procedural`` (the builders): ``greybox``, ``scenes``;
 - ``passes`` (the Blender view: the scene stage, the passes): ``greybox``, ``scenes``, ``procedural``;
@@ -13,9 +13,11 @@ upstream of it:
 
 Third-party: bpy (and Blender's ``mathutils``, ``bpy_extras``, ``addon_utils``) only in
 ``procedural/`` and ``passes/``; torch, diffusers and transformers only in ``stylize/``, and there
-only inside functions; ``stylize/`` never imports bpy or cv2 (it must run on a GPU machine with
-numpy 2 from the source tree), and importing any of its modules, or any of ``scenes/``, loads none
-of torch, diffusers, bpy or cv2.
+only inside functions; ray only in ``render_farm/``, inside functions (both are extras:
+``greybox[diffusion]``, ``greybox[ray]``); nothing installed imports ``tests`` (test support lives
+in ``tests/support``, outside the wheel); ``stylize/`` never imports bpy or cv2 (it must run on a
+GPU machine with numpy 2 from the source tree), and importing any of its modules, or any of
+``scenes/``, loads none of torch, diffusers, bpy or cv2.
 """
 
 from __future__ import annotations
@@ -77,6 +79,10 @@ def test_imports_respect_the_stages(package, path):
         if module in ("torch", "diffusers", "transformers"):
             assert package == "stylize", f"{where} imports {module}"
             assert not top_level, f"{where} imports {module} at module level (keep it lazy)"
+        if module == "ray":
+            assert package == "render_farm", f"{where} imports ray"
+            assert not top_level, f"{where} imports ray at module level (keep it lazy)"
+        assert module != "tests", f"{where} imports test support"
         if package == "stylize":
             assert module not in ("bpy", "cv2"), f"{where} imports {module}"
 

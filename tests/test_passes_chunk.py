@@ -113,14 +113,26 @@ def test_render_pass_frames_writes_the_layout_and_returns_hashes(template, scene
     assert seg.shape == (48, 64, 3) and seg.dtype == np.uint8
 
 
-def test_shot_depth_range_does_not_depend_on_the_frames_rendered(template, scene, tmp_path):
-    from passes.blender_render import PassRenderer
-    from passes.render_chunk import render_pass_frames
+def test_shot_depth_range_does_not_depend_on_the_frames_rendered(template, tmp_path):
+    from PIL import Image
 
-    renderer = PassRenderer(scene)
-    alone = render_pass_frames(template, scene, [3], tmp_path / "a", renderer=renderer)
-    together = render_pass_frames(template, scene, [1, 2, 3, 4], tmp_path / "b", renderer=renderer)
+    from passes.blender_render import PassRenderer
+    from passes.control_images import depth_control
+    from passes.pass_exr import read_passes_exr
+    from passes.render_chunk import render_pass_frames
+    from procedural.scene_builder import build_scene
+    from test_passes_outputs import shot_range_by_hand
+
+    # two scenes built apart, so nothing computed for one run is cached for the other
+    scene_a, scene_b = build_scene(template), build_scene(template)
+    alone = render_pass_frames(template, scene_a, [3], tmp_path / "a", renderer=PassRenderer(scene_a))
+    together = render_pass_frames(template, scene_b, [1, 2, 3, 4], tmp_path / "b", renderer=PassRenderer(scene_b))
     assert alone[3] == together[3]
+    # and frame 3's depth image is normalised by the range of the whole camera path (a second implementation)
+    depth = read_passes_exr(tmp_path / "a" / "passes" / "0003.exr").depth
+    image = np.array(Image.open(tmp_path / "a" / "control" / "depth" / "0003.png").convert("RGB"))
+    lo, hi = shot_range_by_hand(build_scene(template))
+    assert np.abs(image.astype(int) - depth_control(depth, lo, hi).astype(int)).max() <= 1  # float32 rounding of the range
 
 
 def test_frames_outside_the_range_and_a_foreign_renderer_are_refused(template, scene, tmp_path):

@@ -203,7 +203,29 @@ def test_seg_control_background_and_bad_ids():
 # --------------------------------------------------------------------------------------------
 
 
+def shot_range_by_hand(scene, percentile: float = 99.5) -> tuple[float, float]:
+    """A second implementation of ``passes.depth_range.shot_disparity_range``, frame by frame through
+    ``CameraTrack.project``: the scene's surface samples kept inside each frame's frustum (on screen,
+    between the clip planes), lo = the smallest disparity, hi = the disparity^2-weighted percentile."""
+    from passes.depth_range import surface_samples
+
+    points = surface_samples(scene)
+    track = scene.camera
+    disparities = []
+    for frame in range(scene.frame_start, scene.frame_end + 1):
+        xy, z = track.project(frame, points, scene.width, scene.height)
+        inside = ((z >= track.clip_start) & (z <= track.clip_end) & (xy[:, 0] >= 0) & (xy[:, 0] <= scene.width)
+                  & (xy[:, 1] >= 0) & (xy[:, 1] <= scene.height))
+        disparities.append(1.0 / z[inside])
+    disp = np.sort(np.concatenate(disparities))
+    weight = np.cumsum(disp**2)
+    hi = disp[np.argmax(weight >= percentile / 100.0 * weight[-1])]
+    return float(disp[0]), float(hi)
+
+
 def test_shot_range_comes_from_geometry_not_from_rendered_frames(tmp_path):
+    import dataclasses
+
     from passes.blender_render import PassRenderer
     from passes.depth_range import shot_disparity_range, template_disparity_range
     from passes.render_chunk import write_frame_outputs
@@ -216,12 +238,15 @@ def test_shot_range_comes_from_geometry_not_from_rendered_frames(tmp_path):
     seen = np.concatenate([1.0 / renderer.render(f).depth.ravel() for f in range(scene.frame_start, scene.frame_end + 1)])
     seen = seen[seen > 0]
     assert lo <= seen.min() * 1.01 and np.percentile(seen, 50) < hi
-    # same range, same PNG for frame 2, whichever frames a run renders
+    # the template's range is the shot's, from geometry: a second implementation agrees
     template = passes_template(control=["depth"])
-    assert template_disparity_range(scene, template.passes) == (lo, hi)
+    np.testing.assert_allclose(template_disparity_range(scene, template.passes), shot_range_by_hand(scene), rtol=1e-6)
+    # same range, same PNG for frame 2, whichever frames a run renders: b renders frame 3 first and
+    # takes its range from another copy of the scene (nothing cached between a and b)
     a = write_frame_outputs(tmp_path / "a", scene, renderer.render(2), template, template_disparity_range(scene, template.passes))
     renderer.render(3)
-    b = write_frame_outputs(tmp_path / "b", scene, renderer.render(2), template, template_disparity_range(scene, template.passes))
+    copy = dataclasses.replace(scene)
+    b = write_frame_outputs(tmp_path / "b", copy, renderer.render(2), template, template_disparity_range(copy, template.passes))
     assert a == b
     per_frame = passes_template(depth_normalization="frame", control=["depth"])
     from passes.control_images import depth_control, per_frame_disparity_range
@@ -242,22 +267,40 @@ def test_shot_range_comes_from_geometry_not_from_rendered_frames(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-def test_camera_records_project_like_the_track():
+def test_camera_records_project_like_the_pinhole_they_describe():
+    """An analytic camera: at (0.5 f - 1, -5, 1) in frame f, level, looking along +Y, 35 mm lens on a
+    36 mm sensor, 64x48. A world point (x, y, z) is at OpenCV camera (x - cx, 1 - z, y + 5) and at
+    pixel (F (x - cx) / (y + 5) + 32, F (1 - z) / (y + 5) + 24), F = 35 / 36 x 64."""
     from passes.camera_records import camera_records
+    from scenes.scene_data import CameraTrack, Scene
 
-    scene = cube_scene()
-    records = camera_records(scene, [1, 2, 3])
-    assert list(records) == ["1", "2", "3"]
+    rotation = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])  # camera +X, +Y, +Z = world +X, +Z, -Y
+    frames = np.arange(0, 4)
+    centres = np.stack([0.5 * frames - 1.0, np.full(4, -5.0), np.ones(4)], axis=1)
+    track = CameraTrack(frames=frames, positions=centres, rotations=np.stack([rotation] * 4), focal_lengths_mm=35.0,
+                        sensor_width_mm=36.0, clip_start=0.1, clip_end=100.0)
+    scene = Scene(name="pinhole", seed=0, objects=(), camera=track, width=64, height=48, frame_start=1, frame_end=2, fps=24)
+    records = camera_records(scene, [1, 2])
+    assert list(records) == ["1", "2"]
     json.dumps(records)  # plain lists
-    points = np.array([[0.5, 0.5, 1.0], [-0.5, 0.3, 0.0], [0.1, -0.4, 0.7]])
+    f_px = 35.0 / 36.0 * 64
+    points = np.array([[0.5, 0.5, 1.0], [-0.5, 0.3, 0.0], [0.1, -0.4, 0.7], [3.0, 20.0, -2.0]])
     for frame, record in records.items():
+        cx = 0.5 * int(frame) - 1.0
+        expected_cam = np.stack([points[:, 0] - cx, 1.0 - points[:, 2], points[:, 1] + 5.0], axis=1)
+        expected_px = f_px * expected_cam[:, :2] / expected_cam[:, 2:] + [32.0, 24.0]
         k = np.array(record["K"])
+        np.testing.assert_allclose(k, [[f_px, 0, 32.0], [0, f_px, 24.0], [0, 0, 1]], atol=1e-12)
         w2c = np.array(record["world_to_camera"])
         cam = points @ w2c[:3, :3].T + w2c[:3, 3]
+        np.testing.assert_allclose(cam, expected_cam, atol=1e-12)
         pix = cam @ k.T
-        expected, depth = scene.camera.project(int(frame), points, scene.width, scene.height)
-        np.testing.assert_allclose(pix[:, :2] / pix[:, 2:], expected, atol=1e-9)
-        np.testing.assert_allclose(cam[:, 2], depth, atol=1e-12)
-        assert np.all(cam[:, 2] > 0)  # OpenCV: z forward
-        np.testing.assert_allclose(np.linalg.inv(np.array(record["blender_matrix_world"])) @ np.append(points[0], 1),
-                                   np.append(cam[0] * [1, -1, -1], 1), atol=1e-9)
+        np.testing.assert_allclose(pix[:, :2] / pix[:, 2:], expected_px, atol=1e-9)
+        # the track projects the same way (cameras.json describes what the passes were rendered with)
+        on_track, depth = track.project(int(frame), points, scene.width, scene.height)
+        np.testing.assert_allclose(on_track, expected_px, atol=1e-9)
+        np.testing.assert_allclose(depth, expected_cam[:, 2], atol=1e-12)
+        matrix_world = np.array(record["blender_matrix_world"])
+        np.testing.assert_allclose(matrix_world[:3, :3], rotation, atol=1e-12)
+        np.testing.assert_allclose(matrix_world[:3, 3], [cx, -5.0, 1.0], atol=1e-12)
+        np.testing.assert_allclose(matrix_world[3], [0, 0, 0, 1])

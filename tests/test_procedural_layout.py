@@ -12,9 +12,16 @@ import pytest
 
 from greybox.errors import InputError
 from procedural.furniture_library import EXEMPT_KINDS, WALL_KINDS
-from procedural.primitive_meshes import UV_GAP, box, cylinder, pack_uvs, plane, signed_volume
+from procedural.primitive_meshes import UV_GAP, box, cylinder, pack_uvs, plane
 from procedural.scene_builder import build_scene
 from scenes.template_loading import bundled_templates, load_template, validate_data
+
+
+def signed_volume(vertices: np.ndarray, triangles: np.ndarray) -> float:
+    """Signed volume enclosed by triangles (divergence theorem; positive when they face outward)."""
+    a, b, c = (vertices[triangles[:, i]] for i in range(3))
+    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
+
 
 BUNDLED = [name for name, _ in bundled_templates()]
 SEEDS = range(8)

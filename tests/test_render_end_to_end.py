@@ -3,6 +3,9 @@
 The models are built from configs, saved to a temporary folder and loaded back through the real
 ``from_pretrained`` path, as a user's local folders would be. Same template, seed and machine:
 byte-identical frames, also when everything is recomputed from an empty store.
+
+Each CLI job starts fresh worker processes; for the diffusion test they are forked from one
+server that imported torch and diffusers once (``warm_imports``), so the jobs do not each pay that.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from render_farm.cli import main
-from stylize.random_weight_models import save_tiny_controlnet, save_tiny_sd15
+from tests.support.random_weight_models import save_tiny_controlnet, save_tiny_sd15
 from tests.test_cli_commands import TINY
 
 
@@ -23,6 +26,31 @@ def tiny_models(tmp_path_factory):
     base = save_tiny_sd15(root / "sd15")
     nets = {p: save_tiny_controlnet(root / f"cn_{p}", base, seed=10 + i) for i, p in enumerate(("depth", "seg"))}
     return base, nets
+
+
+@pytest.fixture(scope="module")
+def forkserver_with_heavy_imports():
+    """A multiprocessing forkserver that imports torch, diffusers and transformers once
+    (tests/support/warm_imports.py), started before the tiny models are built so its imports overlap that."""
+    import multiprocessing
+    import multiprocessing.forkserver
+
+    multiprocessing.get_context("forkserver").set_forkserver_preload(["tests.support.warm_imports"])
+    multiprocessing.forkserver.ensure_running()
+
+
+@pytest.fixture
+def warm_imports(forkserver_with_heavy_imports, monkeypatch):
+    """The CLI's local executor with its workers forked from that server: still fresh processes for
+    every job, without each paying the imports."""
+    import render_farm.job_execution as job_execution
+    from render_farm.local_executor import LocalExecutor
+
+    def make_executor(farm, workers, threads, **_):
+        assert farm == "local", farm
+        return LocalExecutor(workers or job_execution.default_workers(threads), start_method="forkserver")
+
+    monkeypatch.setattr(job_execution, "make_executor", make_executor)
 
 
 @pytest.fixture
@@ -43,7 +71,8 @@ def frame_bytes(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted((out / "frames").glob("*.png"))}
 
 
-def test_render_diffusion_tiny_models_byte_identical_with_provenance(template, tmp_path, tiny_models, capsys):
+def test_render_diffusion_tiny_models_byte_identical_with_provenance(forkserver_with_heavy_imports, tiny_models, warm_imports,
+                                                                    template, tmp_path, capsys):
     # 1. A first render.
     first = tmp_path / "first"
     assert render(template, first, tmp_path / "store_a", tiny_models) == 0

@@ -37,7 +37,7 @@ def chromium_executable() -> str:
 
 @pytest.fixture(scope="module")
 def finished_job(tmp_path_factory):
-    from stylize.random_weight_models import save_tiny_controlnet, save_tiny_sd15
+    from tests.support.random_weight_models import save_tiny_controlnet, save_tiny_sd15
 
     root = tmp_path_factory.mktemp("review")
     base = save_tiny_sd15(root / "models" / "sd15")

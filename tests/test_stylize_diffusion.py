@@ -21,7 +21,7 @@ SIZE = 64
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """Tiny SD1.5 + three ControlNets, tiny SDXL + a union ControlNet, built once, saved as hub folders."""
-    from stylize.random_weight_models import save_tiny_controlnet, save_tiny_controlnet_union, save_tiny_sd15, save_tiny_sdxl
+    from tests.support.random_weight_models import save_tiny_controlnet, save_tiny_controlnet_union, save_tiny_sd15, save_tiny_sdxl
 
     root = tmp_path_factory.mktemp("tiny_models")
     sd15 = save_tiny_sd15(root / "sd15")
@@ -87,7 +87,7 @@ def make_stylizer(tiny, passes=("depth",), **extra):
 
 
 def test_tiny_model_folders_have_the_hub_layout_and_are_reproducible(tiny, tmp_path):
-    from stylize.random_weight_models import save_tiny_controlnet
+    from tests.support.random_weight_models import save_tiny_controlnet
 
     sd15 = tiny["sd15"]
     index = json.loads((sd15 / "model_index.json").read_text())
@@ -279,13 +279,13 @@ def test_stylize_frames_diffusion_is_byte_identical_and_split_invariant(tiny, tm
     template = job_template(tiny, batch_size=2)
     resolved = resolve_models(template.style)
     instance = DiffusionStylizer(resolved, template.style, threads=1)
-    full = stylize_frames(template, [1, 2, 3, 4], job, tmp_path / "a", stylizer_instance=instance)
+    full = stylize_frames(template, [1, 2, 3, 4], job, tmp_path / "a", stylizer_instance=instance).frame_hashes
     assert sorted(full) == [1, 2, 3, 4]
     for f, digest in full.items():
         assert sha256_file(tmp_path / "a" / "frames" / f"{f:04d}.png") == digest
     split = {}
     for part in ([3], [1, 2], [4]):
-        split.update(stylize_frames(template, part, job, tmp_path / "b", stylizer_instance=instance))
+        split.update(stylize_frames(template, part, job, tmp_path / "b", stylizer_instance=instance).frame_hashes)
     assert split == full
     assert len(set(full.values())) == 4
 
@@ -296,12 +296,14 @@ def test_stylize_frames_npr_draft_init_image_and_input_checks(tiny, tmp_path):
     job = tmp_path / "job"
     write_job(job, [1, 2])
     template = job_template(tiny, init_image="npr_draft", strength=0.5)
-    drafted = stylize_frames(template, [1, 2], job, tmp_path / "out", threads=1)
-    plain = stylize_frames(job_template(tiny), [1, 2], job, tmp_path / "plain", threads=1)
+    drafted = stylize_frames(template, [1, 2], job, tmp_path / "out", threads=1).frame_hashes
+    plain = stylize_frames(job_template(tiny), [1, 2], job, tmp_path / "plain", threads=1).frame_hashes
     assert drafted.keys() == {1, 2} and drafted != plain
     with pytest.raises(InputError, match="outside the template's range"):
         stylize_frames(template, [9], job, tmp_path / "out")
     with pytest.raises(InputError, match=r"control[/\\]depth[/\\]0003.png"):
         stylize_frames(job_template(tiny, batch_size=1), [3], job, tmp_path / "out")
-    with pytest.raises(InputError, match="style.consistency.mode = 'flow_warp'"):
-        stylize_frames(job_template(tiny, consistency="flow_warp"), [1], job, tmp_path / "out")
+    # the template's consistency mode is the stage's: a sequence mode needs consecutive frames
+    with pytest.raises(InputError, match="'flow_warp' needs consecutive frames"):
+        stylize_frames(job_template(tiny, consistency="flow_warp"), [1, 2, 4], job, tmp_path / "out")
+    assert not (tmp_path / "out" / "frames" / "0004.png").exists()

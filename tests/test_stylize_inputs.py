@@ -7,7 +7,7 @@ import pytest
 
 from greybox.atomic_files import write_png_atomic
 from greybox.errors import InputError
-from stylize.control_inputs import load_control_images, resize_segmentation_nearest
+from stylize.control_inputs import load_control_images
 from stylize.frame_seeds import frame_seed, frame_seeds
 
 
@@ -43,17 +43,6 @@ def test_control_images_are_read_at_the_output_size(tmp_path):
         load_control_images(tmp_path, 7, ["normal"], expected_size=(24, 16))
     with pytest.raises(InputError, match="unknown control kind"):
         load_control_images(tmp_path, 7, ["colour"])
-
-
-def test_segmentation_resize_is_nearest_and_invents_no_colour():
-    seg = np.zeros((5, 7, 3), np.uint8)
-    seg[:, :3] = (4, 200, 3)
-    seg[2:, 3:] = (255, 6, 51)
-    for w, h in ((14, 10), (3, 2), (64, 48)):
-        out = resize_segmentation_nearest(seg, w, h)
-        assert out.shape == (h, w, 3)
-        assert {tuple(c) for c in out.reshape(-1, 3)} <= {tuple(c) for c in seg.reshape(-1, 3)}
-    assert np.array_equal(resize_segmentation_nearest(seg, 14, 10)[::2, ::2], seg)
 
 
 def test_reference_annotators_need_controlnet_aux():

@@ -138,12 +138,12 @@ def test_stylize_frames_npr_from_a_job_folder(tmp_path):
         "render": {"resolution": [16, 16], "frame_start": 1, "frame_end": 2},
         "style": {"stylizer": "npr", "palette": {"floor": [90, 140, 60]}},
     })
-    hashes = stylize_frames(template, [1, 2], job, tmp_path / "out")
+    hashes = stylize_frames(template, [1, 2], job, tmp_path / "out").frame_hashes
     assert sorted(hashes) == [1, 2]
     for f in (1, 2):
         assert sha256_file(tmp_path / "out" / "frames" / f"{f:04d}.png") == hashes[f]
     assert hashes[1] != hashes[2]  # frame 2 is turned: same camera-space normals, other shading
-    assert stylize_frames(template, [2, 1], job, tmp_path / "again") == hashes
+    assert stylize_frames(template, [2, 1], job, tmp_path / "again").frame_hashes == hashes
     (job / "cameras.json").write_text("{}")
     with pytest.raises(InputError, match="blender_matrix_world"):
         stylize_frames(template, [1], job, tmp_path / "out")

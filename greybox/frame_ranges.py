@@ -1,13 +1,12 @@
-"""Frame selections (``--frames 1-12,20,30-32``) and frame file names (``NNNN``)."""
+"""Frame selections (``--frames 1-12,20,30-32``) and fixed-boundary chunks of frames.
+
+The one parser of ``--frames`` for the CLI, the farm and ``passes/blender_entry.py`` (which runs in
+a studio's Blender, so this module needs nothing but the standard library and ``greybox.errors``).
+"""
 
 from __future__ import annotations
 
 from greybox.errors import InputError
-
-
-def frame_name(frame: int) -> str:
-    """The frame number zero-padded to at least four digits: 7 -> '0007', 12345 -> '12345'."""
-    return f"{int(frame):04d}"
 
 
 def parse_frames(text: str | None, frame_start: int, frame_end: int) -> list[int]:
