@@ -8,8 +8,9 @@ from it by up to the local depth slope. The tolerance is
 
 with ``slope`` the largest depth change from the pixel to a 4-neighbour showing the same
 instance (:func:`depth_slope`): a point is on the shown surface when its planar depth is within
-the tolerance of the pass's. Used by the keyframe atlases' visibility; line art (``passes.line_art``)
-keeps its own per-sample copy until it is rewritten. numpy only.
+the tolerance of the pass's. Used by the keyframe atlases' visibility. (Line art's slope test,
+``passes.line_art``, asks another question: whether a jump between two neighbours continues the
+plane on either side, with ``1/z`` affine in pixel coordinates.) numpy only.
 """
 
 from __future__ import annotations

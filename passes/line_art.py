@@ -23,7 +23,7 @@ creases the pixel of the face seen more obliquely (smaller camera-space normal z
 straight crease, so the line does not hop between its sides, and a face one pixel thin is one line,
 not two), ties broken by the nearer pixel; a last tie keeps the top or left pixel. Background
 (id 0) is never marked. ``width`` > 1 (``passes.line_width``) grows the mask over a
-``width`` x ``width`` square.
+``width`` x ``width`` square (:func:`greybox.pixel_masks.widen`).
 
 A step under 2% of the depth whose own face covers no pixel centre (a drawer gap seen from 2 m, a
 1 cm ledge at 4 m) is continuous by this definition and draws no line, or a dotted one where the
@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from greybox.pixel_masks import widen
 from passes.frame_passes import FramePasses
 
 DEPTH_JUMP = 0.02  # relative: a silhouette or self-occlusion is a depth jump above 2% of the depth
@@ -136,24 +137,6 @@ def line_mask(depth: np.ndarray, normal: np.ndarray, instance_id: np.ndarray, cr
     if h >= 2:
         _mark_edges(w, mask, disparity, normal, instance_id, cos_limit)
     return mask
-
-
-def widen(mask: np.ndarray, width: int) -> np.ndarray:
-    """Grow a 1-px line mask to ``width`` px: each line pixel covers a ``width`` x ``width`` square,
-    ``(width - 1) // 2`` pixels up and left of it and ``width // 2`` down and right; ``width`` <= 1
-    returns the mask itself."""
-    width = int(width)
-    if width <= 1:
-        return mask
-    out = mask
-    for axis in (0, 1):
-        src, grown, n = np.moveaxis(out, axis, 0), np.zeros_like(out), out.shape[axis]
-        dst = np.moveaxis(grown, axis, 0)
-        for d in range(-((width - 1) // 2), width // 2 + 1):  # dst[i + d] |= src[i]
-            if abs(d) < n:
-                dst[max(d, 0) : n + min(d, 0)] |= src[max(-d, 0) : n - max(d, 0)]
-        out = grown
-    return out
 
 
 def render_lines(passes: FramePasses, crease_angle_deg: float = 30.0, width: int = 1) -> np.ndarray:

@@ -122,7 +122,8 @@ def test_object_boundaries_on_the_occluding_side(cube_lines):
 
 
 def test_width_grows_the_one_pixel_mask(cube_lines):
-    from passes.line_art import render_lines, widen
+    from greybox.pixel_masks import widen
+    from passes.line_art import render_lines
 
     _, passes, lines = cube_lines
     mask = np.zeros((5, 5), dtype=bool)
