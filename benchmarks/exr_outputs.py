@@ -81,7 +81,7 @@ def run(resolution: tuple[int, int], frames: int, threads: int) -> list[dict]:
                 template = load_template("living_room", [size, f"passes.exr_channels={groups!r}".replace("'", '"')]).template
                 out = scratch / f"e2e-{key}-{rep}"
                 t0 = time.perf_counter()
-                render_pass_frames(template, list(range(2, 2 + frames)), out, renderer=renderer)
+                render_pass_frames(template, scene, list(range(2, 2 + frames)), out, renderer=renderer)
                 e2e[key].append((time.perf_counter() - t0) / frames)
                 shutil.rmtree(out)
         rows.append({"resolution": f"{width}x{height}", "e2e_before": min(e2e["before"]), "e2e_default": min(e2e["default"]),
