@@ -188,6 +188,8 @@ def cmd_job(args) -> int:
     else:
         r = summary.result
         print(f"{args.job_command}: {r.done} tasks done ({r.ran} ran, {r.cached} reused from the store) in {r.seconds:.1f} s -> {summary.job_dir}")
+        if r.units:
+            print("  units: " + ", ".join(f"{kind} {c['ran']} ran, {c['reused']} reused" for kind, c in r.units.items()))
         for line in r.recomputed:
             print(f"  recomputed {line}")
         if summary.review_pages:

@@ -63,6 +63,7 @@ class JobSummary:
         return {
             "out": str(self.job_dir), "shots": {s.name: str(s.view(self.job_dir)) for s in self.shots},
             "tasks": {"done": r.done, "ran": r.ran, "reused": r.cached, "failed": len(r.failed)},
+            "units": {kind: dict(counts) for kind, counts in r.units.items()},
             "recomputed": r.recomputed, "manifests": {k: str(v) for k, v in self.manifests.items()},
             "review": [str(p) for p in self.review_pages],
             "comfyui": {k: str(v) for k, v in self.comfyui_workflows.items()},
@@ -428,7 +429,7 @@ def run_job(
             manifests = _write_manifests(job_dir, shots, graph, result, request.command == "render", models)
             workflows = _write_comfyui_workflows(job_dir, shots, request, models)
         run_log.write({"event": "run_end", "status": "ok", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                       "seconds": round(result.seconds, 3), "ran": result.ran, "reused": result.cached,
+                       "seconds": round(result.seconds, 3), "ran": result.ran, "reused": result.cached, "units": result.units,
                        "recomputed": result.recomputed})
         run_log.close()
         pages = _write_review_pages(job_dir, task_store)

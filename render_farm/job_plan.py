@@ -14,17 +14,20 @@ Per shot:
   the ones before), after every passes chunk of the shot;
 - ``assemble`` (render only): video and contact sheet once every frame is done.
 
-Keys: a unit's key hashes the part of the resolved template its stage reads (scene: everything
-but ``style``, ``passes``, ``name``, ``description`` and the ``render`` keys other than the
-resolution, frame range and fps; passes: everything but ``style``, ``name``, ``description`` and
+Keys (:func:`render_farm.task_store.unit_key`): a unit's key hashes its stage's code
+fingerprint, the part of the resolved template its stage reads (scene: everything but ``style``,
+``passes``, ``name``, ``description`` and the ``render`` keys other than the resolution, frame
+range and fps; passes: everything but ``style``, ``name``, ``description`` and
 ``passes.save_blend``; stylisation: ``style``, ``seed`` and ``render``), the stage settings, the
-frame, the greybox version and its upstream units' keys (cameras, glb and blend: the scene unit;
-passes: the scene unit; stylisation: the scene unit and the frame's passes). The glb, blend and
-passes units also hash the Blender version (the driver's installed bpy, read without importing it:
-their bytes depend on it; scene.npz, layout.json and cameras.json are numpy's and do not), and a
-worker whose Blender differs refuses the task rather than commit under that key. So a changed prompt
-reruns stylisation only, a moved object reruns the scene, the passes and everything after, and
-asking for ``scene.blend`` writes only that.
+frame, the greybox version and the keys of every unit it reads (cameras, glb and blend: the scene
+unit; passes: the scene unit; stylisation: the scene unit and the frame's passes, and in a
+sequence mode the other frames it reads, :func:`stylize_unit_keys`: the same frame rendered in
+another sequence is another unit). The glb, blend and passes units also hash the Blender version
+(the driver's installed bpy, read without importing it: their bytes depend on it; scene.npz,
+layout.json and cameras.json are numpy's and do not), and a worker whose Blender differs refuses
+the task rather than commit under that key. So a changed prompt reruns stylisation only, a moved
+object reruns the scene, the passes and everything after, and asking for ``scene.blend`` writes
+only that.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from greybox.frame_ranges import chunk_frames, format_frames
 from render_farm.job_graph import JobGraph, Task
 from render_farm.job_request import Shot
 from render_farm.task_store import unit_key
+from scenes.template_loading import canonical_hash
 
 PASSES_FN = "render_farm.stage_tasks:passes_chunk"
 SCENE_FN = "render_farm.stage_tasks:scene"
@@ -92,6 +96,47 @@ def stylize_batches(mode: str, frames: list[int], batch_size: int, frame_start: 
             )
         return [list(frames)]
     return chunk_frames(frames, batch_size, frame_start)
+
+
+def stylize_unit_keys(mode: str, frames: list[int], base: dict, passes_key: dict[int, str],
+                      batch_of: dict[int, list[int] | None] | None = None, shared: list[str] = ()) -> dict[int, str]:
+    """The store key of each stylised frame of one stylisation task, keyed by everything it reads.
+
+    ``base``: the stylisation inputs every frame shares (template part, stage settings);
+    ``passes_key``: frame -> its passes unit's key; ``shared``: the keys of units every frame
+    reads (the shot's scene unit).
+
+    - ``per_frame``: the frame's passes (and, for a batched diffusion call, the batch's frames,
+      ``batch_of[frame]``, since batching changes the bytes).
+    - ``flow_warp``: frame t reads frame t-1's output and passes, and through them every frame
+      before it back to the sequence's first, which is generated alone: its key chains t-1's key.
+      Only earlier frames count, so extending a sequence at its end reuses what it had.
+    - ``keyframes``: the keyframes are chosen over the whole sequence's passes, the atlases sized
+      over it, and every frame gathers from atlases that every earlier-produced frame wrote to:
+      each frame reads the whole sequence, so its key names the sequence's frames and all their
+      passes' keys (hashed together once).
+      (Finer units, e.g. per-object atlases keyed by the keyframes they project, can replace the
+      sequence upstream here once the atlases are store units.)
+    """
+    keys: dict[int, str] = {}
+    if mode == "flow_warp":
+        previous = None
+        for f in frames:
+            upstream = [*shared, passes_key[f]] + ([] if previous is None else [passes_key[previous], keys[previous]])
+            keys[f] = unit_key("stylize", {**base, "frame": f, "sequence": {"mode": mode, "previous": previous}},
+                               upstream)
+            previous = f
+    elif mode == "keyframes":
+        # Every frame's passes, hashed once (a frame's key stays small however long the shot).
+        sequence = canonical_hash({"mode": mode, "frames": list(frames), "passes": [passes_key[f] for f in frames]})
+        for f in frames:
+            keys[f] = unit_key("stylize", {**base, "frame": f, "sequence": {"mode": mode, "reads": sequence}},
+                               [*shared, passes_key[f]])
+    else:
+        for f in frames:
+            batch = (batch_of or {}).get(f)
+            keys[f] = unit_key("stylize", {**base, "frame": f, "batch": batch}, [*shared, passes_key[f]])
+    return keys
 
 
 def build_graph(
@@ -166,14 +211,13 @@ def build_graph(
         plan = stylize_batches(style.consistency.mode, shot.frames, style.batch_size, start)
         batch_tasks: list[str] = []
         batch_keys: list[list[str]] = []
+        mode = style.consistency.mode
         for frames in plan:
             batch = frames if (style.stylizer == "diffusion" and style.batch_size > 1) else None
-            units, keys = [], []
-            for f in frames:
-                key = unit_key("stylize", {**s_inputs, "frame": f, "batch": batch, "settings": settings},
-                               [scene_key, passes_key[f]])
-                units.append((str(f), key))
-                keys.append(key)
+            frame_keys = stylize_unit_keys(mode, frames, {**s_inputs, "settings": settings}, passes_key,
+                                           {f: batch for f in frames}, shared=[scene_key])
+            units = [(str(f), frame_keys[f]) for f in frames]
+            keys = [frame_keys[f] for f in frames]
             deps = list(dict.fromkeys([scene_task.task_id, *(chunk_of[f] for f in frames)]))
             name = frame_name(frames[0]) if len(frames) == 1 else f"{frame_name(frames[0])}-{frame_name(frames[-1])}"
             tid = f"{prefix}stylize/{name}"
@@ -182,7 +226,8 @@ def build_graph(
             graph.add(Task(
                 tid, "stylize", STYLIZE_FN,
                 {**common, "stylizer": style.stylizer, "model_override": model_override,
-                 "controlnet_overrides": controlnet_overrides or {}},
+                 "controlnet_overrides": controlnet_overrides or {},
+                 "sequence": list(frames), "sequence_keys": {str(f): k for f, k in frame_keys.items()}},
                 deps=tuple(deps), units=tuple(units), shot=shot.name, view=view, frames=tuple(frames),
                 num_cpus=threads, num_gpus=1.0 if (gpu and style.stylizer == "diffusion") else 0.0, threads=threads,
                 timeout_s=task_timeout_s or (600.0 + 600.0 * len(frames)),

@@ -47,6 +47,9 @@ class JobResult:
     blocked: list[str] = field(default_factory=list)
     records: dict[str, dict[str, dict]] = field(default_factory=dict)  # task id -> unit -> record
     recomputed: list[str] = field(default_factory=list)  # "unit: reason" for outputs found broken
+    # task kind -> {"ran": units computed by this job, "reused": units found in the store when
+    # their task was (last) dispatched}: what really ran, whether or not its task did
+    units: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -139,7 +142,11 @@ def run_graph(
     emit = on_event or (lambda kind, task, info: None)
     stopping = False
 
-    def finish(task: Task, records: dict, cached: bool, info: dict) -> None:
+    def finish(task: Task, records: dict, cached: bool, info: dict, reused: int | None = None) -> None:
+        count = result.units.setdefault(task.kind, {"ran": 0, "reused": 0})
+        reused = len(records) if cached else (reused or 0)
+        count["reused"] += reused
+        count["ran"] += len(records) - reused
         if records:
             result.records[task.task_id] = records
             if store is not None and task.view:
@@ -241,7 +248,7 @@ def run_graph(
                     returned = outcome.data.get("result")
                     if isinstance(returned, dict) and returned.get("frame_seconds"):
                         info["frame_seconds"] = returned["frame_seconds"]  # the review page plots them
-                    finish(task, records, False, info)
+                    finish(task, records, False, info, reused=len(have))
                     continue
                 reason = outcome.message or outcome.error_kind or "unknown failure"
                 kind = outcome.error_kind or "exception"

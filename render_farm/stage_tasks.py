@@ -167,14 +167,80 @@ def _library_versions() -> dict:
     return versions
 
 
+def _stored_frame(store, key: str | None, frame: int):
+    """The stylised frame of store unit ``key`` as (H, W, 3) uint8, or ``None`` when it is not intact there."""
+    if store is None or key is None:
+        return None
+    record, _ = store.load_record(key)
+    rel = frame_png_path(frame)
+    if record is None or rel not in record["outputs"]:
+        return None
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(store.unit_dir(key) / rel) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def sequence_to_run(mode: str, todo: list[int], sequence: list[int], anchored: bool, stored) -> tuple[list[int], tuple | None]:
+    """The frames a stylisation task must compute to produce its missing units ``todo``, and the
+    stored frame a ``flow_warp`` sequence continues from.
+
+    ``per_frame``: ``todo``. ``keyframes``: the whole ``sequence`` (every frame reads all of it).
+    ``flow_warp``: the sequence up to the last missing frame; when the frame before the first
+    missing one is in the store (``stored(frame)`` gives its image) and no anchor attention ties
+    every frame to the first one's generation, from there on (frame t reads only t-1's output).
+    """
+    if mode == "keyframes":
+        return list(sequence), None
+    if mode != "flow_warp":
+        return list(todo), None
+    run = [f for f in sequence if f <= max(todo)]
+    before = [f for f in run if f < min(todo)]
+    if before and not anchored:
+        image = stored(before[-1])
+        if image is not None:
+            return [f for f in run if f >= min(todo)], (before[-1], image)
+    return run, None
+
+
+def _figure_frames(store, keys: dict, sequence: list[int], frames: list[int], continue_from, frames_dir: Path) -> list[int]:
+    """The frames whose E_warp figures a sequence task records (short range: each against the one
+    before it; long range: against the sequence's first), with every PNG they need in ``frames_dir``.
+
+    A run that continued from stored frame c computed only c+1 onwards: c and the sequence's first
+    frame are linked in from their store units and put in front (the figure that pairs them is
+    not kept: only the committed frames' are)."""
+    if continue_from is None:
+        return list(frames)
+    lead = [f for f in dict.fromkeys([sequence[0], continue_from[0]])]
+    for f in lead:
+        rel = Path(frame_png_path(f)).name
+        src = store.unit_dir(keys[str(f)]) / frame_png_path(f)
+        try:
+            os.link(src, frames_dir / rel)
+        except OSError:
+            shutil.copyfile(src, frames_dir / rel)
+    return lead + list(frames)
+
+
 def stylize_batch(params: dict, ctx) -> dict:
-    """Stylise this task's frames from the shot's control images and passes (the view ``ctx.view``)."""
+    """Stylise this task's frames from the shot's control images and passes (the view ``ctx.view``).
+
+    The task's units are the frames missing from the store; a sequence mode computes what they
+    read too (:func:`sequence_to_run`) and commits only the missing ones."""
     # 1. Check inputs
     template = template_from_params(params)
-    frames = [int(unit) for unit, _ in ctx.units]
-    if not frames:
+    todo = [int(unit) for unit, _ in ctx.units]
+    if not todo:
         return {}
     from stylize.stylize_stage import stylize_frames
+
+    mode = template.style.consistency.mode
+    keys = params.get("sequence_keys") or {}
+    anchored = params["stylizer"] == "diffusion" and template.style.consistency.anchor_attention
+    frames, continue_from = sequence_to_run(mode, todo, [int(f) for f in params.get("sequence") or todo], anchored,
+                                            lambda f: _stored_frame(ctx.store, keys.get(str(f)), f))
 
     stylizer = params["stylizer"]
     if stylizer == "npr":
@@ -197,30 +263,33 @@ def stylize_batch(params: dict, ctx) -> dict:
         instance = ctx.warm("stylizer", warm_key, load)
 
     # 2. Stylise into staging in the template's consistency mode (per_frame: this batch alone;
-    #    flow_warp and keyframes: the shot's whole sequence, planned as one task), then one store
-    #    unit per frame. The denoising steps of the task are recorded on its first frame's unit.
+    #    flow_warp and keyframes: the shot's sequence, planned as one task), then one store unit per
+    #    missing frame, each with the denoising steps spent on it.
     batch_dir = ctx.store.new_staging(f"batch-{ctx.units[0][1]}")
     meta = {"stylizer": stylizer}
     if stylizer == "diffusion":
         meta.update(_library_versions())
     try:
         result = stylize_frames(template, frames, ctx.view, batch_dir, stylizer=stylizer, resolved=resolved,
-                                stylizer_instance=instance, threads=ctx.threads)
+                                stylizer_instance=instance, threads=ctx.threads, continue_from=continue_from)
         consistency = {"mode": result.mode, "keyframes": list(result.keyframes)}
         warp_errors = {}
         if result.mode != "per_frame":  # E_warp of the sequence, from the exact passes, where cheap
             from render_farm.frame_figures import sequence_warp_error
 
             width, height = template.render.resolution
-            warp_errors = sequence_warp_error(ctx.view, batch_dir / "frames", frames, width, height)
-        for i, frame in enumerate(frames):
+            figure_frames = _figure_frames(ctx.store, keys, [int(f) for f in params.get("sequence") or todo],
+                                           frames, continue_from, batch_dir / "frames")
+            warp_errors = sequence_warp_error(ctx.view, batch_dir / "frames", figure_frames, width, height)
+        for frame in todo:
             unit = str(frame)
             staging = ctx.staging(unit)
             _move_into(batch_dir, [frame_png_path(frame)], staging)
             frame_meta = {
                 **meta, "frame": frame, "consistency": consistency,
                 "generated": frame in result.generated_frames,
-                "denoising_steps": result.denoising_steps if i == 0 else 0,
+                # the steps spent on this frame, whichever frames this run computed
+                "denoising_steps": int(result.denoising_steps_by_frame.get(frame, 0)),
                 "denoising_steps_frame": int(result.denoising_steps_by_frame.get(frame, 0)),
             }
             if frame in warp_errors:

@@ -67,15 +67,17 @@ def sequence_scene(job_dir: Path, shot_passes, scene=None):
 
 def run_sequence(mode: str, template, job_dir: Path, shot_passes, scene, kind: str, stylizer_instance, *,
                  min_generate_pixels: int | None = None, keyframe_lookahead: int = 24,
-                 atlas_max_size: int = 2048) -> SequenceOutput:
+                 atlas_max_size: int = 2048, first_image: np.ndarray | None = None) -> SequenceOutput:
     """Run ``flow_warp`` or ``keyframes`` over the shot's passes (consecutive frames, checked by the
-    stage) with stylizer ``kind`` (``stylizer_instance``: the loaded ``DiffusionStylizer``, or None for NPR)."""
+    stage) with stylizer ``kind`` (``stylizer_instance``: the loaded ``DiffusionStylizer``, or None for NPR).
+    ``first_image`` (``flow_warp`` only): the output of ``shot_passes[0]``'s frame, already known
+    (read back from the store); the sequence goes on from it as if it had just generated it."""
     style = template.style
     if min_generate_pixels is None:  # style.consistency.min_generate_share of the frame
         min_generate_pixels = int(style.consistency.min_generate_share * shot_passes[0].width * shot_passes[0].height)
     stylizer = _FrameStylizer(template, job_dir, scene, shot_passes, kind, stylizer_instance)
     if mode == "flow_warp":
-        images, generated = _flow_warp(stylizer, shot_passes, scene, min_generate_pixels)
+        images, generated = _flow_warp(stylizer, shot_passes, scene, min_generate_pixels, first_image)
         keyframes: list[int] = []
     elif mode == "keyframes":
         from stylize.keyframe_sequence import run_keyframe_sequence
@@ -90,6 +92,8 @@ def run_sequence(mode: str, template, job_dir: Path, shot_passes, scene, kind: s
         images, generated, keyframes = result.frames, result.generated_frames, result.keyframes
     else:
         raise ValueError(f"{mode!r} is not a sequence mode (flow_warp, keyframes)")
+    if first_image is not None and mode != "flow_warp":
+        raise ValueError("first_image continues a flow_warp sequence only")
     steps_by_frame = {p.frame: int(stylizer.counter.per_frame.get(p.frame, 0)) for p in shot_passes}
     return SequenceOutput(images=images, generated_frames=generated, keyframes=keyframes,
                           denoising_steps=stylizer.counter.unet_evaluations, denoising_steps_by_frame=steps_by_frame,
@@ -168,7 +172,8 @@ class _FrameStylizer:
             self.generate_seconds[frame] = self.generate_seconds.get(frame, 0.0) + time.perf_counter() - began
 
 
-def _flow_warp(stylizer: _FrameStylizer, shot_passes, scene, min_generate_pixels: int):
+def _flow_warp(stylizer: _FrameStylizer, shot_passes, scene, min_generate_pixels: int, first: np.ndarray | None = None):
+    """Frames in order, each from the previous output warped; ``first``: shot_passes[0]'s output, already known."""
     from stylize.anchor_attention import AnchorState, install_anchor_attention, restore_processors
     from stylize.flow_warp import warp_with_background
     from stylize.image_operations import push_pull_fill, to_uint8
@@ -182,6 +187,9 @@ def _flow_warp(stylizer: _FrameStylizer, shot_passes, scene, min_generate_pixels
         previous_processors = install_anchor_attention(stylizer.instance.pipeline.unet, stylizer.anchor)
     try:
         for i, p in enumerate(shot_passes):
+            if i == 0 and first is not None:
+                images[p.frame] = np.asarray(first, dtype=np.uint8)
+                continue
             if i == 0:
                 if stylizer.anchor is not None:
                     stylizer.anchor.mode = "record"

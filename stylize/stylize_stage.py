@@ -99,6 +99,7 @@ def stylize_frames(
     min_generate_pixels: int | None = None,
     keyframe_lookahead: int = 24,
     atlas_max_size: int = 2048,
+    continue_from: tuple[int, np.ndarray] | None = None,
 ) -> StylizeResult:
     """Stylise ``frames`` of ``template`` from ``job_dir`` into ``out_dir/frames/NNNN.png``.
 
@@ -109,7 +110,10 @@ def stylize_frames(
     ``scene``: the shot's :class:`scenes.scene_data.Scene` for the sequence modes (else ``JOB/scene/scene.npz``).
     ``measure_warp_error`` adds E_warp of the written frames. ``min_generate_pixels`` (default
     ``style.consistency.min_generate_share`` of the frame), ``keyframe_lookahead`` and
-    ``atlas_max_size`` tune the sequence modes. Raises ``InputError`` (exit 2) for a bad request or
+    ``atlas_max_size`` tune the sequence modes. ``continue_from``: ``(frames[0] - 1, its output)``
+    for ``flow_warp`` without anchor attention: the sequence goes on from that frame's output (read
+    back from the store) as if it had just generated it, byte for byte (frame t depends only on
+    frame t-1's output and the passes). Raises ``InputError`` (exit 2) for a bad request or
     missing inputs, before any work.
     """
     started = time.perf_counter()
@@ -136,6 +140,11 @@ def stylize_frames(
         raise InputError(
             f"consistency mode {mode!r} needs consecutive frames (each depends on the one before); got {frames[:10]}..."
         )
+    if continue_from is not None:
+        anchored = kind == "diffusion" and style.consistency.anchor_attention
+        if mode != "flow_warp" or anchored or continue_from[0] != frames[0] - 1:
+            raise ValueError(f"continue_from {continue_from[0]} needs mode flow_warp without anchor attention and "
+                             f"the frame just before {frames[0]}")
     job_dir, out_dir = Path(job_dir), Path(out_dir)
     if not job_dir.is_dir():
         raise InputError(f"job folder {job_dir} does not exist; render the passes first (greybox passes)")
@@ -157,7 +166,8 @@ def stylize_frames(
     needs_passes = needs_npr or sequence or measure_warp_error
     _check_files_exist(job_dir, frames, control_kinds=control_kinds, needs_passes=needs_passes,
                        needs_cameras=needs_npr and not sequence)
-    shot_passes = _read_passes(job_dir, frames) if sequence or measure_warp_error else None
+    lead = [continue_from[0]] if continue_from is not None else []  # read, not written
+    shot_passes = _read_passes(job_dir, lead + frames) if sequence or measure_warp_error else None
     if sequence:
         from stylize.consistency_modes import sequence_scene
 
@@ -203,10 +213,12 @@ def stylize_frames(
 
         run = run_sequence(mode, template, job_dir, shot_passes, scene, kind, stylizer_instance,
                            min_generate_pixels=min_generate_pixels, keyframe_lookahead=keyframe_lookahead,
-                           atlas_max_size=atlas_max_size)
-        images, generated, keyframes, steps = run.images, run.generated_frames, run.keyframes, run.denoising_steps
+                           atlas_max_size=atlas_max_size,
+                           first_image=continue_from[1] if continue_from is not None else None)
+        images = {f: image for f, image in run.images.items() if f in frames}
+        generated, keyframes, steps = run.generated_frames, run.keyframes, run.denoising_steps
         hashes = {f: write_png_atomic(out_dir / frame_png_path(f), np.ascontiguousarray(images[f])) for f in sorted(images)}
-        steps_by_frame = run.denoising_steps_by_frame
+        steps_by_frame = {f: run.denoising_steps_by_frame.get(f, 0) for f in frames}
         seconds = time.perf_counter() - started
         rest = max(seconds - sum(run.generate_seconds.values()), 0.0) / len(frames)
         frame_seconds = {f: run.generate_seconds.get(f, 0.0) + rest for f in frames}
@@ -220,7 +232,7 @@ def stylize_frames(
             from PIL import Image
 
             images = {f: np.asarray(Image.open(out_dir / frame_png_path(f)).convert("RGB")) for f in frames}
-        report = warp_error([images[f] for f in frames], shot_passes)
+        report = warp_error([images[f] for f in frames], shot_passes[len(lead):])
     return StylizeResult(mode=mode, stylizer=kind, frame_hashes=hashes, denoising_steps=steps, keyframes=keyframes,
                          generated_frames=generated, seconds=seconds, warp_error=report,
                          denoising_steps_by_frame=steps_by_frame, frame_seconds=frame_seconds)

@@ -99,6 +99,8 @@ def test_kill_worker_local_then_resume(template, reference, tmp_path):
     # Resuming a finished job reuses everything and changes nothing.
     assert main(["render", "--resume", "--out", str(out), "--store", str(store)]) == 0
     _assert_same_as_reference(out, reference)
+    # The killed worker's staging folders went with it: its owner on this host is gone.
+    assert sorted(p.name for p in (store / "staging").iterdir()) == []
 
 
 def test_kill_the_job_then_resume(template, reference, tmp_path, capsys):

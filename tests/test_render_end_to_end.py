@@ -137,3 +137,91 @@ def test_farm_workers_start_cleanly_from_a_program_that_imported_bpy(template, t
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert sorted(p.name for p in (out / "passes").glob("*.exr")) == ["0001.exr", "0002.exr", "0003.exr"]
+
+
+# -- a frame of a sequence is keyed by its sequence (issue 16) ---------------------------------------
+
+def _frame_bytes_of(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((out / "frames").glob("*.png"))}
+
+
+@pytest.fixture(scope="module")
+def warm_executor():
+    """One local worker kept across the jobs of a test module (its stylizer stays loaded)."""
+    from render_farm.local_executor import LocalExecutor
+
+    executor = LocalExecutor(1)
+    yield executor
+    executor.shutdown()
+
+
+def _sequence_case(tmp_path: Path, executor, mode: str, **request) -> None:
+    """``--frames 3-4``, then ``1-2``, then ``1-4`` into one store, against ``1-4`` from an empty one.
+
+    The 3-4 sequence's frames are not frames 3-4 of the 1-4 sequence (a fresh store makes other
+    bytes), so they must not be reused; frames 1-2 of the 1-2 sequence are frames 1-2 of the 1-4
+    sequence in flow_warp (frame t reads only the frames before it) but not in keyframes (every
+    frame reads the whole sequence). The summary counts what ran."""
+    from render_farm.job_execution import run_job
+    from render_farm.job_request import JobRequest
+
+    shared = tmp_path / "store"
+
+    def run(out: str, frames: str, store: Path = shared) -> dict:
+        job = JobRequest(command="render", templates=[str(tmp_path / "tiny4.toml")], frames=frames, consistency=mode,
+                         **request)
+        return run_job(job, tmp_path / out, store=store, executor=executor, progress=False).to_json()
+
+    run("late", "3-4")
+    run("early", "1-2")
+    summary = run("whole", "1-4")
+    fresh = run("fresh", "1-4", tmp_path / "empty_store")
+    whole, reference = _frame_bytes_of(tmp_path / "whole"), _frame_bytes_of(tmp_path / "fresh")
+    assert list(reference) == ["0001.png", "0002.png", "0003.png", "0004.png"]
+    assert whole == reference
+    # The defect this guards against is visible here: the 3-4 sequence made other frames.
+    late = _frame_bytes_of(tmp_path / "late")
+    assert late["0003.png"] != reference["0003.png"] and late["0004.png"] != reference["0004.png"]
+    assert summary["units"]["passes"] == {"ran": 0, "reused": 4}
+    expected = {"ran": 2, "reused": 2} if mode == "flow_warp" else {"ran": 4, "reused": 0}
+    assert summary["units"]["stylize"] == expected
+    assert fresh["units"]["stylize"] == {"ran": 4, "reused": 0}
+    manifest = json.loads((tmp_path / "whole" / "manifest.json").read_text())
+    assert manifest["consistency"] == json.loads((tmp_path / "fresh" / "manifest.json").read_text())["consistency"]
+    assert manifest["consistency"]["mode"] == mode
+    # the per-frame figures (E_warp against the frame before and the sequence's first) are there too
+    assert manifest["consistency"]["warp_error"] and manifest["consistency"]["denoising_steps_by_frame"]
+
+
+@pytest.mark.parametrize("mode", ["flow_warp", "keyframes"])
+def test_sequence_frames_are_keyed_by_their_sequence_npr(tmp_path, warm_executor, mode):
+    (tmp_path / "tiny4.toml").write_text(TINY)
+    _sequence_case(tmp_path, warm_executor, mode, stylizer="npr")
+
+
+@pytest.mark.parametrize("mode", ["flow_warp", "keyframes"])
+def test_sequence_frames_are_keyed_by_their_sequence_tiny_models(tmp_path, warm_executor, tiny_models, mode):
+    # 32x32 and no classifier-free guidance: the sequence logic, not the model, is under test here
+    small = TINY.replace("resolution = [64, 64]", "resolution = [32, 32]")
+    (tmp_path / "tiny4.toml").write_text(small + '\n[style]\nprompt = "a red room"\nnum_inference_steps = 2\nguidance_scale = 1.0\n')
+    base, nets = tiny_models
+    _sequence_case(tmp_path, warm_executor, mode, stylizer="diffusion", model=str(base),
+                   controlnets={p: str(d) for p, d in nets.items()})
+
+
+def test_changed_stage_code_reruns_that_stage_and_what_follows(tmp_path, warm_executor, monkeypatch):
+    """A unit's key carries its stage's code fingerprint: new stylisation code reruns every
+    stylised frame and the assembly, and reuses the passes."""
+    from render_farm import task_store
+    from render_farm.job_execution import run_job
+    from render_farm.job_request import JobRequest
+
+    (tmp_path / "tiny4.toml").write_text(TINY)
+    request = JobRequest(command="render", templates=[str(tmp_path / "tiny4.toml")], stylizer="npr")
+    first = run_job(request, tmp_path / "a", store=tmp_path / "store", executor=warm_executor, progress=False).to_json()
+    assert first["units"]["stylize"] == {"ran": 4, "reused": 0}
+    real = task_store.code_fingerprint
+    monkeypatch.setattr(task_store, "code_fingerprint", lambda stage: real(stage) + ("+edited" if stage == "stylize" else ""))
+    second = run_job(request, tmp_path / "b", store=tmp_path / "store", executor=warm_executor, progress=False).to_json()
+    assert second["units"] == {"scene": {"ran": 0, "reused": 3}, "passes": {"ran": 0, "reused": 4},
+                               "stylize": {"ran": 4, "reused": 0}, "assemble": {"ran": 1, "reused": 0}}
