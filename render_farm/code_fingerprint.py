@@ -42,7 +42,7 @@ STAGE_SOURCES: dict[str, tuple[str, ...]] = {
     "passes": ("greybox/", "scenes/", "passes/", "render_farm/task_memory.py", *_TASK_GLUE),
     # Stylised frames: the stylizers and consistency modes, reading the passes' EXRs and the scene,
     # and the per-frame figures recorded with them.
-    "stylize": ("greybox/", "scenes/", "stylize/", "passes/frame_passes.py", "passes/pass_exr.py",
+    "stylize": ("greybox/", "scenes/", "stylize/", "passes/frame_passes.py", "passes/pass_exr.py", "passes/depth_tolerance.py",
                 "passes/cryptomatte.py", "render_farm/task_memory.py", "render_farm/frame_figures.py", *_TASK_GLUE),
     # video and contact sheet from the view's frames and control images.
     "assemble": ("greybox/", "render_farm/job_outputs.py", "passes/frame_passes.py", "passes/pass_exr.py",
