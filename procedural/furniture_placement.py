@@ -45,6 +45,7 @@ WALL_GAP = 0.01  # a piece's back is this far from its wall
 CHAIR_ROOM = 0.7  # a desk keeps this much free in front of it when a chair follows
 NIGHTSTAND_ROOM = 0.62  # a bed keeps this much free beside it for each nightstand that follows
 MAX_TRIES = 300  # proposals per piece before giving up
+OPTIONAL_TRIES = 100  # ... for a piece auto furnishing may leave out
 WALKWAY_HALF_WIDTH = 0.3  # a person's half width: the walkway between doors is twice this wide
 WALKWAY_CELL = 0.1  # metres: the walkway raster
 WALKING_HEIGHT = 1.0  # pieces hung higher than this (wall cabinets) do not block the walkway
@@ -275,14 +276,14 @@ class RoomPlacer:
         return math.degrees(math.atan2(longest.direction[1], longest.direction[0])) % 180.0
 
     def centre(self, req, size, rng) -> _Proposal:
-        cx, cy = self.free_centre()
-        r = 0.25
-        c = (cx + float(rng.uniform(-r, r)), cy + float(rng.uniform(-r, r)))
+        """Near the room's middle, along its longest wall; anywhere along it when the middle is taken."""
+        if rng.random() < 0.5:
+            cx, cy = self.room.centroid
+            c = (cx + float(rng.uniform(-0.25, 0.25)), cy + float(rng.uniform(-0.25, 0.25)))
+        else:
+            c = self.free(req, size, rng).center
         yaw = self.main_yaw() if req.rotation is None else req.rotation
         return _Proposal(c, yaw, rule="centre")
-
-    def free_centre(self) -> tuple[float, float]:
-        return self.room.centroid
 
     def propose(self, req: PieceRequest, size, rng) -> _Proposal:
         rule = req.rule or rule_of(req.kind)
@@ -558,17 +559,18 @@ class RoomPlacer:
             prop = _Proposal(pinned, yaw, z0=z0, wall=wall or prop.wall, anchor=prop.anchor, rule="pinned_position")
             why = self.problem(req, size, prop)
             if why is not None:
-                return PlacementFailure(req, ((why, 1),), 1, self.room_for(req))
+                return PlacementFailure(req, ((why, 1),), 1, "" if req.optional else self.room_for(req))
             return self.commit(req, size, prop, 1)
         reasons: Counter[str] = Counter()
-        tries = {"fixed": 1, "above_piece": 5}.get(req.rule or rule_of(req.kind), MAX_TRIES)
+        tries = {"fixed": 1, "above_piece": 5}.get(req.rule or rule_of(req.kind), OPTIONAL_TRIES if req.optional else MAX_TRIES)
         for attempt in range(1, tries + 1):
             candidate = self.propose(req, size, rng)
             why = self.problem(req, size, candidate)
             if why is None:
                 return self.commit(req, size, candidate, attempt)
             reasons[why] += 1
-        return PlacementFailure(req, tuple(reasons.most_common()), tries, self.room_for(req))
+        # where there would be room is worked out for the pieces that are reported, not those left out
+        return PlacementFailure(req, tuple(reasons.most_common()), tries, "" if req.optional else self.room_for(req))
 
     # -- where there would be room -----------------------------------------------------------
 
@@ -651,22 +653,33 @@ def _within(xs, ys, fp: Footprint, margin: float) -> np.ndarray:
     return out
 
 
+def _spread(free: np.ndarray, reached: np.ndarray) -> np.ndarray:
+    """Every free cell in a run (along rows) of free cells that holds a reached cell."""
+    h, w = free.shape
+    flat = free.ravel()
+    starts = np.zeros(h * w, dtype=bool)
+    starts[::w] = True
+    ids = np.cumsum(~flat | starts)
+    hit = np.zeros(int(ids[-1]) + 1, dtype=bool)
+    hit[ids[reached.ravel() & flat]] = True
+    return (hit[ids] & flat).reshape(h, w)
+
+
 def _reach(free: np.ndarray, seed: tuple[int, int]) -> np.ndarray:
-    """Cells of ``free`` 4-connected to ``seed``."""
+    """Cells of ``free`` 4-connected to ``seed``: runs along rows and columns spread in turn until
+    nothing changes (as many rounds as the path has turns)."""
     reached = np.zeros_like(free)
     if not free[seed]:
         return reached
     reached[seed] = True
+    count = 1
     while True:
-        grown = reached.copy()
-        grown[1:] |= reached[:-1]
-        grown[:-1] |= reached[1:]
-        grown[:, 1:] |= reached[:, :-1]
-        grown[:, :-1] |= reached[:, 1:]
-        grown &= free
-        if (grown == reached).all():
+        reached = _spread(free, reached)
+        reached = _spread(free.T, reached.T).T
+        total = int(reached.sum())
+        if total == count:
             return reached
-        reached = grown
+        count = total
 
 
 class _Walkway:

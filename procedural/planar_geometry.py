@@ -259,7 +259,9 @@ class Footprint:
             dx, dy = x1 - x0, y1 - y0
             length = math.hypot(dx, dy)
             if length > 1e-12:
-                axes.append((-dy / length, dx / length))
+                ax, ay = -dy / length, dx / length
+                if all(abs(ax * by - ay * bx) > 1e-12 for bx, by in axes):  # parallel edges share an axis
+                    axes.append((ax, ay))
         self.axes = tuple(axes)
         xs = [p[0] for p in self.points]
         ys = [p[1] for p in self.points]
@@ -272,8 +274,14 @@ class Footprint:
         a = math.radians(yaw_deg)
         c, s = math.cos(a), math.sin(a)
         ux, uy, vx, vy = c * half_w, s * half_w, -s * half_d, c * half_d
-        return cls([(cx - ux - vx, cy - uy - vy), (cx + ux - vx, cy + uy - vy),
-                    (cx + ux + vx, cy + uy + vy), (cx - ux + vx, cy - uy + vy)], z0, z1)
+        fp = cls.__new__(cls)  # the rectangle's two axes and box directly (the placer makes thousands)
+        fp.points = ((cx - ux - vx, cy - uy - vy), (cx + ux - vx, cy + uy - vy),
+                     (cx + ux + vx, cy + uy + vy), (cx - ux + vx, cy - uy + vy))
+        fp.z0, fp.z1 = float(z0), float(z1)
+        fp.axes = ((c, s), (-s, c))
+        ex, ey = abs(ux) + abs(vx), abs(uy) + abs(vy)
+        fp.box = (cx - ex, cy - ey, cx + ex, cy + ey)
+        return fp
 
     @property
     def centre(self) -> Point:

@@ -110,7 +110,17 @@ class _Furnisher:
         area = self.room.area
         bed_req, bed_rng = self.request("bed", "bed", optional=False)
         stands = [self.request("nightstand", n, optional=True) for n in ("nightstand_left", "nightstand_right")]
-        bed = self.place(bed_req, bed_rng, later=[r for r, _ in stands])
+        bed = None
+        for keep in (2, 1, 0):  # room beside the bed for two nightstands, else one, else none
+            result = self.placer.place(bed_req, bed_rng, [r for r, _ in stands[:keep]])
+            if isinstance(result, PlacedPiece) or keep == 0:
+                break
+        self.out.requests[bed_req.name] = bed_req
+        if isinstance(result, PlacedPiece):
+            bed = result
+            self.out.placed.append(bed)
+        else:
+            self.out.failures.append(result)
         for k, (req, rng) in enumerate(stands):
             if bed is not None:
                 req = _with(req, hint={"anchor": bed.name, "side": -1.0 if k == 0 else 1.0})
@@ -127,16 +137,41 @@ class _Furnisher:
         width = float(self.rng.uniform(1.2, 1.5)) if n_long == 1 else float(self.rng.uniform(1.6, 2.0))
         table_req, table_rng = self.request("table", "table", optional=False, rule="centre",
                                             size=(width, float(self.rng.uniform(0.85, 0.95)), 0.75))
-        chairs = []
-        for side in (0, 1):
-            for k in range(n_long):
+        chairs = []  # one on each long side first, then the others
+        for k in range(n_long):
+            for side in (0, 1):
                 slide = 0.0 if n_long == 1 else (k - 0.5) * width / 2
                 chairs.append((side, slide))
-        table = self.place(table_req, table_rng)
-        if table is not None:
-            for i, (side, slide) in enumerate(chairs, start=1):
-                self.add("chair", f"chair_{i}", optional=i > 2, rule="table_seat",
-                         hint={"anchor": table.name, "side": side, "slide": slide})
+        # the table and the two chairs it must have go in together: a table whose sides are blocked moves
+        seat_reqs = [self.request("chair", f"chair_{i}", optional=i > 2, rule="table_seat")
+                     for i in range(1, len(chairs) + 1)]
+        table, failure = None, None
+        for _ in range(20):
+            state = self.placer.snapshot()
+            result = self.placer.place(table_req, table_rng)
+            if not isinstance(result, PlacedPiece):
+                failure = result
+                break
+            seated = []
+            for (req, rng), (side, slide) in list(zip(seat_reqs, chairs))[:2]:
+                seat = self.placer.place(_with(req, hint={"anchor": result.name, "side": side, "slide": slide}), rng)
+                if not isinstance(seat, PlacedPiece):
+                    failure = seat
+                    break
+                seated.append((req, seat))
+            if len(seated) == 2:
+                table = result
+                break
+            self.placer.restore(state)
+        if table is None:
+            self.out.requests[table_req.name] = table_req
+            self.out.failures.append(failure)
+        else:
+            for req, piece in [(table_req, table)] + seated:
+                self.out.requests[req.name] = req
+                self.out.placed.append(piece)
+            for (req, rng), (side, slide) in list(zip(seat_reqs, chairs))[2:]:
+                self.place(_with(req, hint={"anchor": table.name, "side": side, "slide": slide}), rng)
             if width >= 1.8:
                 for j, side in enumerate((2, 3), start=len(chairs) + 1):
                     self.add("chair", f"chair_{j}", rule="table_seat", hint={"anchor": table.name, "side": side})
