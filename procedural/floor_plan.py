@@ -824,10 +824,8 @@ def plan_geometry(plan: PlanInput) -> tuple[PlanGeometry, list[dict]]:
                 value = spec.offset if spec.offset is not None else None
                 dropped.add(second.key)
                 after = second.user_offset(first.a1 + OPENING_GAP + second.width / 2.0)
-                before = second.user_offset(first.a0 - OPENING_GAP - second.width / 2.0)
-                allowed = f"offset >= {_m(min(after, before))}" if second.offset_frame[1] < 0 else f"offset >= {_m(after)}"
-                if second.offset_frame[1] < 0:
-                    allowed = f"offset <= {_m(after)}"
+                # the offset that clears the first opening, in the template's own direction along the wall
+                allowed = f"offset <= {_m(after)}" if second.offset_frame[1] < 0 else f"offset >= {_m(after)}"
                 problems.append(plan_problem(
                     f"{second.key}.offset" if spec.offset is not None else second.key, value,
                     f"the {second.kind} overlaps {first.key} ({first.name}) on {segments[k].name} (openings keep "

@@ -720,6 +720,19 @@ class _Walkway:
         self.free &= ~_within(self.xs, self.ys, fp, WALKWAY_HALF_WIDTH)
 
 
+def free_floor(room: PlanRoom, footprints: list[Footprint], clearance: float, cell: float = WALKWAY_CELL,
+               below: float = WALKING_HEIGHT):
+    """Where one can stand in a room: (mask (H, W) bool, xs, ys world coordinates of the cell
+    centres) of the floor at least ``clearance`` from the room's walls and from every footprint
+    whose bottom is lower than ``below`` (a tour's free space; a camera's clearance)."""
+    xs, ys, _, _ = _grid(room.interior, cell)
+    free = points_in_polygon(xs, ys, room.interior) & (_distance_to_polygon_edges(xs, ys, room.interior) >= clearance)
+    for fp in footprints:
+        if fp.z0 < below:
+            free &= ~_within(xs, ys, fp, clearance)
+    return free, xs, ys
+
+
 class _FreeGrid:
     """Where a piece's footprint would fit: the floor free of walls, kept-free zones, obstacles and
     pieces at its height, in a raster along the room's longest wall."""

@@ -288,10 +288,21 @@ def window_mesh(seg: WallSegment, op: Opening) -> Mesh:
 _ROOM_WALL_ORDER = ("south", "east", "north", "west", "north_inner", "east_inner")
 
 
-def shell_parts(geometry: PlanGeometry) -> list[ShellPart]:
+def shell_parts(geometry: PlanGeometry, z_offset: float = 0.0, name_prefix: str = "") -> list[ShellPart]:
     """Meshes of the plan's shell in a stable order: floors and ceilings (rooms in template order),
     walls (by first appearance over the rooms' edges; the room generator's south, east, north,
-    west, then the L's inner walls), doors, windows (template order)."""
+    west, then the L's inner walls), doors, windows (template order).
+
+    ``z_offset`` lifts the whole shell (a storey of a building), ``name_prefix`` goes in front of
+    every name (``storey1/``)."""
+    parts = _shell_parts(geometry)
+    if z_offset == 0.0 and not name_prefix:
+        return parts
+    return [ShellPart(name_prefix + p.name, p.kind, p.semantic_class, transform(p.mesh, None, (0.0, 0.0, z_offset)), p.rooms)
+            for p in parts]
+
+
+def _shell_parts(geometry: PlanGeometry) -> list[ShellPart]:
     plan = geometry.input
     naming = plan.naming
     t, h = plan.thickness, plan.height

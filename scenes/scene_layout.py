@@ -14,7 +14,11 @@ Schema (``schema = 1``; lengths in metres, world axes Blender's, Z up)::
                 "objects": N, "triangles": T},
       "camera": {"type", "sensor_fit", "sensor_width_mm", "sensor_height_mm", "clip_start", "clip_end",
                  "path": "orbit" | ..., "track_frames": [first, last]},     # poses: cameras.json, scene.npz
-      "generator": {"kind": "room" | "none", "room": {...resolved room: size, openings, walls}},
+      "generator": {"kind": "room" | "floor_plan" | "none",
+                    "room": {...resolved room: size, openings, walls},              # kind = "room"
+                    "floor_plan": {"rooms", "walls", "openings", "doors": [{"name", "rooms", "centre",
+                                   "normal", "width", "height"}]},                   # kind = "floor_plan"
+                    "furniture": [...], "furniture_left_out": [...]},
       "objects": [                                                  # in instance-id order
         {"name": "sofa",                                            # stable name (unique)
          "instance_id": 10,                                         # the instance.id pass value

@@ -524,3 +524,33 @@ def test_rooms_read_as_what_they_are():
     assert len(seated) >= 2
     for chair in seated:
         assert (_obb(table)[0] - _obb(chair)[0]) @ _obb(chair)[1][1] > 0
+
+
+def test_what_buildings_and_tours_build_on():
+    """A storey's shell is the plan's, lifted and renamed; the door passages and the free floor a tour plans with."""
+    from procedural.floor_plan import floor_plan_input, plan_geometry
+    from procedural.furniture_placement import free_floor
+    from procedural.room_shell import shell_parts
+    from procedural.scene_builder import scene_layout
+
+    template = _plan(**TWO_ROOMS)
+    geometry, problems = plan_geometry(floor_plan_input(template.generator.floor_plan))
+    assert problems == []
+    ground, upper = shell_parts(geometry), shell_parts(geometry, z_offset=3.0, name_prefix="storey1/")
+    assert [p.name for p in upper] == ["storey1/" + p.name for p in ground]
+    for a, b in zip(ground, upper):
+        np.testing.assert_allclose(b.mesh.vertices, a.mesh.vertices + [0.0, 0.0, 3.0])
+    (door,) = geometry.door_passages()
+    assert door.rooms == ("b", "a") and door.centre == (4.0, 1.5) and door.normal == (1.0, 0.0)
+    layout = scene_layout(template)
+    pieces = layout.furnishings["b"].placed
+    free, xs, ys = free_floor(geometry.rooms["b"], [p.footprint for p in pieces], clearance=0.3)
+    assert free.any()
+    for x, y in zip(xs[free], ys[free]):  # at least 0.3 m from b's walls' faces and from every piece
+        assert 4 + T / 2 + 0.3 - 1e-9 <= x <= 7 - T / 2 - 0.3 + 1e-9 and T / 2 + 0.3 - 1e-9 <= y <= 3 - T / 2 - 0.3 + 1e-9
+        for p in pieces:
+            if p.z0 < 1.0:
+                local = np.array([x, y]) - np.array(p.center)
+                a = math.radians(p.yaw)
+                u, v = local @ [math.cos(a), math.sin(a)], local @ [-math.sin(a), math.cos(a)]
+                assert abs(u) >= p.size[0] / 2 + 0.3 - 1e-9 or abs(v) >= p.size[1] / 2 + 0.3 - 1e-9
