@@ -612,13 +612,18 @@ def _near(fp: Footprint, polygon) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
+MAX_RASTER_CELLS = 250_000  # a raster over a very large room gets coarser cells rather than more of them
+
+
 def _grid(polygon, cell: float, angle: float = 0.0):
     """Cell centres covering a polygon, in a frame turned by ``angle`` (radians): (xs, ys) world
-    coordinates, (H, W) arrays, plus the frame's origin and axes."""
+    coordinates, (H, W) arrays, plus the frame's origin and axes. ``cell`` grows for rooms so large
+    that the raster would exceed ``MAX_RASTER_CELLS``."""
     c, s = math.cos(angle), math.sin(angle)
     local = [(p[0] * c + p[1] * s, -p[0] * s + p[1] * c) for p in polygon]
     u0, u1 = min(p[0] for p in local), max(p[0] for p in local)
     v0, v1 = min(p[1] for p in local), max(p[1] for p in local)
+    cell = max(cell, math.sqrt((u1 - u0) * (v1 - v0) / MAX_RASTER_CELLS))
     nu, nv = max(1, int(math.ceil((u1 - u0) / cell))), max(1, int(math.ceil((v1 - v0) / cell)))
     us = u0 + (np.arange(nu) + 0.5) * cell
     vs = v0 + (np.arange(nv) + 0.5) * cell
@@ -740,6 +745,7 @@ class _FreeGrid:
     def __init__(self, placer: RoomPlacer, req: PieceRequest):
         self.angle = math.radians(placer.main_yaw())
         self.xs, self.ys, _, _ = _grid(placer.room.interior, FREE_CELL, self.angle)
+        self.cell = math.hypot(self.xs[0, 1] - self.xs[0, 0], self.ys[0, 1] - self.ys[0, 0]) if self.xs.shape[1] > 1 else FREE_CELL
         free = points_in_polygon(self.xs, self.ys, placer.room.interior)
         free &= _distance_to_polygon_edges(self.xs, self.ys, placer.room.interior) >= FREE_CELL / 2
         z0, z1 = 0.0, req.size[2]
@@ -764,7 +770,7 @@ class _FreeGrid:
         best = None
         table = np.pad(self.free.astype(np.int32), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
         for yaw_extra, (along, across) in ((0.0, (w, d)), (90.0, (d, w))):
-            nu, nv = int(math.ceil(along / FREE_CELL)), int(math.ceil(across / FREE_CELL))
+            nu, nv = int(math.ceil(along / self.cell)), int(math.ceil(across / self.cell))
             H, W = self.free.shape
             if nv > H or nu > W:
                 continue
@@ -805,4 +811,4 @@ class _FreeGrid:
         r0, r1, c0, c1 = best[1]
         cx = (self.xs[r0, c0] + self.xs[r1, c1]) / 2
         cy = (self.ys[r0, c0] + self.ys[r1, c1]) / 2
-        return (float(cx), float(cy)), ((c1 - c0 + 1) * FREE_CELL, (r1 - r0 + 1) * FREE_CELL)
+        return (float(cx), float(cy)), ((c1 - c0 + 1) * self.cell, (r1 - r0 + 1) * self.cell)

@@ -409,9 +409,11 @@ class _Furnisher:
         placed = 0
         v = v0 + chair_room + desk_d
         row = 0
-        while v + desk_d + chair_room <= v1 and placed < target:
+        slots = 0  # a bound on the slots tried (a very large room has millions)
+        while v + desk_d + chair_room <= v1 and placed < target and slots < 4 * target + 40:
             u = u0 + 0.9 + desk_w / 2
-            while u + desk_w / 2 + 0.9 <= u1 and placed < target:
+            while u + desk_w / 2 + 0.9 <= u1 and placed < target and slots < 4 * target + 40:
+                slots += 1
                 cx, cy = u * ux + v * vx, u * uy + v * vy
                 for facing in (0, 1):
                     if placed >= target:
