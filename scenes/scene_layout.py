@@ -167,7 +167,8 @@ def format_layout(layout: dict, max_objects: int | None = None) -> str:
         placement = o.get("placement")
         if placement:
             rule = placement.get("rule")
-            extra = placement.get("wall") or placement.get("anchor")
+            extra = placement.get("wall")  # a wall's name, or a floor plan's edge index
+            extra = placement.get("anchor") if extra is None else (f"edge {extra}" if isinstance(extra, int) else extra)
             where += f" ({rule}{' ' + extra if extra else ''})"
         lines.append(f"  {o['instance_id']:>5}  {o['name']:<{name_width}}  {str(o['class']['name']):<{class_width}}  "
                      f"{o['class']['index'] if o['class']['index'] is not None else '-':>6}  "

@@ -554,3 +554,13 @@ def test_what_buildings_and_tours_build_on():
                 a = math.radians(p.yaw)
                 u, v = local @ [math.cos(a), math.sin(a)], local @ [-math.sin(a), math.cos(a)]
                 assert abs(u) >= p.size[0] / 2 + 0.3 - 1e-9 or abs(v) >= p.size[1] / 2 + 0.3 - 1e-9
+
+
+def test_inspect_lists_a_plans_layout():
+    from scenes.scene_layout import format_layout, scene_layout
+
+    scene = build_scene(load_template("kitchen").template)
+    text = format_layout(scene_layout(scene))
+    fridge = next(line for line in text.splitlines() if "kitchen/refrigerator" in line)
+    assert "refrigerator" in fridge and "(counter_run edge " in fridge
+    assert any("wall:kitchen:0" in line and "generator.floor_plan.rooms.0" in line for line in text.splitlines())
