@@ -18,8 +18,9 @@ Entry points:
   Blender) returns its objects with ``instance_id = 0`` and passes them as
   ``build_scene(template, imported=...)``.
 - :func:`check_scenes_build`: the build check the driver (and ``greybox validate``) runs for every
-  shot before anything is written; a template whose scene cannot be built is an ``InputError``
-  naming the shot. Templates whose build needs Blender (:func:`build_needs_blender`) are checked
+  shot before anything is written: the builder's dry run (:func:`build_problems`), every problem
+  at once; a template whose scene cannot be built is an ``InputError`` naming the shot and each
+  problem's key path. Templates whose build needs Blender (:func:`build_needs_blender`) are checked
   in a subprocess (``python -m passes.scene_stage``, :func:`check_in_subprocess`), so the driver
   never imports bpy.
 - :func:`write_scene_data` (numpy: npz and layout), :func:`write_scene_exports` (Blender: glb,
@@ -68,18 +69,19 @@ def build_needs_blender(template) -> bool:
     return False
 
 
-def build_problem(template) -> str | None:
-    """The message of the InputError building ``template`` raises, or None when it builds."""
-    try:
-        build_shot_scene(template)
-    except InputError as err:
-        return str(err)
-    return None
+def build_problems(template) -> list[dict]:
+    """Every problem building ``template``'s scene would meet, without building it: the dry run
+    (:func:`procedural.scene_builder.scene_problems`; numpy, no meshes, no Blender for
+    procedural templates). Each problem names its key path, value and fix; empty when it builds."""
+    from procedural.scene_builder import scene_problems
+
+    return [{"key": p.get("key") or problem_key(p["message"]), "value": p.get("value"), "message": p["message"]}
+            for p in scene_problems(template)]
 
 
-def check_in_subprocess(items: list[tuple[str, dict, str]], timeout_s: float = CHECK_TIMEOUT_S) -> dict[str, str]:
-    """Build each (label, resolved template, source) in a fresh Python process (where model imports
-    may load Blender); return {label: problem} for those that cannot be built.
+def check_in_subprocess(items: list[tuple[str, dict, str]], timeout_s: float = CHECK_TIMEOUT_S) -> dict[str, list[dict]]:
+    """Check each (label, resolved template, source) in a fresh Python process (where model imports
+    may load Blender); return {label: problems} for those that cannot be built.
 
     The child is ``python -m passes.scene_stage check``: a JSON request on stdin, a JSON answer on
     one stdout line. A child that crashes or times out is a GreyboxError (exit 1) with its last output.
@@ -103,7 +105,7 @@ def check_in_subprocess(items: list[tuple[str, dict, str]], timeout_s: float = C
     if proc.returncode != 0 or not isinstance(answer, dict):
         tail = (proc.stderr or proc.stdout or "").strip()[-2000:]
         raise GreyboxError(f"the scene build check process failed (exit {proc.returncode}):\n{tail}")
-    return {p["label"]: p["message"] for p in answer.get("problems", [])}
+    return {p["label"]: p["problems"] for p in answer.get("problems", [])}
 
 
 def check_scenes_build(shots: Iterable[tuple[str, object, dict, str]], *, isolate: bool | None = None) -> None:
@@ -126,27 +128,28 @@ def check_scenes_build(shots: Iterable[tuple[str, object, dict, str]], *, isolat
         groups.setdefault(key, []).append(label)
         first.setdefault(key, (template, resolved, source))
 
-    # 2. Build: here, or in a subprocess when Blender is needed
-    problems: dict[str, str] = {}
+    # 2. Check: here, or in a subprocess when Blender is needed
+    problems: dict[str, list[dict]] = {}
     remote = []
     for key, (template, resolved, source) in first.items():
         if isolate or (isolate is None and build_needs_blender(template)):
             remote.append((key, resolved, source))
             continue
-        problem = build_problem(template)
-        if problem is not None:
-            problems[key] = problem
+        found = build_problems(template)
+        if found:
+            problems[key] = found
     if remote:
         problems.update(check_in_subprocess(remote))
 
-    # 3. One error naming every shot that cannot be built
+    # 3. One error naming every problem of every shot that cannot be built
     if problems:
         lines, entries = [], []
-        for key, message in problems.items():
+        for key, found in problems.items():
             label = ", ".join(groups[key])
-            lines.append(f"{label}: {message}")
-            entries.append({"file": label, "key": problem_key(message), "value": None, "message": message})
-        header = "the scene cannot be built" + (f" ({len(lines)} of {len(groups)} scenes)" if len(groups) > 1 else "")
+            for p in found:
+                lines.append(f"{label}: {p['message']}")
+                entries.append({"file": label, "key": p["key"], "value": p.get("value"), "message": p["message"]})
+        header = "the scene cannot be built" + (f" ({len(problems)} of {len(groups)} scenes)" if len(groups) > 1 else "")
         raise InputError(header + ":\n  " + "\n  ".join(lines), entries)
 
 
@@ -169,12 +172,12 @@ def _check_main(stream_in, stream_out) -> int:
     for item in request["shots"]:
         try:
             template = validate_data(item["resolved"], item.get("source", "template"))
-            problem = build_problem(template)
+            found = build_problems(template)
         except InputError as err:
-            problem = str(err)
-        if problem is not None:
-            problems.append({"label": item["label"], "message": problem})
-    stream_out.write(_ANSWER + json.dumps({"problems": problems}) + "\n")
+            found = [{"key": problem_key(str(err)), "value": None, "message": str(err)}]
+        if found:
+            problems.append({"label": item["label"], "problems": found})
+    stream_out.write(_ANSWER + json.dumps({"problems": problems}, default=repr) + "\n")
     stream_out.flush()
     return 0
 

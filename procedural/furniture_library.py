@@ -5,8 +5,13 @@ Local frame of every piece: the footprint is centred on the origin, x in [-w/2, 
 y in [-d/2, d/2] (depth), z in [0, h]; the back is at y = -d/2 and the front faces +y. The geometry
 never leaves that box, so the placement rules can use it as the piece's oriented bounding box.
 
+Hung pieces (paintings, mirrors, wall cabinets, range hoods, towel radiators) have the same
+frame; the placer lifts them to their height on the wall (:data:`HUNG_HEIGHT`).
+
 Entry points: :func:`draw_size` (a size drawn from the kind's range), :func:`build_furniture`
-(the mesh), :data:`DEFAULT_CLASS` (the ADE20K class of each kind), :data:`WALL_KINDS`.
+(the mesh), :data:`DEFAULT_CLASS` (the ADE20K class of each kind: a name or, where ADE20K's names
+are ambiguous, the 0-based palette index), :data:`WALL_KINDS`, :data:`HUNG_KINDS`,
+:data:`FRONT_CLEARANCE` (the floor kept free in front of a piece so it can be used).
 """
 
 from __future__ import annotations
@@ -36,9 +41,31 @@ SIZE_RANGES: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[flo
     "rug": ((1.6, 2.4), (1.2, 1.7), (0.01, 0.01)),
     "painting": ((0.5, 1.0), (0.03, 0.04), (0.4, 0.75)),
     "tv_stand": ((1.2, 1.7), (0.4, 0.48), (0.45, 0.58)),
+    # kitchens
+    "counter": ((0.4, 1.2), (0.6, 0.62), (0.9, 0.92)),
+    "kitchen_sink": ((0.8, 1.0), (0.6, 0.62), (1.18, 1.2)),  # the tap stands SINK_TAP above the worktop
+    "stove": ((0.6, 0.6), (0.6, 0.62), (0.912, 0.932)),  # the burners stand STOVE_BURNER above the worktop
+    "dishwasher": ((0.6, 0.6), (0.6, 0.62), (0.9, 0.92)),
+    "refrigerator": ((0.6, 0.75), (0.64, 0.7), (1.75, 2.0)),
+    "wall_cabinet": ((0.6, 1.0), (0.33, 0.36), (0.6, 0.72)),
+    "range_hood": ((0.6, 0.6), (0.45, 0.5), (0.35, 0.5)),
+    # bathrooms
+    "bathtub": ((1.5, 1.8), (0.7, 0.8), (0.55, 0.6)),
+    "shower": ((0.8, 1.0), (0.8, 1.0), (2.0, 2.1)),
+    "toilet": ((0.36, 0.4), (0.62, 0.7), (0.75, 0.82)),
+    "washbasin": ((0.5, 0.8), (0.42, 0.5), (0.85, 0.9)),
+    "mirror": ((0.5, 0.8), (0.02, 0.03), (0.6, 0.9)),
+    "towel_radiator": ((0.45, 0.6), (0.08, 0.1), (0.8, 1.2)),
+    # dining rooms, bedrooms, offices, hallways
+    "sideboard": ((1.2, 1.8), (0.42, 0.5), (0.75, 0.9)),
+    "office_chair": ((0.58, 0.66), (0.58, 0.66), (0.95, 1.15)),
+    "wardrobe": ((1.0, 2.0), (0.58, 0.62), (1.95, 2.2)),
+    "chest_of_drawers": ((0.8, 1.2), (0.45, 0.5), (0.8, 1.0)),
+    "bench": ((1.0, 1.4), (0.35, 0.42), (0.44, 0.5)),
+    "stool": ((0.35, 0.42), (0.35, 0.42), (0.45, 0.75)),
 }
 
-DEFAULT_CLASS: dict[str, str] = {
+DEFAULT_CLASS: dict[str, str | int] = {
     "sofa": "sofa",
     "armchair": "armchair",
     "coffee_table": "coffee table",
@@ -55,12 +82,46 @@ DEFAULT_CLASS: dict[str, str] = {
     "rug": "rug",
     "painting": "painting",
     "tv_stand": "cabinet",
+    "counter": 45,  # "counter" (ADE20K also calls the buffet a counter)
+    "kitchen_sink": "sink",
+    "stove": "stove",
+    "dishwasher": "dishwasher",
+    "refrigerator": "refrigerator",
+    "wall_cabinet": "cabinet",
+    "range_hood": "hood",
+    "bathtub": "tub",
+    "shower": "shower",
+    "toilet": "toilet",
+    "washbasin": "sink",
+    "mirror": "mirror",
+    "towel_radiator": "radiator",
+    "sideboard": "sideboard",
+    "office_chair": "swivel chair",
+    "wardrobe": "wardrobe",
+    "chest_of_drawers": "chest of drawers",
+    "bench": "bench",
+    "stool": 110,  # "stool" (ADE20K also lists it among the toilet's names)
 }
 
 # Pieces whose back goes against a wall.
-WALL_KINDS = frozenset({"sofa", "bed", "bookcase", "shelf", "cabinet", "tv_stand", "desk"})
-# Pieces exempt from the interpenetration rule: the rug lies under things, the painting hangs on a wall.
-EXEMPT_KINDS = frozenset({"rug", "painting"})
+WALL_KINDS = frozenset({
+    "sofa", "bed", "bookcase", "shelf", "cabinet", "tv_stand", "desk", "counter", "kitchen_sink", "stove", "dishwasher",
+    "refrigerator", "bathtub", "toilet", "washbasin", "sideboard", "wardrobe", "chest_of_drawers", "bench",
+})
+# Pieces that hang on a wall: the height of their bottom above the floor, metres (a range drawn from).
+HUNG_HEIGHT: dict[str, tuple[float, float]] = {
+    "painting": (1.1, 1.4), "mirror": (1.15, 1.3), "wall_cabinet": (1.45, 1.5), "range_hood": (1.55, 1.65),
+    "towel_radiator": (0.2, 0.3),
+}
+HUNG_KINDS = frozenset(HUNG_HEIGHT)
+# Pieces exempt from the interpenetration rule: the rug lies under things.
+EXEMPT_KINDS = frozenset({"rug"})
+# Floor kept free in front of a piece (metres from its front), so that it can be used.
+FRONT_CLEARANCE: dict[str, float] = {
+    "toilet": 0.6, "washbasin": 0.6, "bathtub": 0.6, "shower": 0.6, "counter": 0.9, "kitchen_sink": 0.9, "stove": 0.9,
+    "dishwasher": 0.9, "refrigerator": 0.9, "wardrobe": 0.7, "bookcase": 0.5, "chest_of_drawers": 0.6, "tv_stand": 0.4,
+    "sideboard": 0.5,
+}
 
 
 def draw_size(kind: str, rng: np.random.Generator) -> tuple[float, float, float]:
@@ -361,6 +422,226 @@ def _painting(w, d, h, rng):
     return parts
 
 
+def _base_unit(w, d, h, rng, top_t: float = 0.04) -> list[Mesh]:
+    """A kitchen base unit: plinth set back, carcass, a worktop overhanging the front by 2 cm."""
+    plinth = 0.1
+    front = 0.02
+    parts = [box_between(-w / 2, w / 2, -d / 2, d / 2 - 0.08, 0.0, plinth),
+             box_between(-w / 2, w / 2, -d / 2, d / 2 - 0.02 - front, plinth, h - top_t)]
+    doors = 2 if w > 0.65 else 1
+    step = w / doors
+    for i in range(doors):
+        x0, x1 = -w / 2 + i * step + 0.003, -w / 2 + (i + 1) * step - 0.003
+        parts.append(box_between(x0, x1, d / 2 - 0.02 - front, d / 2 - 0.02, plinth + 0.003, h - top_t - 0.003))
+        hx = x1 - 0.04 if (i == 0 and doors == 2) else x0 + 0.04
+        parts.append(box_between(hx - 0.008, hx + 0.008, d / 2 - 0.02, d / 2 - 0.005, h - top_t - 0.2, h - top_t - 0.06))
+    return parts
+
+
+def _counter(w, d, h, rng):
+    top_t = _u(rng, 0.03, 0.04)
+    return _base_unit(w, d, h, rng, top_t) + [box_between(-w / 2, w / 2, -d / 2, d / 2, h - top_t, h)]
+
+
+SINK_TAP = 0.28
+STOVE_BURNER = 0.012
+
+
+def worktop_height(kind: str, height: float) -> float:
+    """The height of a kitchen module's worktop given the piece's height (its bounding box)."""
+    return height - {"kitchen_sink": SINK_TAP, "stove": STOVE_BURNER}.get(kind, 0.0)
+
+
+def module_height(kind: str, worktop: float) -> float:
+    """A kitchen module's height (its bounding box) for a worktop at ``worktop``."""
+    return worktop + {"kitchen_sink": SINK_TAP, "stove": STOVE_BURNER}.get(kind, 0.0)
+
+
+def _kitchen_sink(w, d, h, rng):
+    top_t = 0.04
+    h = h - SINK_TAP
+    parts = _base_unit(w, d, h, rng, top_t)
+    bw, bd = min(w - 0.2, _u(rng, 0.45, 0.6)), min(d - 0.2, 0.4)
+    y0, y1 = -bd / 2 + 0.03, bd / 2 + 0.03
+    parts += [box_between(-w / 2, w / 2, -d / 2, y0, h - top_t, h), box_between(-w / 2, w / 2, y1, d / 2, h - top_t, h),
+              box_between(-w / 2, -bw / 2, y0, y1, h - top_t, h), box_between(bw / 2, w / 2, y0, y1, h - top_t, h),
+              box_between(-bw / 2, bw / 2, y0, y1, h - 0.2, h - 0.18)]  # the basin's bottom, 18 cm down
+    tap_y = -d / 2 + 0.06
+    parts.append(cylinder_between(0.0, tap_y, h, h + SINK_TAP, 0.015, 12))
+    parts.append(box_between(-0.012, 0.012, tap_y + 0.015, tap_y + 0.18, h + SINK_TAP - 0.03, h + SINK_TAP))
+    return parts
+
+
+def _stove(w, d, h, rng):
+    h = h - STOVE_BURNER
+    parts = [box_between(-w / 2, w / 2, -d / 2, d / 2 - 0.02, 0.0, h - 0.02),
+             box_between(-w / 2, w / 2, -d / 2, d / 2, h - 0.02, h)]
+    parts.append(box_between(-w / 2 + 0.03, w / 2 - 0.03, d / 2 - 0.02, d / 2, 0.12, h - 0.2))  # oven door
+    parts.append(box_between(-w / 2 + 0.08, w / 2 - 0.08, d / 2 - 0.02, d / 2, h - 0.19, h - 0.16))  # control strip
+    r = min(w, d) * _u(rng, 0.1, 0.13)
+    for sx in (-1, 1):
+        for sy in (-1, 1):
+            parts.append(cylinder_between(sx * w / 4.5, sy * d / 4.5, h, h + STOVE_BURNER, r, 16))
+    return parts
+
+
+def _dishwasher(w, d, h, rng):
+    parts = [box_between(-w / 2, w / 2, -d / 2, d / 2 - 0.03, 0.0, h - 0.04),
+             box_between(-w / 2, w / 2, -d / 2, d / 2, h - 0.04, h),
+             box_between(-w / 2 + 0.003, w / 2 - 0.003, d / 2 - 0.03, d / 2 - 0.01, 0.1, h - 0.043)]
+    parts.append(box_between(-w / 2 + 0.1, w / 2 - 0.1, d / 2 - 0.01, d / 2, h - 0.12, h - 0.09))
+    return parts
+
+
+def _refrigerator(w, d, h, rng):
+    split = h * _u(rng, 0.6, 0.68)
+    parts = [box_between(-w / 2, w / 2, -d / 2, d / 2 - 0.04, 0.0, h)]
+    parts.append(box_between(-w / 2 + 0.005, w / 2 - 0.005, d / 2 - 0.04, d / 2 - 0.02, 0.05, split - 0.005))
+    parts.append(box_between(-w / 2 + 0.005, w / 2 - 0.005, d / 2 - 0.04, d / 2 - 0.02, split + 0.005, h - 0.01))
+    hx = w / 2 - 0.06 if rng.random() < 0.5 else -w / 2 + 0.06
+    parts.append(box_between(hx - 0.012, hx + 0.012, d / 2 - 0.02, d / 2, split - 0.35, split - 0.08))
+    parts.append(box_between(hx - 0.012, hx + 0.012, d / 2 - 0.02, d / 2, split + 0.08, split + 0.35))
+    return parts
+
+
+def _wall_cabinet(w, d, h, rng):
+    parts = [box_between(-w / 2, w / 2, -d / 2, d / 2 - 0.02, 0.0, h)]
+    doors = 2 if w > 0.65 else 1
+    step = w / doors
+    for i in range(doors):
+        x0, x1 = -w / 2 + i * step + 0.003, -w / 2 + (i + 1) * step - 0.003
+        parts.append(box_between(x0, x1, d / 2 - 0.02, d / 2 - 0.005, 0.003, h - 0.003))
+        hx = x1 - 0.04 if (i == 0 and doors == 2) else x0 + 0.04
+        parts.append(box_between(hx - 0.008, hx + 0.008, d / 2 - 0.005, d / 2, 0.04, 0.16))
+    return parts
+
+
+def _range_hood(w, d, h, rng):
+    canopy = min(h, _u(rng, 0.1, 0.16))
+    return [box_between(-w / 2, w / 2, -d / 2, d / 2, 0.0, canopy),
+            box_between(-w / 4, w / 4, -d / 2, -d / 2 + d * 0.55, canopy, h)]
+
+
+def _bathtub(w, d, h, rng):
+    rim = _u(rng, 0.06, 0.09)
+    parts = [box_between(-w / 2, w / 2, -d / 2, d / 2, 0.0, h - 0.35),  # the tub's body below the basin
+             box_between(-w / 2, w / 2, -d / 2, -d / 2 + rim, h - 0.35, h),
+             box_between(-w / 2, w / 2, d / 2 - rim, d / 2, h - 0.35, h),
+             box_between(-w / 2, -w / 2 + rim, -d / 2 + rim, d / 2 - rim, h - 0.35, h),
+             box_between(w / 2 - rim, w / 2, -d / 2 + rim, d / 2 - rim, h - 0.35, h)]
+    return parts
+
+
+def _shower(w, d, h, rng):
+    tray = 0.06
+    glass = 0.01
+    parts = [box_between(-w / 2, w / 2, -d / 2, d / 2, 0.0, tray),
+             box_between(-w / 2, w / 2 - 0.5 * w, d / 2 - glass, d / 2, tray, h - 0.1),  # fixed front panel
+             box_between(w / 2 - glass, w / 2, -d / 2, d / 2, tray, h - 0.1)]  # side panel
+    parts.append(cylinder_between(-w / 2 + 0.08, -d / 2 + 0.04, tray, h - 0.05, 0.012, 12))  # riser
+    parts.append(cylinder_between(-w / 2 + 0.08, -d / 2 + 0.16, h - 0.12, h - 0.1, 0.08, 16))  # head
+    parts.append(box_between(-w / 2 + 0.07, -w / 2 + 0.09, -d / 2 + 0.04, -d / 2 + 0.16, h - 0.1, h - 0.08))
+    return parts
+
+
+def _toilet(w, d, h, rng):
+    tank_d = _u(rng, 0.16, 0.2)
+    seat = _u(rng, 0.4, 0.44)
+    bowl_r = w / 2
+    parts = [box_between(-w / 2, w / 2, -d / 2, -d / 2 + tank_d, seat - 0.1, h),  # tank
+             box_between(-w * 0.3, w * 0.3, -d / 2 + tank_d - 0.02, d / 2 - bowl_r, 0.0, seat - 0.03),  # pedestal
+             cylinder_between(0.0, d / 2 - bowl_r, 0.08, seat - 0.03, bowl_r * 0.8, 20),
+             cylinder_between(0.0, d / 2 - bowl_r, seat - 0.03, seat, bowl_r, 24)]  # seat
+    return parts
+
+
+def _washbasin(w, d, h, rng):
+    top = 0.1
+    parts = []
+    if rng.random() < 0.5:  # a vanity unit
+        parts.append(box_between(-w / 2 + 0.01, w / 2 - 0.01, -d / 2, d / 2 - 0.02, 0.2, h - top))
+        parts.append(box_between(-w / 2 + 0.012, w / 2 - 0.012, d / 2 - 0.02, d / 2 - 0.005, 0.21, h - top - 0.01))
+    else:  # a pedestal
+        parts.append(cylinder_between(0.0, -d / 2 + 0.14, 0.0, h - top, 0.08, 16))
+    parts += [box_between(-w / 2, w / 2, -d / 2, d / 2, h - top, h - top + 0.02),
+              box_between(-w / 2, w / 2, -d / 2, -d / 2 + 0.1, h - top + 0.02, h),
+              box_between(-w / 2, w / 2, d / 2 - 0.04, d / 2, h - top + 0.02, h),
+              box_between(-w / 2, -w / 2 + 0.04, -d / 2 + 0.1, d / 2 - 0.04, h - top + 0.02, h),
+              box_between(w / 2 - 0.04, w / 2, -d / 2 + 0.1, d / 2 - 0.04, h - top + 0.02, h)]
+    return parts
+
+
+def _mirror(w, d, h, rng):
+    f = min(_u(rng, 0.01, 0.03), w / 8, h / 8)
+    return [box_between(-w / 2, w / 2, -d / 2, d / 2 - d * 0.3, 0.0, h),  # glass, set back
+            box_between(-w / 2, w / 2, -d / 2, d / 2, 0.0, f), box_between(-w / 2, w / 2, -d / 2, d / 2, h - f, h),
+            box_between(-w / 2, -w / 2 + f, -d / 2, d / 2, f, h - f), box_between(w / 2 - f, w / 2, -d / 2, d / 2, f, h - f)]
+
+
+def _towel_radiator(w, d, h, rng):
+    r = 0.015
+    parts = [cylinder_between(-w / 2 + r, 0.0, 0.0, h, r, 10), cylinder_between(w / 2 - r, 0.0, 0.0, h, r, 10)]
+    rails = max(4, int(h / 0.12))
+    for i in range(rails):
+        z = 0.05 + i * (h - 0.1) / (rails - 1)
+        parts.append(box_between(-w / 2 + 2 * r, w / 2 - 2 * r, -0.01, 0.01, z - 0.01, z + 0.01))
+    parts.append(box_between(-w / 2 + r, -w / 2 + 2 * r, -d / 2, -0.01, h * 0.2, h * 0.2 + 0.02))  # wall brackets
+    parts.append(box_between(w / 2 - 2 * r, w / 2 - r, -d / 2, -0.01, h * 0.2, h * 0.2 + 0.02))
+    return parts
+
+
+def _sideboard(w, d, h, rng):
+    return _tv_stand(w, d, h, rng)
+
+
+def _office_chair(w, d, h, rng):
+    seat = _u(rng, 0.44, 0.5)
+    parts = []
+    for k in range(5):  # the star base
+        a = 2 * math.pi * k / 5 + math.pi / 2
+        ex, ey = 0.42 * min(w, d) * math.cos(a), 0.42 * min(w, d) * math.sin(a)
+        parts.append(cylinder_between(ex, ey, 0.0, 0.05, 0.025, 8))
+        parts.append(box_between(min(0.0, ex) - 0.015, max(0.0, ex) + 0.015, min(0.0, ey) - 0.015, max(0.0, ey) + 0.015, 0.05, 0.08))
+    parts.append(cylinder_between(0.0, 0.0, 0.08, seat - 0.06, 0.025, 12))
+    sw, sd = w * 0.8, d * 0.78
+    parts.append(box_between(-sw / 2, sw / 2, -sd / 2 + 0.04, sd / 2 + 0.04, seat - 0.06, seat))
+    parts.append(box_between(-0.03, 0.03, -d / 2 + 0.03, -sd / 2 + 0.04, seat - 0.06, seat + 0.15))
+    parts.append(box_between(-sw / 2 + 0.02, sw / 2 - 0.02, -d / 2 + 0.01, -d / 2 + 0.06, seat + 0.12, h))
+    return parts
+
+
+def _wardrobe(w, d, h, rng):
+    plinth = 0.06
+    parts = [box_between(-w / 2 + 0.02, w / 2 - 0.02, -d / 2, d / 2 - 0.04, 0.0, plinth),
+             box_between(-w / 2, w / 2, -d / 2, d / 2 - 0.02, plinth, h)]
+    doors = max(2, int(round(w / 0.5)))
+    step = w / doors
+    for i in range(doors):
+        x0, x1 = -w / 2 + i * step + 0.003, -w / 2 + (i + 1) * step - 0.003
+        parts.append(box_between(x0, x1, d / 2 - 0.02, d / 2 - 0.008, plinth + 0.003, h - 0.003))
+        hx = x1 - 0.04 if i % 2 == 0 else x0 + 0.04
+        parts.append(box_between(hx - 0.008, hx + 0.008, d / 2 - 0.008, d / 2, h * 0.45, h * 0.45 + 0.3))
+    return parts
+
+
+def _chest_of_drawers(w, d, h, rng):
+    return _drawer_unit(w, d, h, rng, drawers=int(rng.integers(3, 6)), leg_h=_u(rng, 0.0, 0.08))
+
+
+def _bench(w, d, h, rng):
+    return _table_like(w, d, h, rng, shelf=True)
+
+
+def _stool(w, d, h, rng):
+    r = min(w, d) / 2
+    parts = [cylinder_between(0.0, 0.0, h - 0.04, h, r, 20)]
+    for k in range(4):
+        a = math.pi / 4 + k * math.pi / 2
+        x, y = (r - 0.04) * math.cos(a), (r - 0.04) * math.sin(a)
+        parts.append(cylinder_between(x, y, 0.0, h - 0.04, 0.015, 8))
+    return parts
+
+
 _BUILDERS: dict[str, Callable[[float, float, float, np.random.Generator], list[Mesh]]] = {
     "sofa": _sofa,
     "armchair": _armchair,
@@ -378,4 +659,25 @@ _BUILDERS: dict[str, Callable[[float, float, float, np.random.Generator], list[M
     "rug": _rug,
     "painting": _painting,
     "tv_stand": _tv_stand,
+    "counter": _counter,
+    "kitchen_sink": _kitchen_sink,
+    "stove": _stove,
+    "dishwasher": _dishwasher,
+    "refrigerator": _refrigerator,
+    "wall_cabinet": _wall_cabinet,
+    "range_hood": _range_hood,
+    "bathtub": _bathtub,
+    "shower": _shower,
+    "toilet": _toilet,
+    "washbasin": _washbasin,
+    "mirror": _mirror,
+    "towel_radiator": _towel_radiator,
+    "sideboard": _sideboard,
+    "office_chair": _office_chair,
+    "wardrobe": _wardrobe,
+    "chest_of_drawers": _chest_of_drawers,
+    "bench": _bench,
+    "stool": _stool,
 }
+
+KINDS = tuple(_BUILDERS)

@@ -1,13 +1,19 @@
 """Template -> Scene: the procedural stage's entry point, pure numpy (Blender only sees the result).
 
 :func:`build_scene` turns a validated :class:`scenes.template_schema.Template` into a
-:class:`scenes.scene_data.Scene`: the room shell, the placed furniture, the explicit primitives,
-objects from other sources (imported models), instance ids and the camera track. Every random
-choice comes from ``object_rng(seed, stable name)``; the same template gives the same bytes in any
+:class:`scenes.scene_data.Scene`: the floor plan's shell (``[generator.room]`` is a one-room
+plan), the placed furniture, the explicit primitives, objects from other sources (imported
+models), instance ids and the camera track. :func:`scene_problems` is its dry run: everything
+that can fail (the plan, the openings, every piece's placement, names, the camera) without
+building a mesh, every problem at once; ``greybox validate`` and the driver's build check run it.
+
+Every random choice comes from ``object_rng(seed, stable name)``: a piece's size and placement
+from its name, the details of its mesh from ``<name>#shape`` (so the dry run, which builds no
+mesh, places it exactly where the build does); the same template gives the same bytes in any
 process.
 
 Each object records where it came from (:class:`scenes.scene_data.ObjectSource`) and its own frame
-(``SceneObject.transform``): identity for the room shell, the piece's footprint centre and yaw for
+(``SceneObject.transform``): identity for the shell, the piece's footprint centre and yaw for
 furniture (with the placement rule), the primitive's position and rotation for explicit objects.
 An object source is a function that returns :class:`SceneObject` s with ``instance_id = 0``; the
 builder numbers them all at the end, in a stable order.
@@ -16,18 +22,24 @@ builder numbers them all at the end, in a stable order.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
 from greybox.errors import InputError
 from procedural.camera_paths import camera_track
-from procedural.furniture_library import DEFAULT_CLASS
-from procedural.primitive_meshes import Mesh, box, cylinder, euler_xyz, pack_uvs, plane
-from procedural.room_layout import place_furniture, room_geometry, room_shell_parts
-from scenes.scene_data import ObjectSource, Scene, SceneObject, object_seed_hex
+from procedural.floor_plan import (
+    OUTSIDE, PlanGeometry, floor_plan_input, plan_geometry, plan_problem, room_plan_input,
+)
+from procedural.furniture_library import DEFAULT_CLASS, HUNG_KINDS, build_furniture
+from procedural.furniture_placement import Obstacle, PlacedPiece, RoomPlacer, obstacle_from_vertices
+from procedural.primitive_meshes import Mesh, box, cylinder, euler_xyz, pack_uvs, plane, rotation_z, transform
+from procedural.room_furnishing import Furnishing, furnish_room
+from procedural.room_shell import shell_parts
+from scenes.scene_data import ObjectSource, Scene, SceneObject, object_rng, object_seed_hex
 from scenes.semantic_palette import resolve_class
-from scenes.template_schema import BoxPrimitive, CylinderPrimitive, PlanePrimitive, Template
+from scenes.template_schema import MAX_NAME_LENGTH, BoxPrimitive, CylinderPrimitive, PlanePrimitive, Template
 
 MAX_INSTANCE_ID = 32767  # Blender's pass_index is a signed 16-bit short
 
@@ -55,76 +67,263 @@ def _frame(rotation: np.ndarray, translation) -> np.ndarray:
 
 
 def _object(name: str, kind: str, class_id: int, mesh: Mesh, source: ObjectSource,
-            transform: np.ndarray | None = None) -> SceneObject:
+            transform_: np.ndarray | None = None) -> SceneObject:
     """A SceneObject from a procedural mesh (instance id assigned later)."""
     return SceneObject(
         name=name, kind=kind, semantic_class_id=int(class_id), instance_id=0,
         vertices=np.ascontiguousarray(mesh.vertices, dtype=np.float64),
         triangles=np.ascontiguousarray(mesh.triangles, dtype=np.int32),
-        uvs=pack_uvs(mesh), source=source, transform=np.eye(4) if transform is None else transform,
+        uvs=pack_uvs(mesh), source=source, transform=np.eye(4) if transform_ is None else transform_,
     )
 
 
-def room_objects(template: Template, metadata: dict) -> list[SceneObject]:
-    """The room generator's objects: the shell (floor, ceiling, walls, doors, windows), then the
-    furniture in template order. Records the room's resolved parameters in ``metadata``."""
-    room = template.generator.room
-    geometry = room_geometry(room)
-    objects = [
-        _object(part.name, part.kind, resolve_class(part.semantic_class).class_id, part.mesh,
-                ObjectSource("generator", generator="room", template_key="generator.room"))
-        for part in room_shell_parts(geometry)
-    ]
-    metadata["generator"]["room"] = {
-        "footprint": room.footprint,
-        "width": room.width, "depth": room.depth, "height": room.height,
-        "wall_thickness": room.wall_thickness,
-        "l_cut": None if room.l_cut is None else list(room.l_cut),
-        "ceiling": room.ceiling,
-        "openings": [
-            {"kind": op.kind, "index": op.index, "wall": op.wall, "offset": op.offset, "width": op.width,
-             "height": op.height, "sill": op.sill}
-            for op in geometry.openings
-        ],
-        "walls": {
-            name: {"start": _round(w.start), "direction": _round(w.direction), "inward": _round(w.inward),
-                   "length": round(w.length, 6)}
-            for name, w in geometry.walls.items()
-        },
-    }
+def piece_world_transform(piece: PlacedPiece) -> np.ndarray:
+    """4x4 object-to-world of a piece: its footprint centre on its bottom, yawed."""
+    m = np.eye(4)
+    m[:3, :3] = rotation_z(piece.yaw)
+    m[:3, 3] = (piece.center[0], piece.center[1], piece.z0)
+    return m
 
-    pieces = place_furniture(geometry, list(room.furniture), template.seed)
-    furniture_meta = []
-    for spec, piece in zip(room.furniture, pieces):
-        cls = resolve_class(spec.semantic_class if spec.semantic_class is not None else DEFAULT_CLASS[piece.kind])
-        record = {
-            "name": piece.name, "kind": piece.kind, "class": cls.name, "class_id": cls.class_id,
-            "size": _round(piece.size), "size_drawn": spec.size is None,
-            "position": _round((piece.center[0], piece.center[1], piece.z0)),
-            "yaw": round(piece.yaw, 6), "wall": piece.wall, "anchor": piece.anchor,
-            "rng": {"key": f"{template.seed}/{piece.name}", "seed": object_seed_hex(template.seed, piece.name)},
-        }
-        furniture_meta.append(record)
-        placement = {
-            **record, "rule": piece.rule, "tries": piece.tries,
-            "pinned": {"wall": spec.wall is not None, "position": spec.position is not None,
-                       "rotation": spec.rotation is not None, "size": spec.size is not None},
-        }
-        for key in ("name", "kind", "class", "class_id"):
-            placement.pop(key)
-        source = ObjectSource("generator", generator="room", template_key=f"generator.room.furniture.{piece.index}",
-                              placement=placement)
-        objects.append(_object(piece.name, piece.kind, cls.class_id, piece.world_mesh(), source, piece.world_transform()))
-    metadata["generator"]["furniture"] = furniture_meta
+
+# --------------------------------------------------------------------------------------------
+# The layout: the plan, what is in it, and every problem (no meshes)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SceneLayout:
+    """What a template lays out, before any mesh is built."""
+
+    template: Template
+    geometry: PlanGeometry | None
+    furnishings: dict[str, Furnishing] = field(default_factory=dict)  # per room, rooms in template order
+    explicit_meshes: list[Mesh] = field(default_factory=list)
+    problems: list[dict] = field(default_factory=list)
+
+    @property
+    def generator(self) -> str:
+        return self.template.generator.kind
+
+
+def _spec_problems(geometry: PlanGeometry, template: Template) -> list[dict]:
+    """Furniture entries that name a wall or a position the room does not have."""
+    problems = []
+    style = geometry.input.generator
+    for room in geometry.rooms.values():
+        if room.furniture == "auto":
+            continue
+        for index, spec in enumerate(room.furniture):
+            key = f"{room.furniture_key}.{index}"
+            if spec.wall is not None:
+                if style == "room" and not isinstance(spec.wall, str):
+                    problems.append(plan_problem(f"{key}.wall", spec.wall, "the room generator names its walls: "
+                                                 "'south', 'east', 'north' or 'west'"))
+                elif style == "floor_plan" and isinstance(spec.wall, str):
+                    problems.append(plan_problem(f"{key}.wall", spec.wall, f"a floor plan's room names a wall by its polygon "
+                                                 f"edge index: 0 .. {len(room.walls) - 1} (edge i runs from vertex i to i + 1)"))
+                elif style == "floor_plan" and spec.wall >= len(room.walls):
+                    problems.append(plan_problem(f"{key}.wall", spec.wall, f"room {room.name!r} has edges 0 .. {len(room.walls) - 1}"))
+            if spec.kind in HUNG_KINDS and spec.position is not None:
+                problems.append(plan_problem(f"{key}.position", list(spec.position),
+                                             f"a {spec.kind.replace('_', ' ')} hangs on a wall at a drawn place; remove the "
+                                             f"position and pin {key}.wall instead"))
+            name = geometry.input.naming.piece(room.name, spec.stable_name)
+            if len(name) > MAX_NAME_LENGTH:
+                problems.append(plan_problem(f"{key}.{'name' if spec.name else 'kind'}", spec.stable_name,
+                                             f"the piece's stable name {name!r} is {len(name)} characters long; Blender keeps "
+                                             f"{MAX_NAME_LENGTH}: shorten the piece's or the room's name"))
+    return problems
+
+
+def scene_layout(template: Template, imported: Sequence[SceneObject] = ()) -> SceneLayout:
+    """Lay the template out (plan, openings, furniture) and collect every problem; builds no mesh."""
+    explicit_meshes = [_explicit_mesh(obj) for obj in template.objects]
+    gen = template.generator
+    if gen.kind == "none":
+        return SceneLayout(template, None, explicit_meshes=explicit_meshes)
+    plan = room_plan_input(gen.room) if gen.kind == "room" else floor_plan_input(gen.floor_plan)
+    geometry, problems = plan_geometry(plan)
+    layout = SceneLayout(template, geometry, explicit_meshes=explicit_meshes, problems=list(problems))
+    spec_problems = _spec_problems(geometry, template)
+    layout.problems += spec_problems
+    bad_rooms = {p["key"].split(".furniture")[0] for p in spec_problems}
+
+    obstacles = [obstacle_from_vertices(f"objects.{i} {obj.name!r}", mesh.vertices)
+                 for i, (obj, mesh) in enumerate(zip(template.objects, explicit_meshes))]
+    obstacles += [obstacle_from_vertices(f"{o.name!r} ({o.source.file or 'imported'})", o.vertices) for o in imported]
+    passages = geometry.door_passages()
+    for room in sorted(geometry.rooms.values(), key=lambda r: r.index):
+        if room.key in bad_rooms or room.furniture == [] or room.furniture is None:
+            layout.furnishings[room.name] = Furnishing()
+            continue
+        doors = []
+        inset = plan.thickness / 2 + 0.35
+        for p in passages:
+            if room.name not in p.rooms:
+                continue
+            sign = 1.0 if p.rooms[0] == room.name else -1.0
+            doors.append((p.name, (p.centre[0] + sign * inset * p.normal[0], p.centre[1] + sign * inset * p.normal[1])))
+        placer = RoomPlacer(room, plan.height, geometry.zones.get(room.name, []), obstacles, doors)
+        furnishing = furnish_room(placer, room, plan.naming, template.seed)
+        layout.furnishings[room.name] = furnishing
+        for failure in furnishing.failures:
+            req = failure.request
+            value = list(req.position) if req.position is not None else ("auto" if room.furniture == "auto" else None)
+            key = f"{req.key}.position" if req.position is not None else req.key
+            message = failure.message()
+            if room.furniture == "auto":
+                message = f"{req.key} = 'auto': " + message.split(": ", 1)[1]
+            layout.problems.append({"file": "", "key": key, "value": value, "message": message})
+    return layout
+
+
+def _names_and_ids(template: Template, layout: SceneLayout, imported: Sequence[SceneObject]) -> list[dict]:
+    """Name clashes and the instance-id budget, from the names alone."""
+    problems = []
+    explicit = [o.name for o in template.objects]
+    if template.generator.kind == "room":
+        for i, name in enumerate(explicit):
+            if name.startswith("room."):
+                problems.append(plan_problem(f"objects.{i}.name", name, "names starting with 'room.' are the generated room's; rename it"))
+    count = len(explicit) + len(imported)
+    if layout.geometry is not None:
+        g = layout.geometry
+        count += len(g.rooms) * (2 if g.input.ceiling else 1) + len(g.wall_names()) + len(g.openings)
+        count += sum(len(f.placed) for f in layout.furnishings.values())
+    if count > MAX_INSTANCE_ID:
+        problems.append(plan_problem("objects", None, f"the scene has {count} objects; at most {MAX_INSTANCE_ID} fit Blender's "
+                                     "pass_index: remove objects or rooms"))
+    return problems
+
+
+def scene_problems(template: Template, imported: Sequence[SceneObject] = ()) -> list[dict]:
+    """The dry run of :func:`build_scene`: every problem building this template would meet (the
+    plan, the openings, every piece of furniture, names, the camera), each naming its key path,
+    value and fix; empty when it builds. Builds no mesh."""
+    layout = scene_layout(template, imported)
+    return layout.problems + _names_and_ids(template, layout, imported) + _camera_problems(template)[1]
+
+
+def _camera_problems(template: Template):
+    """(the track or None, problems)."""
+    import re
+
+    try:
+        return camera_track(template.camera, template.render.frame_start, template.render.frame_end), []
+    except InputError as err:
+        if err.problems:
+            return None, list(err.problems)
+        match = re.match(r"([A-Za-z_]\w*(?:\.\w+)*)", str(err))
+        return None, [{"file": "", "key": match.group(1) if match else "camera", "value": None, "message": str(err)}]
+
+
+def raise_problems(problems: list[dict]) -> None:
+    if problems:
+        raise InputError("\n".join(p["message"] for p in problems), problems)
+
+
+# --------------------------------------------------------------------------------------------
+# The build
+# --------------------------------------------------------------------------------------------
+
+
+def _piece_objects(layout: SceneLayout, metadata: dict) -> list[SceneObject]:
+    template, geometry = layout.template, layout.geometry
+    seed = template.seed
+    style = geometry.input.generator
+    objects, records, left_out = [], [], []
+    specs = {}
+    for room in geometry.rooms.values():
+        if room.furniture != "auto":
+            for index, spec in enumerate(room.furniture):
+                specs[f"{room.furniture_key}.{index}"] = spec
+    for room_name, furnishing in layout.furnishings.items():
+        left_out += [{**item, "room": room_name} for item in furnishing.left_out]
+        for piece in furnishing.placed:
+            spec = specs.get(piece.key)
+            cls = resolve_class(spec.semantic_class if spec is not None and spec.semantic_class is not None
+                                else DEFAULT_CLASS[piece.kind])
+            wall = None
+            if piece.wall is not None:
+                wall = piece.wall.name if style == "room" else piece.wall.index
+            record = {
+                "name": piece.name, "kind": piece.kind, "class": cls.name, "class_id": cls.class_id,
+                "size": _round(piece.size), "size_drawn": spec is None or spec.size is None,
+                "position": _round((piece.center[0], piece.center[1], piece.z0)),
+                "yaw": round(piece.yaw, 6), "wall": wall, "anchor": piece.anchor,
+                "rng": {"key": f"{seed}/{piece.name}", "seed": object_seed_hex(seed, piece.name)},
+            }
+            if style == "floor_plan":
+                record["room"] = room_name
+            records.append(record)
+            placement = {
+                **record, "rule": piece.rule, "tries": piece.tries,
+                "pinned": {"wall": spec is not None and spec.wall is not None,
+                           "position": spec is not None and spec.position is not None,
+                           "rotation": spec is not None and spec.rotation is not None,
+                           "size": spec is not None and spec.size is not None},
+                **({"auto": True} if spec is None else {}), **piece.details,
+            }
+            for key in ("name", "kind", "class", "class_id"):
+                placement.pop(key)
+            mesh = build_furniture(piece.kind, piece.size, object_rng(seed, f"{piece.name}#shape"))
+            world = transform(mesh, rotation_z(piece.yaw), (piece.center[0], piece.center[1], piece.z0))
+            source = ObjectSource("generator", generator=style, template_key=piece.key, placement=placement)
+            objects.append(_object(piece.name, piece.kind, cls.class_id, world, source, piece_world_transform(piece)))
+    metadata["generator"]["furniture"] = records
+    if style == "floor_plan":
+        metadata["generator"]["furniture_left_out"] = left_out
     return objects
 
 
-def explicit_objects(template: Template) -> list[SceneObject]:
+def _shell_objects(layout: SceneLayout, metadata: dict) -> list[SceneObject]:
+    geometry = layout.geometry
+    plan = geometry.input
+    style = plan.generator
+    objects = []
+    keys = {r.name: r.key for r in geometry.rooms.values()}
+    opening_keys = {op.name: op.key for op in geometry.openings}
+    for part in shell_parts(geometry):
+        if style == "room":
+            key = "generator.room"
+        elif part.kind in ("door", "window"):
+            key = opening_keys[part.name]
+        else:
+            key = keys[part.rooms[0]]
+        objects.append(_object(part.name, part.kind, resolve_class(part.semantic_class).class_id, part.mesh,
+                               ObjectSource("generator", generator=style, template_key=key)))
+    if style == "room":
+        room = layout.template.generator.room
+        the_room = next(iter(geometry.rooms.values()))
+        metadata["generator"]["room"] = {
+            "footprint": room.footprint,
+            "width": room.width, "depth": room.depth, "height": room.height,
+            "wall_thickness": room.wall_thickness,
+            "l_cut": None if room.l_cut is None else list(room.l_cut),
+            "ceiling": room.ceiling,
+            "openings": [
+                {"kind": kind, "index": i, "wall": o.wall, "offset": o.offset, "width": o.width, "height": o.height,
+                 "sill": o.sill, **({"glass": o.glass} if kind == "window" else {})}
+                for kind, specs in (("door", room.doors), ("window", room.windows)) for i, o in enumerate(specs)
+            ],
+            "walls": {
+                w.name: {"start": _round(w.start), "direction": _round(w.direction), "inward": _round(w.inward),
+                         "length": round(w.length, 6)}
+                for w in the_room.walls
+            },
+        }
+    else:
+        metadata["generator"]["floor_plan"] = geometry.to_json()
+    return objects
+
+
+def explicit_objects(template: Template, meshes: Sequence[Mesh] | None = None) -> list[SceneObject]:
     """The template's ``[[objects]]`` primitives, in template order, each in its own frame."""
+    meshes = meshes if meshes is not None else [_explicit_mesh(obj) for obj in template.objects]
     return [
-        _object(obj.name, obj.primitive, obj.resolved_class.class_id, _explicit_mesh(obj),
+        _object(obj.name, obj.primitive, obj.resolved_class.class_id, mesh,
                 ObjectSource("explicit", template_key=f"objects.{i}"), _frame(euler_xyz(obj.rotation), obj.position))
-        for i, obj in enumerate(template.objects)
+        for i, (obj, mesh) in enumerate(zip(template.objects, meshes))
     ]
 
 
@@ -146,34 +345,33 @@ def build_scene(template: Template, imported: Sequence[SceneObject] = ()) -> Sce
     """Build the scene described by a validated template.
 
     ``imported``: objects from other sources (models read through Blender by ``passes/``), with
-    ``instance_id = 0``; they are numbered after the template's own, in the order given.
+    ``instance_id = 0``; the furniture keeps clear of them; they are numbered after the
+    template's own, in the order given.
 
-    Instance ids, 1.. in this order: the room shell, the furniture (template order), the explicit
-    objects (template order), the imported objects.
+    Instance ids, 1.. in this order: the shell (floors, ceilings, walls, doors, windows), the
+    furniture (rooms in template order, each room's pieces in placement order: a template list
+    in its order), the explicit objects (template order), the imported objects.
 
-    Raises InputError (naming the key path, the value and the fix) when the template is valid on
-    its own but cannot be built: an opening that does not fit its wall, a piece that cannot be
-    placed, a camera whose view is undefined, a name clash.
+    Raises one InputError listing every problem (each naming the key path, the value and the fix)
+    when the template is valid on its own but cannot be built: the plan's rooms, openings that do
+    not fit their walls, pieces that cannot be placed, a camera whose view is undefined, a name clash.
     """
     # 1. Check inputs
     if not isinstance(template, Template):
         raise TypeError(f"build_scene needs a validated Template, got {type(template).__name__}")
-    explicit_names = [o.name for o in template.objects]
-    if template.generator.kind == "room":
-        for i, name in enumerate(explicit_names):
-            if name.startswith("room."):
-                raise InputError(
-                    f"objects.{i}.name = {name!r}: names starting with 'room.' are the generated room's; rename it"
-                )
+    layout = scene_layout(template, imported)
+    track, camera = _camera_problems(template)
+    raise_problems(layout.problems + _names_and_ids(template, layout, imported) + camera)
     metadata: dict = {"seed": template.seed, "generator": {"kind": template.generator.kind}, "objects": {}}
 
-    # 2. The room shell and its furniture
+    # 2. The shell and its furniture
     objects: list[SceneObject] = []
-    if template.generator.kind == "room":
-        objects += room_objects(template, metadata)
+    if layout.geometry is not None:
+        objects += _shell_objects(layout, metadata)
+        objects += _piece_objects(layout, metadata)
 
     # 3. Explicit objects, then objects from other sources
-    objects += explicit_objects(template)
+    objects += explicit_objects(template, layout.explicit_meshes)
     objects += list(imported)
 
     # 4. Instance ids: 1.. in that order
@@ -182,7 +380,6 @@ def build_scene(template: Template, imported: Sequence[SceneObject] = ()) -> Sce
         metadata["objects"][obj.name] = {"instance_id": obj.instance_id, "kind": obj.kind, "class_id": obj.semantic_class_id}
 
     # 5. Camera track
-    track = camera_track(template.camera, template.render.frame_start, template.render.frame_end)
     metadata["camera"] = {"path": template.camera.path.kind, "frames": [int(track.frames[0]), int(track.frames[-1])]}
 
     return Scene(
@@ -191,3 +388,6 @@ def build_scene(template: Template, imported: Sequence[SceneObject] = ()) -> Sce
         frame_start=template.render.frame_start, frame_end=template.render.frame_end, fps=template.render.fps,
         metadata=metadata,
     )
+
+
+__all__ = ["build_scene", "scene_problems", "scene_layout", "explicit_objects", "assign_instance_ids", "OUTSIDE"]

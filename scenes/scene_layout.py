@@ -14,7 +14,11 @@ Schema (``schema = 1``; lengths in metres, world axes Blender's, Z up)::
                 "objects": N, "triangles": T},
       "camera": {"type", "sensor_fit", "sensor_width_mm", "sensor_height_mm", "clip_start", "clip_end",
                  "path": "orbit" | ..., "track_frames": [first, last]},     # poses: cameras.json, scene.npz
-      "generator": {"kind": "room" | "none", "room": {...resolved room: size, openings, walls}},
+      "generator": {"kind": "room" | "floor_plan" | "none",
+                    "room": {...resolved room: size, openings, walls},              # kind = "room"
+                    "floor_plan": {"rooms", "walls", "openings", "doors": [{"name", "rooms", "centre",
+                                   "normal", "width", "height"}]},                   # kind = "floor_plan"
+                    "furniture": [...], "furniture_left_out": [...]},
       "objects": [                                                  # in instance-id order
         {"name": "sofa",                                            # stable name (unique)
          "instance_id": 10,                                         # the instance.id pass value
@@ -163,7 +167,8 @@ def format_layout(layout: dict, max_objects: int | None = None) -> str:
         placement = o.get("placement")
         if placement:
             rule = placement.get("rule")
-            extra = placement.get("wall") or placement.get("anchor")
+            extra = placement.get("wall")  # a wall's name, or a floor plan's edge index
+            extra = placement.get("anchor") if extra is None else (f"edge {extra}" if isinstance(extra, int) else extra)
             where += f" ({rule}{' ' + extra if extra else ''})"
         lines.append(f"  {o['instance_id']:>5}  {o['name']:<{name_width}}  {str(o['class']['name']):<{class_width}}  "
                      f"{o['class']['index'] if o['class']['index'] is not None else '-':>6}  "

@@ -322,9 +322,17 @@ _CONTEXT_MESSAGES = {
 _TAG_PARTS = {"box", "plane", "cylinder", "static", "orbit", "dolly", "walkthrough", "str", "int"}
 
 
+# the member tags of a plain union ("literal['auto']", "list[FurnitureSpec]", "constrained-int")
+_UNION_MEMBER = re.compile(r"^(literal\[.*\]|list\[.*\]|dict\[.*\]|constrained-\w+|float|bool|[A-Z]\w*Spec)$")
+
+
 def _clean_loc(loc: tuple) -> tuple:
     """Drop the union and discriminator tags pydantic puts in a location."""
-    return tuple(p for p in loc if not (isinstance(p, str) and p in _TAG_PARTS))
+    return tuple(p for p in loc if not (isinstance(p, str) and (p in _TAG_PARTS or _UNION_MEMBER.match(p))))
+
+
+def _is_union_member_error(loc: tuple) -> bool:
+    return any(isinstance(p, str) and _UNION_MEMBER.match(p) for p in loc)
 
 
 def _range_messages(err: ValidationError, data: dict) -> dict[tuple, str]:
@@ -353,7 +361,7 @@ def _range_messages(err: ValidationError, data: dict) -> dict[tuple, str]:
 
 
 def _validation_problems(err: ValidationError, data: dict, source: str) -> list[dict]:
-    problems = []
+    problems, problem_items = [], []
     ranges = _range_messages(err, data)
     for item in err.errors(include_url=False):
         loc = _clean_loc(item["loc"])
@@ -362,6 +370,7 @@ def _validation_problems(err: ValidationError, data: dict, source: str) -> list[
                 problems.append(_problem(source, dup["key"], dup["name"],
                                          f"object names must be unique (they seed each object's randomness): also used at "
                                          f"{', '.join(dup['others'])}; give each a distinct name"))
+                problem_items.append(None)
             continue
         if loc in ranges:
             message = ranges[loc]
@@ -384,13 +393,27 @@ def _validation_problems(err: ValidationError, data: dict, source: str) -> list[
         if isinstance(value, float) and not math.isfinite(value):
             message = "must be a finite number (no nan or inf)"
         problems.append(_problem(source, _key_path(loc), value, message))
-    # One line per problem: a union can report the same key twice.
-    unique, seen = [], set()
-    for p in problems:
+        problem_items.append(item)
+    # One line per problem: a union can report the same key twice; the members' messages of a
+    # plain union (furniture = "auto" or a list) become one line, "...; or ...".
+    # A member that failed deeper inside (a piece of the furniture list) is the one the user meant:
+    # the other members' errors at the union's own key are left out.
+    member_keys = [p["key"] for p, item in zip(problems, problem_items) if item is not None and _is_union_member_error(item["loc"])]
+    unique, seen, by_key = [], set(), {}
+    for p, item in zip(problems, problem_items):
+        if item is not None and _is_union_member_error(item["loc"]) and any(k.startswith(p["key"] + ".") for k in member_keys):
+            continue
         k = (p["key"], p["message"])
-        if k not in seen:
-            seen.add(k)
-            unique.append(p)
+        if k in seen:
+            continue
+        seen.add(k)
+        if item is not None and _is_union_member_error(item["loc"]) and p["key"] in by_key:
+            first = by_key[p["key"]]
+            first["message"] = f"{first['message']}; or {p['message']}"
+            continue
+        if item is not None and _is_union_member_error(item["loc"]):
+            by_key[p["key"]] = p
+        unique.append(p)
     return unique
 
 

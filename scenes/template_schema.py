@@ -3,7 +3,8 @@
 A template is a TOML file with these top-level tables (every key is documented on its field):
 
 - ``schema_version``, ``name``, ``description``, ``seed``
-- ``[generator]``: the procedural generator (``kind = "room"`` or ``"none"``) and its parameters
+- ``[generator]``: the procedural generator (``kind = "room"``, ``"floor_plan"`` or ``"none"``) and its
+  parameters
 - ``[[objects]]``: explicit primitives (box, plane, cylinder) with a semantic class
 - ``[camera]``: focal length, sensor, and ``[camera.path]`` (static, orbit, dolly, walkthrough)
 - ``[render]``: resolution, frame range, fps
@@ -37,6 +38,10 @@ MAX_OBJECTS = 32767  # explicit objects (Blender's pass_index is a signed 16-bit
 MAX_FURNITURE = 128  # pieces placed by rule in one room
 MAX_OPENINGS = 32  # doors, and windows, per room
 MAX_PATH_POINTS = 1000  # walkthrough points
+MAX_ROOMS = 256  # rooms in a floor plan
+MAX_POLYGON_VERTICES = 64  # vertices of a room's polygon
+MAX_PLAN_OPENINGS = 1024  # doors, and windows, in a floor plan
+MAX_ROOM_NAME_LENGTH = 24  # room names go into stable names ("wall:<a>|<b>", "<room>/<piece>") of at most 63 characters
 # The control images the passes stage writes (one folder each) and a ControlNet may be conditioned on.
 ControlPass = Literal["depth", "normal", "seg", "lines"]
 CONTROL_PASSES: tuple[str, ...] = get_args(ControlPass)
@@ -145,32 +150,40 @@ Primitive = Annotated[Union[BoxPrimitive, PlanePrimitive, CylinderPrimitive], Fi
 # --------------------------------------------------------------------------------------------
 
 WallName = Literal["north", "south", "east", "west"]
+EdgeIndex = Annotated[int, Field(ge=0, lt=MAX_POLYGON_VERTICES)]
 FurnitureKind = Literal[
     "sofa", "armchair", "coffee_table", "table", "chair", "bed", "nightstand", "shelf",
     "bookcase", "cabinet", "desk", "lamp", "plant", "rug", "painting", "tv_stand",
+    # kitchens, bathrooms, dining rooms, offices, hallways (procedural/furniture_library.py)
+    "counter", "kitchen_sink", "stove", "refrigerator", "wall_cabinet", "range_hood", "dishwasher",
+    "bathtub", "shower", "toilet", "washbasin", "mirror", "towel_radiator",
+    "sideboard", "office_chair", "wardrobe", "chest_of_drawers", "bench", "stool",
 ]
 
 
 class OpeningSpec(StrictModel):
     """A door or window cut into a wall. ``offset`` is from the wall's start (west or south end)
-    to the opening's centre, metres along the wall."""
+    to the opening's centre, metres along the wall. ``glass`` (windows): a pane of class window
+    in the middle of the wall's thickness (false: an open hole)."""
 
     wall: WallName
     offset: PositiveFloat
     width: PositiveFloat
     height: PositiveFloat
     sill: NonNegativeFloat = 0.0
+    glass: bool = True
 
 
 class FurnitureSpec(StrictModel):
     """One piece from the parametric library. ``name`` is its stable name (seeds its randomness);
-    ``size`` overrides the drawn size; ``wall`` pins it against a wall; ``position`` pins its
-    centre on the floor (x, y)."""
+    ``size`` overrides the drawn size; ``wall`` pins it against a wall (``[generator.room]``: a
+    wall's name; a floor plan's room: the index of the polygon edge); ``position`` pins its centre
+    on the floor (x, y)."""
 
     kind: FurnitureKind
     name: ObjectName | None = None
     size: Annotated[list[PositiveFloat], Field(min_length=3, max_length=3)] | None = None
-    wall: WallName | None = None
+    wall: WallName | EdgeIndex | None = None
     position: Annotated[list[Coordinate], Field(min_length=2, max_length=2)] | None = None
     rotation: Angle | None = Field(default=None, description="yaw, degrees")
     semantic_class: SemanticClassRef | None = Field(default=None, alias="class")
@@ -213,9 +226,96 @@ class RoomSpec(StrictModel):
         return self
 
 
+# --------------------------------------------------------------------------------------------
+# Procedural floor plan: rooms sharing walls, doors between them, windows with glass
+# --------------------------------------------------------------------------------------------
+
+RoomType = Literal["living_room", "bedroom", "kitchen", "dining_room", "bathroom", "office", "hallway"]
+RoomName = Annotated[str, Field(min_length=1, max_length=MAX_ROOM_NAME_LENGTH, pattern=r"^[A-Za-z0-9_\-]+$")]
+Vec2 = Annotated[list[Coordinate], Field(min_length=2, max_length=2)]
+
+
+class PlanRoomSpec(StrictModel):
+    """One room of a floor plan. Its ``polygon`` (counter-clockwise, metres) runs along the centre
+    lines of its walls: every wall is centred on the edge it stands on, so the room's floor inside
+    the walls is the polygon inset by half the wall thickness. Edge ``i`` runs from vertex ``i`` to
+    vertex ``i + 1``. ``rect = [x, y, width, depth]`` is the rectangle's shorthand (edges: 0 south,
+    1 east, 2 north, 3 west)."""
+
+    name: RoomName
+    type: RoomType | None = Field(None, description="what the room is for; furniture = 'auto' needs it")
+    polygon: Annotated[list[Vec2], Field(min_length=3, max_length=MAX_POLYGON_VERTICES)] | None = None
+    rect: Annotated[list[Annotated[float, Field(ge=-MAX_EXTENT, le=MAX_EXTENT)]], Field(min_length=4, max_length=4)] | None = None
+    furniture: Literal["auto"] | Annotated[list[FurnitureSpec], Field(max_length=MAX_FURNITURE)] = Field(
+        default_factory=list, description="'auto' (furnish by type and seed) or pieces as in [generator.room]")
+
+    @model_validator(mode="after")
+    def _shape(self):
+        if (self.polygon is None) == (self.rect is None):
+            raise ValueError("give the room either polygon = [[x, y], ...] (counter-clockwise) or rect = [x, y, width, depth]")
+        if self.rect is not None and (self.rect[2] <= 0 or self.rect[3] <= 0):
+            raise ValueError(f"rect {self.rect}: width and depth (the third and fourth numbers) must be positive")
+        if self.furniture == "auto" and self.type is None:
+            raise ValueError("furniture = 'auto' furnishes by the room's type: set type (living_room, bedroom, "
+                             "kitchen, dining_room, bathroom, office or hallway)")
+        return self
+
+    @property
+    def vertices(self) -> list[tuple[float, float]]:
+        if self.polygon is not None:
+            return [(float(x), float(y)) for x, y in self.polygon]
+        x, y, w, d = (float(v) for v in self.rect)
+        return [(x, y), (x + w, y), (x + w, y + d), (x, y + d)]
+
+
+class PlanDoorSpec(StrictModel):
+    """A door in the wall two rooms share, or in a room's outer wall (``between = [room, "outside"]``).
+    It opens into the first room named. ``offset``: from the wall's start to the door's centre
+    (a shared wall starts where the first room's edge reaches it; an outer wall at its edge's
+    start vertex); default centred."""
+
+    between: Annotated[list[RoomName], Field(min_length=2, max_length=2)]
+    wall: EdgeIndex | None = Field(None, description="with 'outside': the room's edge index (needed when it has several outer edges)")
+    offset: PositiveFloat | None = None
+    width: PositiveFloat = 0.9
+    height: PositiveFloat = 2.1
+
+
+class PlanWindowSpec(StrictModel):
+    """A window in a room's outer wall: ``wall`` is the polygon edge index, ``offset`` runs from the
+    edge's start vertex to the window's centre (default centred on the wall). ``glass``: a pane of
+    class window in the middle of the wall's thickness (false: an open hole)."""
+
+    room: RoomName
+    wall: EdgeIndex
+    offset: PositiveFloat | None = None
+    width: PositiveFloat = 1.2
+    height: PositiveFloat = 1.3
+    sill: NonNegativeFloat = 0.9
+    glass: bool = True
+
+
+class FloorPlanSpec(StrictModel):
+    wall_thickness: Annotated[float, Field(gt=0, le=2.0)] = 0.15
+    height: PositiveFloat = Field(2.7, description="floor to ceiling, metres")
+    ceiling: bool = True
+    rooms: Annotated[list[PlanRoomSpec], Field(min_length=1, max_length=MAX_ROOMS)]
+    doors: Annotated[list[PlanDoorSpec], Field(max_length=MAX_PLAN_OPENINGS)] = Field(default_factory=list)
+    windows: Annotated[list[PlanWindowSpec], Field(max_length=MAX_PLAN_OPENINGS)] = Field(default_factory=list)
+
+
 class GeneratorSpec(StrictModel):
-    kind: Literal["room", "none"] = "room"
+    kind: Literal["room", "floor_plan", "none"] = "room"
     room: RoomSpec = Field(default_factory=RoomSpec)
+    floor_plan: FloorPlanSpec | None = None
+
+    @model_validator(mode="after")
+    def _floor_plan(self):
+        if self.kind == "floor_plan" and self.floor_plan is None:
+            raise ValueError("kind = 'floor_plan' needs a [generator.floor_plan] table with its rooms")
+        if self.kind != "floor_plan" and self.floor_plan is not None:
+            raise ValueError(f"[generator.floor_plan] is given but generator.kind is {self.kind!r}; set kind = 'floor_plan'")
+        return self
 
 
 # --------------------------------------------------------------------------------------------
@@ -516,6 +616,12 @@ class Template(StrictModel):
         if self.generator.kind == "room":
             named += [(f"generator.room.furniture.{i}.{'name' if f.name is not None else 'kind'}", f.stable_name)
                       for i, f in enumerate(self.generator.room.furniture)]
+        elif self.generator.kind == "floor_plan":
+            rooms = self.generator.floor_plan.rooms
+            for i, r in enumerate(rooms):  # a piece's stable name is <room>/<piece>
+                if r.furniture != "auto":
+                    named += [(f"generator.floor_plan.rooms.{i}.furniture.{j}.{'name' if f.name is not None else 'kind'}",
+                               f"{r.name}/{f.stable_name}") for j, f in enumerate(r.furniture)]
         where: dict[str, list[str]] = {}
         for key, name in named:
             where.setdefault(name, []).append(key)

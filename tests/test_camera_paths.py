@@ -15,6 +15,7 @@ from procedural.camera_paths import WalkthroughSpline, camera_track, ease, look_
 from procedural.scene_builder import build_scene
 from scenes.template_loading import bundled_templates, load_template
 from scenes.template_schema import CameraSpec
+from room_oracles import SHELL_KINDS, furniture as furniture_of, inside, plan_rooms, point_triangles_distance
 
 BUNDLED = [name for name, _ in bundled_templates()]
 
@@ -169,41 +170,38 @@ def _bundled(name: str, seed: int | None = None):
     return loaded.template, build_scene(loaded.template)
 
 
-def _inside_interior(room, p: np.ndarray, margin: float) -> bool:
-    x, y, z = p
-    if not (margin <= x <= room.width - margin and margin <= y <= room.depth - margin):
-        return False
-    if not (margin <= z <= room.height - margin):
-        return False
-    if room.footprint == "l_shape":
-        x0, y0 = room.width - room.l_cut[0], room.depth - room.l_cut[1]
-        if x > x0 - margin and y > y0 - margin:
-            return False
-    return True
-
-
 @pytest.mark.parametrize("name, seed", [(n, None) for n in BUNDLED] + [(n, s) for n in BUNDLED for s in range(4)])
 def test_camera_never_inside_a_wall_or_furniture(name, seed):
-    """Every frame, frame_start - 1 .. frame_end + 1, of the bundled templates (and a few other seeds)."""
+    """Every frame, frame_start - 1 .. frame_end + 1, of the bundled templates (and a few other seeds):
+    inside a room (or walking through a door), clear of every wall, door and window mesh, and
+    outside the bounds of every other object."""
     template, scene = _bundled(name, seed)
     track = scene.camera
     assert track.frames[0] == template.render.frame_start - 1 and track.frames[-1] == template.render.frame_end + 1
     margin = max(track.clip_start, 0.1)  # clip_start at least, and a little body room
-    room = template.generator.room
+    rooms, _, height = plan_rooms(template)
+    shell = [o for o in scene.objects if o.kind in SHELL_KINDS]
+    others = [o for o in scene.objects if o.kind not in SHELL_KINDS]
     for i, frame in enumerate(track.frames):
         p = track.positions[i]
-        assert _inside_interior(room, p, margin), f"frame {frame}: camera {p} outside the room interior"
-        for obj in scene.objects:
+        assert any(inside(poly, p[0], p[1]) for _, poly in rooms), f"frame {frame}: camera {p} outside every room"
+        assert margin <= p[2] <= height - margin, f"frame {frame}: camera {p} in the floor or the ceiling"
+        for obj in shell:
             lo, hi = obj.bounds
-            inside = np.all(p > lo - margin) and np.all(p < hi + margin)
-            assert not inside, f"frame {frame}: camera {p} within {margin} m of {obj.name}'s bounds"
+            if np.all(p > lo - margin) and np.all(p < hi + margin):
+                d = point_triangles_distance(p, obj.vertices, obj.triangles)
+                assert d >= margin, f"frame {frame}: camera {p} {d:.3f} m from {obj.name}"
+        for obj in others:
+            lo, hi = obj.bounds
+            within = np.all(p > lo - margin) and np.all(p < hi + margin)
+            assert not within, f"frame {frame}: camera {p} within {margin} m of {obj.name}'s bounds"
     _check_rotations(track.rotations)
 
 
 @pytest.mark.parametrize("name", BUNDLED)
 def test_camera_sees_the_furniture(name):
     template, scene = _bundled(name)
-    furniture = [o for o in scene.objects if not o.name.startswith("room.") and o.kind not in ("rug", "painting")]
+    furniture = [o for o in furniture_of(scene) if o.kind not in ("rug", "painting")]
     w, h = scene.width, scene.height
     for frame in scene.camera.frames:
         visible = 0

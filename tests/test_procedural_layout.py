@@ -1,6 +1,7 @@
-"""The room generator's rules, checked on the built geometry of the bundled templates over several
-seeds: no interpenetration, everything inside the room, door clearance, backs against walls,
-instance ids, UV islands, outward triangles, and clear errors for bad openings."""
+"""The room and floor-plan generators' rules, checked on the built geometry of the bundled templates
+over several seeds: no interpenetration, everything inside its room, door clearance, backs against
+walls, instance ids, UV islands, outward triangles, glass in the windows, and clear errors for bad
+openings. The rooms' shapes come from the templates (tests/room_oracles.py), not from the code."""
 
 from __future__ import annotations
 
@@ -11,21 +12,19 @@ import numpy as np
 import pytest
 
 from greybox.errors import InputError
-from procedural.furniture_library import EXEMPT_KINDS, WALL_KINDS
+from procedural.furniture_library import EXEMPT_KINDS, HUNG_KINDS, WALL_KINDS
 from procedural.primitive_meshes import UV_GAP, box, cylinder, pack_uvs, plane
 from procedural.scene_builder import build_scene
+from room_oracles import edge_distance, inside, plan_rooms, signed_volume
 from scenes.template_loading import bundled_templates, load_template, validate_data
 
 
-def signed_volume(vertices: np.ndarray, triangles: np.ndarray) -> float:
-    """Signed volume enclosed by triangles (divergence theorem; positive when they face outward)."""
-    a, b, c = (vertices[triangles[:, i]] for i in range(3))
-    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
-
-
 BUNDLED = [name for name, _ in bundled_templates()]
+ROOM_TEMPLATES = [n for n in BUNDLED if load_template(n).template.generator.kind == "room"]
+PLAN_TEMPLATES = [n for n in BUNDLED if load_template(n).template.generator.kind == "floor_plan"]
 SEEDS = range(8)
-CASES = [(name, seed) for name in BUNDLED for seed in SEEDS]
+# the floor plans build more (and the tests in tests/test_floor_plans.py sweep their own seeds): four seeds each
+CASES = [(name, seed) for name in ROOM_TEMPLATES for seed in SEEDS] + [(name, seed) for name in PLAN_TEMPLATES for seed in range(4)]
 
 
 @lru_cache(maxsize=None)
@@ -35,8 +34,8 @@ def _built(name: str, seed: int):
 
 
 def _furniture(scene):
-    meta = {m["name"]: m for m in scene.metadata["generator"]["furniture"]}
-    return [(o, meta[o.name]) for o in scene.objects if o.name in meta]
+    """(object, its placement record with its kind) for every generated piece."""
+    return [(o, {**o.source.placement, "kind": o.kind}) for o in scene.objects if o.source.placement is not None]
 
 
 def _obb(obj, meta):
@@ -65,7 +64,9 @@ def _z_range(obj):
 
 @pytest.mark.parametrize("name, seed", CASES)
 def test_furniture_does_not_interpenetrate(name, seed):
-    _, scene = _built(name, seed)
+    """No two pieces (a rug lies under things) and no piece and explicit object overlap in volume;
+    pieces of one kitchen run may touch."""
+    template, scene = _built(name, seed)
     pieces = [(o, m) for o, m in _furniture(scene) if m["kind"] not in EXEMPT_KINDS]
     for i, (a, ma) in enumerate(pieces):
         for b, mb in pieces[i + 1:]:
@@ -73,30 +74,45 @@ def test_furniture_does_not_interpenetrate(name, seed):
             if za[1] <= zb[0] or zb[1] <= za[0]:
                 continue
             assert _separated_2d(_obb(a, ma), _obb(b, mb)), f"{a.name} and {b.name} interpenetrate (seed {seed})"
+    explicit = [o for o in scene.objects if o.source.kind == "explicit"]
+    for a, ma in pieces:
+        for b in explicit:
+            lo, hi = b.bounds
+            za = _z_range(a)
+            if za[1] <= lo[2] or hi[2] <= za[0]:
+                continue
+            box_b = ((lo[:2] + hi[:2]) / 2, np.eye(2), (hi[:2] - lo[:2]) / 2)
+            assert _separated_2d(_obb(a, ma), box_b), f"{a.name} runs into the explicit object {b.name}"
+
+
+def _room_of(template, meta):
+    rooms, t, h = plan_rooms(template)
+    poly = dict(rooms)[meta.get("room", "room")]
+    return poly, t, h
 
 
 @pytest.mark.parametrize("name, seed", CASES)
 def test_everything_inside_the_room(name, seed):
+    """Every vertex of every piece inside its room's walls: in the room's polygon, at least half a
+    wall thickness from its edges (the walls' faces), between the floor and the ceiling."""
     template, scene = _built(name, seed)
-    room = template.generator.room
     tol = 1e-6
     for obj, meta in _furniture(scene):
+        poly, t, h = _room_of(template, meta)
         v = obj.vertices
-        assert v[:, 0].min() >= -tol and v[:, 0].max() <= room.width + tol, obj.name
-        assert v[:, 1].min() >= -tol and v[:, 1].max() <= room.depth + tol, obj.name
-        assert v[:, 2].min() >= -tol and v[:, 2].max() <= room.height + tol, obj.name
-        if room.footprint == "l_shape":
-            x0, y0 = room.width - room.l_cut[0], room.depth - room.l_cut[1]
-            in_notch = (v[:, 0] > x0 + tol) & (v[:, 1] > y0 + tol)
-            assert not in_notch.any(), f"{obj.name} reaches into the L's cut corner"
-            # the footprint OBB must not overlap the notch either (edges crossing it)
-            notch = (np.array([(x0 + room.width) / 2, (y0 + room.depth) / 2]), np.eye(2),
-                     np.array([(room.width - x0) / 2, (room.depth - y0) / 2]))
-            assert _separated_2d(_obb(obj, meta), notch, tol=1e-5), obj.name
+        assert v[:, 2].min() >= -tol and v[:, 2].max() <= h + tol, obj.name
+        for x, y in v[:, :2]:
+            assert inside(poly, x, y) or edge_distance(poly, x, y) < tol, f"{obj.name} leaves its room at ({x:.3f}, {y:.3f})"
+            assert edge_distance(poly, x, y) >= t / 2 - 1e-6, f"{obj.name} reaches into a wall at ({x:.3f}, {y:.3f})"
+        # the footprint's edges do not cut a corner of a non-convex room either: its OBB holds no room vertex
+        centre, axes, half = _obb(obj, meta)
+        for p in poly:
+            local = (np.array(p) - centre) @ axes.T
+            assert not (np.abs(local) < half - 1e-5).all(), f"{obj.name} straddles the room's corner {p}"
 
 
 def _wall_frame(room, wall: str):
-    """(point on the interior face, along direction, inward normal) of a main wall."""
+    """(point on the interior face, along direction, inward normal, length) of a wall of [generator.room]."""
     w, d = room.width, room.depth
     if room.footprint == "l_shape":
         cut_x, cut_y = room.l_cut
@@ -107,43 +123,77 @@ def _wall_frame(room, wall: str):
         "north": (np.array([0.0, d]), np.array([1.0, 0.0]), np.array([0.0, -1.0]), w - cut_x),
         "west": (np.array([0.0, 0.0]), np.array([0.0, 1.0]), np.array([1.0, 0.0]), d),
         "east": (np.array([w, 0.0]), np.array([0.0, 1.0]), np.array([-1.0, 0.0]), d - cut_y),
+        "north_inner": (np.array([w - cut_x, d - cut_y]), np.array([1.0, 0.0]), np.array([0.0, -1.0]), cut_x),
+        "east_inner": (np.array([w - cut_x, d - cut_y]), np.array([0.0, 1.0]), np.array([-1.0, 0.0]), cut_y),
     }[wall]
+
+
+def _door_zones(template, scene):
+    """(name, zone OBB) in front of every door, on each side that is a room: 1 m deep, the door's width."""
+    if template.generator.kind == "room":
+        room = template.generator.room
+        out = []
+        for i, door in enumerate(room.doors):
+            start, along, inward, _ = _wall_frame(room, door.wall)
+            centre = start + along * door.offset + inward * 0.5
+            out.append((f"room.door_{i}", (centre, np.array([along, inward]), np.array([door.width / 2, 0.5]))))
+        return out
+    t = template.generator.floor_plan.wall_thickness
+    out = []
+    for door in scene.metadata["generator"]["floor_plan"]["doors"]:
+        c, n = np.array(door["centre"]), np.array(door["normal"])
+        along = np.array([-n[1], n[0]])
+        for sign, room in zip((1.0, -1.0), door["rooms"]):
+            if room == "outside":
+                continue
+            centre = c + sign * n * (t / 2 + 0.5)
+            out.append((door["name"], (centre, np.array([along, n]), np.array([door["width"] / 2, 0.5]))))
+    return out
 
 
 @pytest.mark.parametrize("name, seed", CASES)
 def test_door_clearance_zone_is_free(name, seed):
     template, scene = _built(name, seed)
-    room = template.generator.room
-    for door in room.doors:
-        start, along, inward, _ = _wall_frame(room, door.wall)
-        centre = start + along * door.offset + inward * 0.5
-        zone = (centre, np.array([along, inward]), np.array([door.width / 2, 0.5]))
+    zones = _door_zones(template, scene)
+    assert zones
+    for door, zone in zones:
         for obj, meta in _furniture(scene):
-            if meta["kind"] in EXEMPT_KINDS:
+            if meta["kind"] in EXEMPT_KINDS or meta["kind"] in HUNG_KINDS:
                 continue
-            assert _separated_2d(_obb(obj, meta), zone), f"{obj.name} stands in front of the door (seed {seed})"
+            assert _separated_2d(_obb(obj, meta), zone), f"{obj.name} stands in front of {door} (seed {seed})"
+
+
+def _interior_line(template, meta):
+    """(a point on the interior face, the inward normal) of the wall a piece stands against."""
+    if template.generator.kind == "room":
+        start, _, inward, _ = _wall_frame(template.generator.room, meta["wall"])
+        return start, inward
+    poly, t, _ = _room_of(template, meta)
+    k = meta["wall"]
+    a, b = np.array(poly[k]), np.array(poly[(k + 1) % len(poly)])
+    d = (b - a) / np.linalg.norm(b - a)
+    inward = np.array([-d[1], d[0]])
+    return a + inward * t / 2, inward
 
 
 @pytest.mark.parametrize("name, seed", CASES)
 def test_wall_kinds_have_their_backs_against_a_wall(name, seed):
     template, scene = _built(name, seed)
-    room = template.generator.room
-    specs = {f.stable_name: f for f in room.furniture}
     checked = 0
     for obj, meta in _furniture(scene):
-        if meta["kind"] not in WALL_KINDS or specs[obj.name].position is not None:
+        if meta["kind"] not in WALL_KINDS or meta["pinned"]["position"] or meta["rule"] in ("free", "centre", "desk_cluster"):
             continue
-        assert meta["wall"] in ("south", "north", "east", "west"), obj.name
-        if specs[obj.name].wall is not None:
-            assert meta["wall"] == specs[obj.name].wall
-        start, _, inward, _ = _wall_frame(room, meta["wall"])
+        assert meta["wall"] is not None, obj.name
+        if template.generator.kind == "room":
+            assert meta["wall"] in ("south", "north", "east", "west", "north_inner", "east_inner"), obj.name
+        start, inward = _interior_line(template, meta)
         distance = (obj.vertices[:, :2] - start) @ inward
-        assert -1e-6 <= distance.min() <= 0.03, f"{obj.name}: back {distance.min():.3f} m from the {meta['wall']} wall"
+        assert -1e-6 <= distance.min() <= 0.03, f"{obj.name}: back {distance.min():.3f} m from its wall"
         a = math.radians(meta["yaw"])
         front = np.array([-math.sin(a), math.cos(a)])
         assert front @ inward > 0.999, f"{obj.name} does not face into the room"
         checked += 1
-    assert checked >= 3
+    assert checked >= 2
 
 
 @pytest.mark.parametrize("name, seed", CASES)
@@ -151,9 +201,9 @@ def test_chairs_and_nightstands_stay_by_their_table_and_bed(name, seed):
     _, scene = _built(name, seed)
     pieces = {o.name: (o, m) for o, m in _furniture(scene)}
     for obj, meta in pieces.values():
-        if meta["kind"] in ("chair", "nightstand") and meta["anchor"] is not None:
+        if meta["kind"] in ("chair", "office_chair", "nightstand") and meta["anchor"] is not None:
             other, other_meta = pieces[meta["anchor"]]
-            assert other_meta["kind"] in (("table", "desk") if meta["kind"] == "chair" else ("bed",))
+            assert other_meta["kind"] in (("bed",) if meta["kind"] == "nightstand" else ("table", "desk"))
             ca, cb = obj.vertices[:, :2], other.vertices[:, :2]
             gap = max(0.0, max(ca.min(0)[k] - cb.max(0)[k] for k in range(2)),
                       max(cb.min(0)[k] - ca.max(0)[k] for k in range(2)))
@@ -167,12 +217,23 @@ def test_instance_ids_are_one_to_n_in_a_stable_order(name, seed):
     assert ids == list(range(1, len(ids) + 1))
     names = [o.name for o in scene.objects]
     assert len(set(names)) == len(names)
-    assert names[0] == "room.floor"
-    furniture_names = [f.stable_name for f in template.generator.room.furniture]
-    first = names.index(furniture_names[0])
-    assert names[first:first + len(furniture_names)] == furniture_names
-    assert all(n.startswith("room.") for n in names[:first])
     assert all(0 < o.semantic_class_id <= 150 for o in scene.objects)
+    if template.generator.kind == "room":
+        assert names[0] == "room.floor"
+        furniture_names = [f.stable_name for f in template.generator.room.furniture]
+        first = names.index(furniture_names[0])
+        assert names[first:first + len(furniture_names)] == furniture_names
+        assert all(n.startswith("room.") for n in names[:first])
+        return
+    rooms = [r.name for r in template.generator.floor_plan.rooms]
+    kinds = [o.kind for o in scene.objects]
+    shell = ["floor"] * len(rooms) + ["ceiling"] * len(rooms)
+    assert kinds[:len(shell)] == shell and names[:len(rooms)] == [f"floor:{r}" for r in rooms]
+    placed = [o.name for o in scene.objects if o.source.placement is not None]
+    first = names.index(placed[0])
+    assert names[first:first + len(placed)] == placed  # the furniture follows the shell, rooms in order
+    order = [rooms.index(n.split("/")[0]) for n in placed]
+    assert order == sorted(order)
 
 
 def _rasterise_islands(uvs: np.ndarray, res: int) -> np.ndarray:
@@ -217,7 +278,7 @@ def _rasterise_islands(uvs: np.ndarray, res: int) -> np.ndarray:
     return labels
 
 
-@pytest.mark.parametrize("name, seed", [(n, 0) for n in BUNDLED] + [(n, 3) for n in BUNDLED])
+@pytest.mark.parametrize("name, seed", [(n, 0) for n in ROOM_TEMPLATES + ["kitchen"]] + [(n, 3) for n in ROOM_TEMPLATES])
 def test_uv_islands_inside_unit_square_and_apart(name, seed):
     _, scene = _built(name, seed)
     res = 256
@@ -262,10 +323,12 @@ def test_uv_packing_gap_and_cylinder_strip():
 @pytest.mark.parametrize("name, seed", [(n, s) for n in BUNDLED for s in (0, 5)])
 def test_triangles_face_outward(name, seed):
     template, scene = _built(name, seed)
-    room = template.generator.room
     for obj in scene.objects:
         assert obj.vertices.dtype == np.float64 and obj.triangles.dtype == np.int32
         assert signed_volume(obj.vertices, obj.triangles) > 0, f"{obj.name} is inside out"
+    if template.generator.kind != "room":
+        return
+    room = template.generator.room
     # the walls' interior faces look into the room
     for obj in scene.objects:
         if obj.kind != "wall" or obj.name.endswith("_inner"):
@@ -292,8 +355,8 @@ def test_primitives_are_closed_and_outward():
     assert (n[:, 2] > 0).all()
 
 
-def _segment_hits(vertices: np.ndarray, triangles: np.ndarray, p0: np.ndarray, p1: np.ndarray) -> bool:
-    """Does the segment p0-p1 cross any triangle (Moller-Trumbore, vectorised)?"""
+def _segment_hits(vertices: np.ndarray, triangles: np.ndarray, p0: np.ndarray, p1: np.ndarray) -> float | None:
+    """Where along p0-p1 (0..1) the segment first crosses the triangles (Moller-Trumbore, vectorised), or None."""
     a, b, c = (vertices[triangles[:, i]] for i in range(3))
     d = p1 - p0
     e1, e2 = b - a, c - a
@@ -306,27 +369,83 @@ def _segment_hits(vertices: np.ndarray, triangles: np.ndarray, p0: np.ndarray, p
     q = np.cross(s, e1)
     v = inv * (q @ d)
     t = inv * np.einsum("ij,ij->i", e2, q)
-    return bool((ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t >= 0) & (t <= 1)).any())
+    hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t >= 0) & (t <= 1)
+    return float(t[hit].min()) if hit.any() else None
+
+
+def _window_probes(template):
+    """(window index, glass, [(p0 inside the room, p1 outside, where the wall's centre line is along it)])."""
+    if template.generator.kind == "room":
+        room = template.generator.room
+        t = room.wall_thickness
+        for index, window in enumerate(room.windows):
+            start, along, inward, _ = _wall_frame(room, window.wall)
+            segs = []
+            for frac_a in (0.25, 0.75):
+                for frac_z in (0.3, 0.7):
+                    centre = start + along * (window.offset + (frac_a - 0.5) * window.width)
+                    z = window.sill + window.height * frac_z
+                    p0, p1 = np.r_[centre + inward * 0.25, z], np.r_[centre - inward * 1.0, z]
+                    segs.append((p0, p1, (0.25 + t / 2) / 1.25))
+            yield index, window.glass, segs
+        return
+    plan = template.generator.floor_plan
+    rooms = {r.name: r for r in plan.rooms}
+    for index, window in enumerate(plan.windows):
+        poly = rooms[window.room].vertices
+        a, b = np.array(poly[window.wall]), np.array(poly[(window.wall + 1) % len(poly)])
+        length = np.linalg.norm(b - a)
+        d = (b - a) / length
+        inward = np.array([-d[1], d[0]])
+        offset = window.offset if window.offset is not None else None
+        segs = []
+        if offset is None:
+            yield index, window.glass, None
+            continue
+        for frac_a in (0.25, 0.75):
+            for frac_z in (0.3, 0.7):
+                on_line = a + d * (offset + (frac_a - 0.5) * window.width)
+                z = window.sill + window.height * frac_z
+                p0, p1 = np.r_[on_line + inward * 0.5, z], np.r_[on_line - inward * 0.5, z]
+                segs.append((p0, p1, 0.5))
+        yield index, window.glass, segs
 
 
 @pytest.mark.parametrize("name", BUNDLED)
-def test_windows_are_open_to_the_outside(name):
-    """Segments through each window's panes, from just inside the room to outside, hit no geometry."""
+def test_windows_have_glass_at_the_walls_centre_line(name):
+    """Segments through each window, from inside the room to outside, meet the window's pane first,
+    where the wall's centre line runs (within the pane's half thickness); with glass = false,
+    nothing at all. Elsewhere the walls are solid."""
     template, scene = _built(name, 0)
-    room = template.generator.room
-    assert room.windows
-    for index, window in enumerate(room.windows):
-        start, along, inward, _ = _wall_frame(room, window.wall)
-        for frac_a in (0.25, 0.75):
-            for frac_z in (0.3, 0.7):
-                centre = start + along * (window.offset + (frac_a - 0.5) * window.width)
-                z = window.sill + window.height * frac_z
-                p0, p1 = np.r_[centre + inward * 0.25, z], np.r_[centre - inward * 1.0, z]
-                for obj in scene.objects:
-                    assert not _segment_hits(obj.vertices, obj.triangles, p0, p1), f"{obj.name} blocks window {index}"
-    # and the walls themselves are solid away from the openings
-    wall = next(o for o in scene.objects if o.name == "room.wall_south")
-    assert _segment_hits(wall.vertices, wall.triangles, np.array([0.3, 0.5, 1.0]), np.array([0.3, -1.0, 1.0]))
+    by_name = {o.name: o for o in scene.objects}
+    windows = [o for o in scene.objects if o.kind == "window"]
+    checked = 0
+    for index, glass, segs in _window_probes(template):
+        if segs is None:
+            continue
+        window = windows[index]
+        assert window.semantic_class_id == 9  # ADE20K "windowpane, window"
+        for p0, p1, centre_t in segs:
+            length = np.linalg.norm(p1 - p0)
+            hits = {o.name: _segment_hits(o.vertices, o.triangles, p0, p1) for o in scene.objects}
+            hits = {k: v for k, v in hits.items() if v is not None}
+            assert glass, "a template's window without glass"
+            assert set(hits) == {window.name}, f"window {index}: {sorted(hits)} in the way"
+            assert abs(hits[window.name] - centre_t) * length <= 0.0031, f"window {index}: the pane is not at the centre line"
+            checked += 1
+    assert checked > 0
+    # with glass = false the opening is a hole to the sky
+    key = "generator.room.windows" if template.generator.kind == "room" else "generator.floor_plan.windows"
+    open_scene = build_scene(load_template(name, [f"{key}.0.glass=false"]).template)
+    for index, glass, segs in _window_probes(template):
+        if index != 0 or segs is None:
+            continue
+        for p0, p1, _ in segs:
+            for obj in open_scene.objects:
+                assert _segment_hits(obj.vertices, obj.triangles, p0, p1) is None, f"{obj.name} blocks the open window"
+    if template.generator.kind == "room":
+        wall = by_name["room.wall_south"]
+        assert _segment_hits(wall.vertices, wall.triangles, np.array([0.3, 0.5, 1.0]), np.array([0.3, -1.0, 1.0])) is not None
 
 
 def test_explicit_objects_only():
