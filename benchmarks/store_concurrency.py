@@ -25,44 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.support.tiny_templates import two_boxes_template  # noqa: E402
 
-TEMPLATE = textwrap.dedent("""\
-    schema_version = 1
-    name = "stress"
-    description = "two boxes on a floor"
-    seed = 0
-
-    [generator]
-    kind = "none"
-
-    [[objects]]
-    name = "floor"
-    primitive = "plane"
-    position = [0.0, 0.0, 0.0]
-    size = [6.0, 6.0]
-    class = "floor"
-
-    [[objects]]
-    name = "box1"
-    primitive = "box"
-    position = [0.0, 0.0, 0.5]
-    size = [1.0, 1.0, 1.0]
-    class = "table"
-
-    [camera.path]
-    kind = "orbit"
-    center = [0.0, 0.0, 0.5]
-    radius = 4.0
-    height = 2.0
-    start_angle = 0.0
-    end_angle = 40.0
-
-    [render]
-    resolution = [32, 32]
-    frame_start = 1
-    frame_end = FRAME_END
-    fps = 12
-    """)
 
 
 def view_files(out: Path) -> dict[str, bytes]:
@@ -110,7 +75,7 @@ def main() -> int:
 
     scratch = Path(tempfile.mkdtemp(prefix="greybox-store-stress-"))
     template = scratch / "stress.toml"
-    template.write_text(TEMPLATE.replace("FRAME_END", str(args.frames)))
+    template.write_text(two_boxes_template(name="stress", seed=0, resolution=32, frame_end=args.frames))
     store = scratch / "store"
     failures: list[tuple[int, str]] = []
     durations: list[float] = []

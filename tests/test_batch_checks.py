@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from render_farm.cli import main
-from tests.test_cli_commands import TINY
+from tests.support.tiny_templates import TINY
 
 ROOM = textwrap.dedent("""\
     schema_version = 1

@@ -23,43 +23,12 @@ import pytest
 from greybox.errors import InputError
 from passes import blender_compat
 from test_passes_analytic import cube_scene
+from tests.support.tiny_templates import two_boxes_template
 
 ROOT = Path(__file__).resolve().parents[1]
 HELPER = Path(__file__).resolve().parent / "render_with_this_blender.py"
 
-TINY = textwrap.dedent("""\
-    schema_version = 1
-    name = "tiny"
-    seed = 3
-    [generator]
-    kind = "none"
-    [[objects]]
-    name = "floor"
-    primitive = "plane"
-    position = [0.0, 0.0, 0.0]
-    size = [6.0, 6.0]
-    class = "floor"
-    [[objects]]
-    name = "box1"
-    primitive = "box"
-    position = [0.0, 0.0, 0.5]
-    size = [1.0, 1.0, 1.0]
-    class = "table"
-    [camera.path]
-    kind = "orbit"
-    center = [0.0, 0.0, 0.5]
-    radius = 4.0
-    height = 2.0
-    start_angle = 0.0
-    end_angle = 40.0
-    [render]
-    resolution = [32, 32]
-    frame_start = 1
-    frame_end = 2
-    fps = 12
-    [style]
-    stylizer = "npr"
-    """)
+TINY = two_boxes_template(resolution=32, frame_end=2, extra='[style]\nstylizer = "npr"\n')
 
 
 @pytest.fixture

@@ -5,52 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from render_farm.cli import main
+from tests.support.tiny_templates import TINY  # noqa: F401  (also re-exported for branches that import it from here)
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY = textwrap.dedent("""\
-    schema_version = 1
-    name = "tiny"
-    description = "two boxes on a floor"
-    seed = 3
-
-    [generator]
-    kind = "none"
-
-    [[objects]]
-    name = "floor"
-    primitive = "plane"
-    position = [0.0, 0.0, 0.0]
-    size = [6.0, 6.0]
-    class = "floor"
-
-    [[objects]]
-    name = "box1"
-    primitive = "box"
-    position = [0.0, 0.0, 0.5]
-    size = [1.0, 1.0, 1.0]
-    class = "table"
-
-    [camera.path]
-    kind = "orbit"
-    center = [0.0, 0.0, 0.5]
-    radius = 4.0
-    height = 2.0
-    start_angle = 0.0
-    end_angle = 40.0
-
-    [render]
-    resolution = [64, 64]
-    frame_start = 1
-    frame_end = 4
-    fps = 12
-    """)
 
 
 @pytest.fixture

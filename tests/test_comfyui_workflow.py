@@ -20,7 +20,7 @@ from render_farm.comfyui_workflow import (
 from scenes.template_loading import load_template
 from scenes.template_schema import SCHEDULERS
 from tests.comfyui_reference import NODES, SAMPLER_NAMES, SCHEDULER_NAMES, problems, upstream
-from tests.test_cli_commands import TINY
+from tests.support.tiny_templates import TINY
 
 STYLE = """
 [style]

@@ -30,7 +30,7 @@ import pytest
 from render_farm import ray_connection
 from render_farm.cli import main
 from render_farm.ray_connection import FarmTarget, parse_farm
-from test_cli_commands import TINY
+from tests.support.tiny_templates import TINY
 from test_farm_faults import _assert_same_as_reference, _view_files
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import pytest
 from greybox.confined_files import UnsafePathError, link_or_copy, remove, write_bytes
 from render_farm.cli import main
 from render_farm.task_store import TaskStore, unit_key
-from test_cli_commands import TINY
+from tests.support.tiny_templates import TINY
 
 
 @pytest.fixture(scope="module")

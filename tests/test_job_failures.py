@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from render_farm.cli import main
-from test_cli_commands import TINY
+from tests.support.tiny_templates import TINY
 
 TEMPLATE = TINY.replace("frame_end = 4", "frame_end = 6")
 

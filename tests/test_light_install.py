@@ -15,44 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.tiny_templates import two_boxes_template
+
 ROOT = Path(__file__).resolve().parents[1]
 
-TEMPLATE = """\
-schema_version = 1
-name = "light"
-seed = 3
-
-[generator]
-kind = "none"
-
-[[objects]]
-name = "floor"
-primitive = "plane"
-position = [0.0, 0.0, 0.0]
-size = [6.0, 6.0]
-class = "floor"
-
-[[objects]]
-name = "box1"
-primitive = "box"
-position = [0.0, 0.0, 0.5]
-size = [1.0, 1.0, 1.0]
-class = "table"
-
-[camera.path]
-kind = "orbit"
-center = [0.0, 0.0, 0.5]
-radius = 4.0
-height = 2.0
-start_angle = 0.0
-end_angle = 40.0
-
-[render]
-resolution = [64, 64]
-frame_start = 1
-frame_end = 4
-fps = 12
-"""
+TEMPLATE = two_boxes_template(name="light")
 
 
 def test_passes_and_npr_render_without_torch_diffusers_or_ray(tmp_path):

@@ -17,7 +17,7 @@ import pytest
 
 from render_farm.cli import main
 from tests.support.random_weight_models import save_tiny_controlnet, save_tiny_sd15
-from tests.test_cli_commands import TINY
+from tests.support.tiny_templates import TINY
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests.comfyui_reference import problems
-from tests.test_cli_commands import TINY
+from tests.support.tiny_templates import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run",

@@ -9,7 +9,7 @@ from greybox.errors import InputError
 from render_farm import task_memory
 from render_farm.cli import main
 from render_farm.task_memory import MemoryLimitError, check_task_memory, estimate_peak_bytes, parse_size
-from test_cli_commands import TINY
+from tests.support.tiny_templates import TINY
 
 
 def test_the_estimate_is_linear_in_pixels_as_calibrated():

@@ -12,7 +12,7 @@ from greybox.errors import InputError
 from render_farm.cli import main
 from scenes.template_loading import MAX_STRING_LENGTH, find_template, load_template
 from scenes.template_schema import MAX_FRAMES_PER_SHOT
-from test_cli_commands import TINY
+from tests.support.tiny_templates import TINY
 
 LIVING_ROOM = find_template("living_room").read_text()
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from render_farm.cli import main
-from test_cli_commands import TINY
+from tests.support.tiny_templates import TINY
 
 # Flat colour bars: each bar is wide enough (and 8-aligned) that chroma subsampling and the codecs
 # leave its centre exact to a code value or two.
