@@ -177,6 +177,25 @@ def _check_memory(shots: list[Shot], command: str, max_memory: int | None) -> No
         if command == "render":
             check_task_memory("stylize", render.width, render.height, stylizer=shot.template.style.stylizer,
                               max_memory=max_memory, free=free, where=where)
+            check_task_memory("assemble", render.width, render.height, controls=shot.template.passes.control,
+                              frames=len(shot.frames), max_memory=max_memory, free=free, where=where)
+
+
+def _check_diffusion_memory(shot: Shot, resolved, max_memory: int | None, local: bool, where: str) -> None:
+    """Refuse (exit 2, saying what would fit) a diffusion shot whose stylisation is estimated over
+    the budget, from its resolved models' headers. A local job is checked for this machine's device
+    (on a GPU only against --max-memory: the task measures the GPU); a farm's nodes are unknown
+    here, so only what fits no device (the smaller, fp16 estimate over --max-memory) is refused."""
+    from render_farm.task_memory import check_task_memory, diffusion_run
+    from stylize.device_memory import likely_device_kind
+
+    device = likely_device_kind() if local else "cuda"
+    if device == "cuda" and max_memory is None:
+        return
+    run = diffusion_run(resolved, shot.template.style, device=device, sequence_frames=len(shot.frames))
+    render = shot.template.render
+    check_task_memory("stylize", render.width, render.height, stylizer="diffusion", diffusion=run,
+                      max_memory=max_memory, where=where)
 
 
 def _check_writable(path: Path, option: str) -> None:
@@ -345,6 +364,9 @@ def run_job(
                 resolved = resolve_models(shot.template.style, model_override=request.model,
                                           controlnet_overrides=request.controlnets or None)
                 models[shot.name] = resolved.manifest()
+                if max_memory is not None or (executor is None and farm == "local"):  # its memory, before the first byte
+                    _check_diffusion_memory(shot, resolved, max_memory, executor is None and farm == "local",
+                                            f"{shot.name}: " if len(shots) > 1 else "")
                 for warning in resolved.warnings:  # e.g. the union ControlNet runs one guidance window
                     print(f"greybox: note ({shot.name}): {warning}", file=sys.stderr)
 

@@ -54,6 +54,19 @@ def _check_memory(ctx, kind: str, template, params: dict) -> None:
                       exr_channels=template.passes.exr_channels)
 
 
+def _check_diffusion_memory(ctx, template, params: dict, resolved, frames: int) -> None:
+    """Refuse (before loading the models) a diffusion task estimated over --max-memory or what its
+    device has free: this machine's memory on the CPU, the GPU's on CUDA."""
+    from render_farm.task_memory import check_task_memory, diffusion_run, process_resident_bytes
+    from stylize.device_memory import task_device_memory
+
+    device, itemsize, free, held = task_device_memory()
+    run = diffusion_run(resolved, template.style, device=device, itemsize=itemsize, sequence_frames=frames)
+    check_task_memory("stylize", template.render.width, template.render.height, stylizer="diffusion", diffusion=run,
+                      max_memory=params.get("max_memory"), free=free,
+                      held=process_resident_bytes() if device == "cpu" else held, where=f"{ctx.task_id}: ")
+
+
 def passes_chunk(params: dict, ctx) -> dict:
     """Render the passes and control images of this task's frames (one store unit per frame) from
     the scene the shot's scene task recorded (``ctx.view/scene/scene.npz``).
@@ -253,6 +266,7 @@ def stylize_batch(params: dict, ctx) -> dict:
 
         overrides = params.get("controlnet_overrides") or None
         resolved = resolve_models(template.style, model_override=params.get("model_override"), controlnet_overrides=overrides)
+        _check_diffusion_memory(ctx, template, params, resolved, len(frames))
 
         def load():
             from stylize.diffusion_stylizer import DiffusionStylizer

@@ -110,6 +110,26 @@ def test_render_diffusion_tiny_models_byte_identical_with_provenance(forkserver_
     assert (third / "passes" / "0001.exr").read_bytes() == (first / "passes" / "0001.exr").read_bytes()
 
 
+def test_a_diffusion_render_within_max_memory_runs(forkserver_with_heavy_imports, tiny_models, warm_imports, template, tmp_path):
+    """--max-memory at every task's estimate (the diffusion one from the models' headers): the driver's
+    and each task's own check let it through."""
+    from render_farm.task_memory import diffusion_run, estimate_peak_bytes
+    from scenes.template_loading import load_template
+    from scenes.template_schema import StyleSpec
+    from stylize.model_resolution import resolve_models
+
+    base, nets = tiny_models
+    style = StyleSpec.model_validate({"stylizer": "diffusion", "model": str(base), "num_inference_steps": 2,
+                                      "controlnets": [{"pass": p, "model": str(d)} for p, d in nets.items()]})
+    diffusion = estimate_peak_bytes("stylize", 64, 64, stylizer="diffusion", diffusion=diffusion_run(resolve_models(style), style))
+    passes = load_template(str(template)).template.passes
+    budget = max(diffusion, estimate_peak_bytes("passes", 64, 64, exr_channels=passes.exr_channels),
+                 estimate_peak_bytes("assemble", 64, 64, frames=1, controls=passes.control))
+    out = tmp_path / "out"
+    assert render(template, out, tmp_path / "store", tiny_models, "--frames", "1-1", "--max-memory", str(budget)) == 0
+    assert sorted(p.name for p in (out / "frames").glob("*.png")) == ["0001.png"]
+
+
 @pytest.mark.parametrize("mode", ["flow_warp", "keyframes"])
 def test_render_sequence_modes_with_npr(template, tmp_path, mode):
     out = tmp_path / mode
