@@ -25,7 +25,7 @@ from pathlib import Path
 
 from render_farm.job_graph import JobGraph, Task
 from render_farm.task_store import TaskStore
-from render_farm.task_worker import append_log
+from render_farm.task_worker import append_log, resolve_function
 
 NOT_RETRIED = ("input", "weights")
 
@@ -188,7 +188,13 @@ def run_graph(
             stopping = True
 
     def dispatch(task: Task) -> None:
-        # Units already in the store (and intact) are not recomputed.
+        # Keys computed from what the dependencies recorded (Task.keys_from), then the store check:
+        # units already in the store (and intact) are not recomputed.
+        if task.keys_from and not task.units:
+            compute = resolve_function(task.keys_from)
+            upstream = {dep: result.records.get(dep, {}) for dep in task.deps}
+            task.units = tuple((str(u), str(k)) for u, k in compute(task.params["keys"], upstream, store, task.view))
+            task.params["sequence_keys"] = dict(task.units)  # what a sequence task reads its stored frames by
         todo, have = [], {}
         if store is not None:
             for unit, key in task.units:
