@@ -16,6 +16,12 @@ the sha256 of each safetensors file.
 
 Model families: the base model's ``model_index.json`` ``_class_name`` tells SD1.5-style from SDXL;
 a ControlNet's ``config.json`` ``_class_name`` tells ``ControlNetModel`` from ``ControlNetUnionModel``.
+
+A style with reference images also resolves its IP-Adapter (``style.ip_adapter``,
+:func:`resolve_ip_adapter`): the same local-folder-or-hub rule, fetching only the adapter's
+``<subfolder>/<weight_name>`` (a ``.safetensors`` file) and its ``<subfolder>/image_encoder`` (or
+the CLIP vision encoder ``style.ip_adapter.image_encoder`` names, safetensors only); missing ones
+are a ``WeightsUnavailableError`` (exit 3) naming them and the ways out, before anything renders.
 """
 
 from __future__ import annotations
