@@ -310,6 +310,33 @@ def test_each_region_conditions_only_its_pixels_in_every_mode(models, job, mode,
         assert seen_pipeline == [True] * FRAMES
 
 
+def test_frames_batched_into_one_call_each_get_their_own_weights(models, job):
+    """A batched call (CUDA batches frames; forced here on the CPU) directs every frame with the
+    batch's regions, each frame weighted by its own masks (a frame without a region: the global
+    prompt at weight 1 everywhere)."""
+    job_dir, _, _ = job
+    tpl = template(diffusion_style(models, regions=REGIONS, batch_size=2))
+    stylizer = stylizer_for(tpl)
+    stylizer.batch_invariant = False
+    calls, frame = [], [None]
+    spy_on(stylizer.pipeline.unet, calls, frame)
+    a = np.zeros((SIZE, SIZE), np.int16)
+    a[8:30, 16:60] = 1
+    a[40:, :20] = 2
+    b = np.zeros((SIZE, SIZE), np.int16)
+    b[20:50, 20:50] = 1  # frame 2 shows only the second region: its own number 1 is the batch's 2
+    directions = [FrameDirection(1, (0, 1), a), FrameDirection(2, (1,), b)]
+    controls = [{"depth": np.full((SIZE, SIZE, 3), v, np.uint8)} for v in (90, 160)]
+    stylizer.stylize([1, 2], controls, seeds=[1, 2], directions=directions)
+    assert calls and all(c["hidden"].shape[0] == 4 for c in calls)  # two frames, two CFG halves
+    per_frame = [oracle(a, 3), oracle(np.where(b == 1, 2, 0).astype(np.int16), 3)]
+    for call in calls:
+        weights, residual = recovered_weights(call, [77, 77, 77], with_images=False)
+        expected = np.stack([per_frame[i % 2][weights.shape[-1]] for i in range(4)])
+        for i in range(4):
+            assert residual < 1e-3 and np.allclose(weights[i].numpy(), grouped(expected[i], call, [77, 77, 77])[i], atol=1e-3)
+
+
 def test_sdxl_pipelines_take_the_regions_too(tmp_path):
     """per_frame on an SDXL base (no attention at the latent grid itself, only from its first
     halving on; pooled embeddings the global prompt's): the weights at the UNet are the mask rule's."""
