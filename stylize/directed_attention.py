@@ -16,7 +16,10 @@ processor it found: diffusers' ``AttnProcessor2_0``, or the ``IPAdapterAttnProce
    the prompts' segments;
 2. runs the kept processor once per segment, the image tokens (and ``ip_adapter_masks``) going
    with every segment when reference images apply, else runs ``AttnProcessor2_0`` on the text
-   alone, exactly the computation without an adapter;
+   alone, exactly the computation without an adapter. The ``ip_adapter_masks`` the adapter gets
+   are the reference images' masks at this layer's own grid
+   (:func:`stylize.region_masks.mask_weights`, set in the state), not the full-resolution ones the
+   call carries: diffusers would resample those bicubically to each grid, losing small objects;
 3. blends the outputs per token: ``out = sum_p w_p * out_p``. A processor's output is affine in
    its attention output (output projection, residual, rescale) and the weights sum to 1 in every
    cell, so the blend is the attention output each cell's own prompt mix gives, and the image term
@@ -39,13 +42,27 @@ class DirectionState:
     ``segments``: token counts of the prompts in ``encoder_hidden_states`` (global first), or None
     when the call has no regions. ``weights``: ``{tokens: tensor (frames, prompts, tokens)}`` for
     each attention resolution (the batch's element ``b`` uses frame ``b % frames``: CFG repeats the
-    frames). ``images_on``: whether reference images apply to this call.
+    frames). ``images_on``: whether reference images apply to this call. ``image_masks``:
+    ``{tokens: tensor (1, images, rows, columns)}``, each reference image's mask at each attention
+    grid (:func:`stylize.region_masks.mask_weights`; ones for a whole-frame image).
     """
 
     def __init__(self):
         self.segments: list[int] | None = None
         self.weights: dict[int, object] = {}
         self.images_on = False
+        self.image_masks: dict[int, object] = {}
+
+    def set_image_masks(self, masks: list[np.ndarray | None], height: int, width: int, device=None, dtype=None) -> None:
+        """The reference images of the next calls: per image its (H, W) bool mask, or None for the
+        whole frame; kept per attention grid (the class docstring)."""
+        import torch
+
+        from stylize.region_masks import mask_weights
+
+        per_image = [mask_weights(np.ones((height, width), bool) if m is None else np.asarray(m, bool)) for m in masks]
+        self.image_masks = {n: torch.from_numpy(np.stack([w[n] for w in per_image])[None]).to(device=device, dtype=dtype)
+                            for n in per_image[0]} if per_image else {}
 
     def set_regions(self, segments: list[int] | None, frame_weights: list[dict[int, np.ndarray]] | None, device=None, dtype=None):
         """Direct the next calls: ``segments`` as above and, per frame of the batch, the weights of
@@ -61,7 +78,7 @@ class DirectionState:
                         for n in tokens}
 
     def clear(self) -> None:
-        self.segments, self.weights, self.images_on = None, {}, False
+        self.segments, self.weights, self.images_on, self.image_masks = None, {}, False, {}
 
 
 _CLASS = None
@@ -93,6 +110,12 @@ def directed_processor_class():
             text, image_tokens = (encoder_hidden_states if isinstance(encoder_hidden_states, tuple)
                                   else (encoder_hidden_states, None))
             with_images = self.image is not None and image_tokens is not None and state.images_on
+            if with_images and ip_adapter_masks is not None and hidden_states.ndim == 3:
+                level = state.image_masks.get(hidden_states.shape[1])
+                if level is None:
+                    raise RuntimeError(f"{self.layer}: no reference image masks for a {hidden_states.shape[1]}-token "
+                                       f"attention grid (have {sorted(state.image_masks)})")
+                ip_adapter_masks = [level]
 
             def run(segment):
                 if with_images:

@@ -13,7 +13,8 @@ sequence modes (the masked loop) share. For one call over a batch of frames
    batch that shows none of the batch's regions weighs the global prompt 1 everywhere);
 3. adds the reference images that apply to the call: the whole-frame ones in a base call; the
    masked ones too (each with its mask) in a masked call; their embeddings (computed once), one
-   scale per image and the ``ip_adapter_masks``. When none applies and an adapter is loaded, the
+   scale per image and the ``ip_adapter_masks`` (the processors hand the adapter each mask at
+   its layer's grid: :meth:`stylize.directed_attention.DirectionState.set_image_masks`). When none applies and an adapter is loaded, the
    UNet is given zero image embeddings it never attends to (the processors run text attention
    alone: bit for bit the result without an adapter).
 
@@ -155,6 +156,7 @@ class PromptDirector:
                 embeds, masks = image_kwargs(pick, [m for _, m in chosen], height=height, width=width, batch=copies,
                                              do_cfg=do_cfg, device=device, dtype=dtype)
                 extra["cross_attention_kwargs"] = {"ip_adapter_masks": masks}
+                self.state.set_image_masks([m for _, m in chosen], height, width, device=device, dtype=dtype)
                 self.state.images_on = True
             else:  # the UNet needs image embeddings; the processors do not attend to them
                 shape = self.reference[0].shape[1:]

@@ -27,9 +27,13 @@ So, at every level:
   cells) holds it at a quarter of one cell and a mask made there alone would lose it.
 
 The cross-attention processors (:mod:`stylize.directed_attention`) attend to each prompt
-separately and blend the results per cell with these weights. Masked reference images use
-:func:`target_mask` at the output resolution (the masked composite of :mod:`stylize.reference_adapter`).
-numpy only.
+separately and blend the results per cell with these weights. A masked reference image's
+IP-Adapter term is gated by the same rule (:func:`mask_weights`: the share of the cell's output
+pixels inside the objects' :func:`target_mask`), given to the adapter at each level's own grid, so
+diffusers' bicubic resampling of ``ip_adapter_masks`` is the identity there and a small object keeps
+its image where the cells are small (a bicubic downsampling of the full-resolution mask loses an
+object of a few pixels, and its ringing bleeds past the object's cells). Its locality in the output
+comes from the masked composite (:mod:`stylize.reference_adapter`). numpy only.
 """
 
 from __future__ import annotations
@@ -94,6 +98,15 @@ def attention_weights(owner: np.ndarray, prompts: int, levels: int = 6) -> dict[
     """``{tokens: (prompts, tokens) float32}`` for each attention grid (tokens = rows x columns)."""
     height, width = owner.shape
     return {rows * cols: level_weights(owner, prompts, rows, cols, cell)
+            for rows, cols, cell in attention_grids(height, width, levels)}
+
+
+def mask_weights(mask: np.ndarray, levels: int = 6) -> dict[int, np.ndarray]:
+    """``{tokens: (rows, columns) float32}``: per attention grid, the share of each cell's output
+    pixels inside ``mask`` ((H, W) bool), the rule above for one region against the rest."""
+    height, width = mask.shape
+    owner = mask.astype(np.int16)
+    return {rows * cols: level_weights(owner, 2, rows, cols, cell)[1].reshape(rows, cols)
             for rows, cols, cell in attention_grids(height, width, levels)}
 
 

@@ -540,3 +540,51 @@ print("LOADED", type(s.pipeline.unet.encoder_hid_proj).__name__)
     assert "LOADED MultiIPAdapterImageProjection" in run.stdout, run.stdout + run.stderr
     for word in ("torchvision", "float32", "Loading", "it/s", "%|"):
         assert word not in run.stderr, run.stderr
+
+
+def test_a_masked_reference_image_reaches_each_level_by_the_mask_rule(models, job):
+    """The adapter's term is gated, at each cross-attention layer, by the share of the cell's pixels
+    inside the objects (the walk of tests/test_style_regions.brute_force_weights), after diffusers'
+    own resampling of what it is given; diffusers' bicubic downsampling of the full-resolution mask
+    would not give that (it loses small objects)."""
+    from diffusers.image_processor import IPAdapterMaskProcessor
+
+    from passes.pass_exr import read_passes_exr
+    from scenes.scene_layout import read_layout
+    from stylize.control_inputs import load_control_images
+
+    job_dir, _, files = job
+    tpl = template(diffusion_style(models, reference_images=[{"image": "fabric.png", "objects": ["box_b"]}]))
+    stylizer = stylizer_for(tpl)
+    stylizer.set_reference_images([np.zeros((40, 40, 3), np.uint8)], [files[1]["sha256"]])
+    passes = read_passes_exr(job_dir / "passes/0001.exr")
+    regions, references = resolve_targets(tpl.style, scene_objects(read_layout(job_dir)))
+    shown = frame_direction(1, passes.instance_id, passes.class_id, regions, references)
+    mask = shown.masked[0][1]
+
+    class InnerSpy(torch.nn.Module):
+        def __init__(self, inner, seen):
+            super().__init__()
+            self.inner, self.seen = inner, seen
+
+        def __call__(self, attn, hidden_states, context, attention_mask=None, temb=None, scale=1.0, ip_adapter_masks=None):
+            self.seen.append((hidden_states.shape, ip_adapter_masks))
+            return self.inner(attn, hidden_states, context, attention_mask, temb, scale=scale, ip_adapter_masks=ip_adapter_masks)
+
+    seen = []
+    for processor in stylizer.pipeline.unet.attn_processors.values():
+        if getattr(processor, "image", None) is not None:
+            processor.image = InnerSpy(processor.image, seen)
+    controls = [load_control_images(job_dir, 1, ["depth"], expected_size=(SIZE, SIZE))]
+    stylizer.stylize([1], controls, seeds=[11], directions=[shown])
+    gated = [(shape, masks) for shape, masks in seen if masks is not None]
+    assert gated
+    cells = {rows * cols: cell for rows, cols, cell in attention_grids(SIZE, SIZE)}
+    full = torch.from_numpy(mask.astype(np.float32))[None]
+    for shape, masks in gated:
+        tokens = shape[1]
+        used = IPAdapterMaskProcessor.downsample(masks[0][:, 0], shape[0], tokens, 1)[0, :, 0].double().numpy()
+        expected = brute_force_weights(mask.astype(np.int64), 2, cells[tokens])[1]
+        assert np.allclose(used, expected, atol=1e-6), tokens
+        bicubic = IPAdapterMaskProcessor.downsample(full, shape[0], tokens, 1)[0, :, 0].double().numpy()
+        assert not np.allclose(bicubic, expected, atol=1e-3)
