@@ -137,6 +137,23 @@ def _scene_objects(scene_record: dict, store, view: str) -> list:
 
 
 
+def _shows_from_exr(record: dict, frame: int, store, view: str) -> dict:
+    """What a frame shows, read from its passes EXR, for a passes unit whose record predates the
+    ``shows`` field (a store written before region prompts): the instance and class ids, as
+    :func:`passes.render_chunk.shown_ids` records them."""
+    import numpy as np
+
+    from greybox.frame_files import pass_exr_path
+    from passes.pass_exr import read_passes_exr
+
+    base = store.unit_dir(record["key"]) if store is not None else Path(view)
+    passes = read_passes_exr(base / pass_exr_path(frame))
+    if passes.instance_id is None or passes.class_id is None:
+        raise RuntimeError(f"the passes of frame {frame} ({record.get('key')}) hold no instance or class ids")
+    return {"instances": [int(i) for i in np.unique(passes.instance_id) if i > 0],
+            "classes": [int(c) for c in np.unique(passes.class_id) if c > 0]}
+
+
 def stylize_batches(mode: str, frames: list[int], batch_size: int, frame_start: int) -> list[list[int]]:
     """The frames of each stylisation task.
 
@@ -219,9 +236,7 @@ def stylize_keys(spec: dict, upstream: dict[str, dict[str, dict]], store=None, v
     touched: dict[int, tuple[set, set]] = {}
     for f in frames:
         record = upstream[spec["passes_tasks"][str(f)]][str(f)]
-        shows = record.get("meta", {}).get("shows")
-        if shows is None:
-            raise RuntimeError(f"the passes record of frame {f} ({record.get('key')}) says nothing of what the frame shows")
+        shows = record.get("meta", {}).get("shows") or _shows_from_exr(record, f, store, view)
         found = touching(region_targets, reference_targets, shows["instances"], shows["classes"])
         touched[f] = (set(found["regions"]), set(found["reference_images"]))
 

@@ -193,7 +193,13 @@ def run_graph(
         if task.keys_from and not task.units:
             compute = resolve_function(task.keys_from)
             upstream = {dep: result.records.get(dep, {}) for dep in task.deps}
-            task.units = tuple((str(u), str(k)) for u, k in compute(task.params["keys"], upstream, store, task.view))
+            try:
+                task.units = tuple((str(u), str(k)) for u, k in compute(task.params["keys"], upstream, store, task.view))
+            except Exception as err:  # noqa: BLE001 - a unit that cannot be keyed fails its task, not the scheduler
+                attempts[task.task_id] += 1
+                append_log(task_log_path(log_dir, task.task_id), f"[{task.task_id}] keys: {type(err).__name__}: {err}")
+                fail(task, "exception", f"its store keys could not be computed ({type(err).__name__}: {err})")
+                return
             task.params["sequence_keys"] = dict(task.units)  # what a sequence task reads its stored frames by
         todo, have = [], {}
         if store is not None:

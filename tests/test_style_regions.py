@@ -335,3 +335,37 @@ def test_stylize_keys_change_only_for_the_frames_a_region_touches(tmp_path):
     assert all(atlases[0][f] != atlases[1][f] for f in atlases[0])
     batched = keys(region, batches={"1": [1, 2], "2": [1, 2], "3": [3, 4], "4": [3, 4]}), keys([], batches={"1": [1, 2], "2": [1, 2], "3": [3, 4], "4": [3, 4]})
     assert all(batched[0][f] != batched[1][f] for f in batched[0])
+
+
+def test_passes_records_from_before_region_prompts_are_read_from_their_exr(tmp_path):
+    """A store's passes units written before records said what each frame shows: the keys are read
+    from the frames' own EXRs, the same as from the records (what the passes held in memory)."""
+    from passes.render_chunk import shown_ids, write_frame_outputs
+    from passes.scene_stage import write_scene_data
+    from render_farm.job_plan import stylize_inputs, stylize_keys
+    from scenes.template_schema import Template
+    from tests.test_consistency_scenes import orbit_scene, scene_passes
+
+    scene = orbit_scene(n_frames=3, size=32)
+    npr = Template.model_validate({"schema_version": 1, "name": "boxes", "seed": 3, "render": {"resolution": [32, 32]},
+                                   "camera": {"path": {"kind": "static", "position": [4.0, 0.0, 2.0], "look_at": [0.0, 0.0, 0.4]}},
+                                   "style": {"stylizer": "npr"}})
+    frames = scene_passes(scene)
+    for p in frames:
+        write_frame_outputs(tmp_path, scene, p, npr, None)
+    write_scene_data(scene, tmp_path)
+    region = [{"objects": ["box_b"], "classes": [], "prompt": "brass", "negative_prompt": ""}]
+    resolved = {"style": {"stylizer": "diffusion", "regions": region, "reference_images": []}, "seed": 1, "render": {}}
+
+    def keys(with_shows: bool):
+        upstream = {"scene": {"scene": {"key": "scene-key"}},
+                    "passes": {str(p.frame): {"key": f"p{p.frame}", **({"meta": {"shows": shown_ids(p)}} if with_shows else {})}
+                               for p in frames}}
+        spec = {"base": stylize_inputs(resolved), "shared": ["scene-key"], "passes": {str(p.frame): f"p{p.frame}" for p in frames},
+                "frames": [p.frame for p in frames], "batches": {}, "mode": "per_frame", "regions": region, "references": [],
+                "ip_adapter": None, "style": {"regions": region, "reference_images": []}, "scene_task": "scene",
+                "passes_tasks": {str(p.frame): "passes" for p in frames}}
+        return stylize_keys(spec, upstream, None, str(tmp_path))
+
+    assert any(3 in shown_ids(p)["instances"] for p in frames)  # box_b (instance 3) is in view
+    assert keys(False) == keys(True)
