@@ -107,6 +107,14 @@ def write_frame_outputs(
     return hashes
 
 
+def shown_ids(frame_passes: FramePasses) -> dict[str, list[int]]:
+    """The instance ids and class ids a frame's passes show (0, the background, left out), sorted:
+    the passes units record them, so the planner knows which frames a region's objects appear in
+    without reading a pass."""
+    return {"instances": [int(i) for i in np.unique(frame_passes.instance_id) if i > 0],
+            "classes": [int(c) for c in np.unique(frame_passes.class_id) if c > 0]}
+
+
 def render_pass_frames(
     template,
     scene: Scene,
@@ -116,13 +124,15 @@ def render_pass_frames(
     threads: int = 2,
     renderer=None,
     on_frame: Callable[[int], None] | None = None,
+    shows: dict[int, dict] | None = None,
 ) -> dict[int, dict[str, str]]:
     """Render ``frames`` of ``scene`` (the shot's recorded scene) into ``out_dir`` as ``template``'s
     ``[passes]`` asks: ``passes/NNNN.exr`` and ``control/<kind>/NNNN.png``.
 
     ``renderer`` (a :class:`passes.blender_render.PassRenderer` for this scene) is reused when
     given, as a warm worker does; otherwise one is built. ``on_frame(frame)`` is called
-    once each frame's files are all written, in frame order. Returns {frame: {relative path: sha256}}.
+    once each frame's files are all written, in frame order. ``shows``, when given, receives per
+    frame :func:`shown_ids` (before ``on_frame`` runs for it). Returns {frame: {relative path: sha256}}.
     Raises :class:`InputError` for frames outside the template's range.
     """
     # 1. Check inputs
@@ -175,6 +185,8 @@ def render_pass_frames(
     def finish_frame(path: str, frame: int) -> dict[str, str]:
         del scratch[frame]  # read_rendered deletes the file, whatever happens
         frame_passes = renderer.read_rendered(path, frame)
+        if shows is not None:
+            shows[frame] = shown_ids(frame_passes)
         return write_frame_outputs(out_dir, scene, frame_passes, template, disparity_range)
 
     scratch: dict[int, str] = {}  # rendered, not yet read

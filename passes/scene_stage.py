@@ -75,8 +75,34 @@ def build_problems(template) -> list[dict]:
     procedural templates). Each problem names its key path, value and fix; empty when it builds."""
     from procedural.scene_builder import scene_problems
 
-    return [{"key": p.get("key") or problem_key(p["message"]), "value": p.get("value"), "message": p["message"]}
-            for p in scene_problems(template)]
+    found = [{"key": p.get("key") or problem_key(p["message"]), "value": p.get("value"), "message": p["message"]}
+             for p in scene_problems(template)]
+    if not found and _style_targets_of(template.style):
+        found = style_target_problems(template)
+    return found
+
+
+def style_target_problems(template) -> list[dict]:
+    """What ``style.regions`` and ``style.reference_images`` name that ``template``'s scene does not
+    have (:func:`scenes.style_regions.target_problems`: a glob matching no object, a class no object
+    has), each with its key path, value and fix. Builds the scene for its objects' names and classes
+    (only for styles that name objects or classes)."""
+    from scenes.style_regions import scene_objects, target_problems
+
+    scene = build_shot_scene(template)
+    return [{"key": key, "value": value, "message": f"{key} = {value!r}: {message}"}
+            for key, value, message in target_problems(template.style, scene_objects(scene))]
+
+
+def _style_targets_of(style) -> bool:
+    return any(e.objects or e.classes for e in (*style.regions, *style.reference_images))
+
+
+def _style_targets(resolved: dict) -> list:
+    """What the build check reads of the style: the objects and classes regions and reference images name."""
+    style = resolved.get("style") or {}
+    return [[entry.get("objects", []), entry.get("classes", [])]
+            for table in ("regions", "reference_images") for entry in style.get(table, [])]
 
 
 def check_in_subprocess(items: list[tuple[str, dict, str]], timeout_s: float = CHECK_TIMEOUT_S) -> dict[str, list[dict]]:
@@ -111,7 +137,8 @@ def check_in_subprocess(items: list[tuple[str, dict, str]], timeout_s: float = C
 def check_scenes_build(shots: Iterable[tuple[str, object, dict, str]], *, isolate: bool | None = None) -> None:
     """Build the scene of every (label, template, resolved, source) before anything is written.
 
-    Shots whose scene inputs are the same (a sweep over the prompt) are built once. ``isolate``:
+    Shots whose scene inputs are the same (a sweep over the prompt) are built once; each distinct
+    scene is also checked against what its style's regions and reference images name. ``isolate``:
     True builds every shot in a subprocess, False in this process, None (default) in a subprocess
     only the templates that :func:`build_needs_blender`. Raises one InputError listing every shot
     that cannot be built (exit 2; each line starts with the shots' labels), so one bad shot of a
@@ -124,7 +151,8 @@ def check_scenes_build(shots: Iterable[tuple[str, object, dict, str]], *, isolat
     groups: dict[str, list[str]] = {}
     first: dict[str, tuple[object, dict, str]] = {}
     for label, template, resolved, source in shots:
-        key = canonical_hash({k: v for k, v in resolved.items() if k not in ("name", "description", "style")})
+        key = canonical_hash({"scene": {k: v for k, v in resolved.items() if k not in ("name", "description", "style")},
+                              "targets": _style_targets(resolved)})
         groups.setdefault(key, []).append(label)
         first.setdefault(key, (template, resolved, source))
 
@@ -149,7 +177,9 @@ def check_scenes_build(shots: Iterable[tuple[str, object, dict, str]], *, isolat
             for p in found:
                 lines.append(f"{label}: {p['message']}")
                 entries.append({"file": label, "key": p["key"], "value": p.get("value"), "message": p["message"]})
-        header = "the scene cannot be built" + (f" ({len(problems)} of {len(groups)} scenes)" if len(groups) > 1 else "")
+        styled = all(e["key"].startswith("style.") for e in entries)
+        header = ("the style names objects or classes the scene does not have" if styled else "the scene cannot be built") + (
+            f" ({len(problems)} of {len(groups)} scenes)" if len(groups) > 1 else "")
         raise InputError(header + ":\n  " + "\n  ".join(lines), entries)
 
 

@@ -100,8 +100,12 @@ def cmd_validate(args) -> int:
                 for problem in found:
                     print(format_problem(problem) if err.problems else f"{name}: {problem['message']}", file=sys.stderr)
             continue
-        try:  # the same build check a job runs before writing anything
+        try:  # the same build check a job runs before writing anything, and its reference images
             check_scenes_build([(name, loaded.template, loaded.resolved, loaded.source)])
+            if loaded.template.style.stylizer == "diffusion":
+                from scenes.reference_images import reference_image_files
+
+                reference_image_files(loaded.template, loaded.source)
         except InputError as err:
             problems.extend(err.problems)
             if not args.json:

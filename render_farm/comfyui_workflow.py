@@ -5,9 +5,15 @@ its first frame: ``File -> Open`` the file, or ``POST /prompt {"prompt": <file>}
 with core nodes only:
 
 - ``CheckpointLoaderSimple`` (the base model as one checkpoint file) -> MODEL, CLIP, VAE;
-- ``CLIPTextEncode`` for the prompt and the negative prompt; region prompts (when a style has
-  them) as ``CLIPTextEncode`` -> ``ConditioningSetMask`` (mask from ``LoadImageMask``) ->
-  ``ConditioningCombine`` with the prompt, ComfyUI's core regional conditioning;
+- ``CLIPTextEncode`` for the prompt and the negative prompt; region prompts (``style.regions``)
+  as ``CLIPTextEncode`` -> ``ConditioningSetMask`` (mask from ``LoadImageMask``) ->
+  ``ConditioningCombine`` with the prompt, ComfyUI's core regional conditioning. The masks are
+  greybox's own (:func:`region_prompts`): each region's pixels as its passes give them (the last
+  region naming a pixel owns it), and the global prompt masked to the pixels no region owns, so
+  each prompt conditions the pixels it conditions in greybox (ComfyUI blends masked conditioning
+  at the latent resolution, not per attention level). A region's own negative prompt is masked the
+  same way on the negative side. Reference images (IP-Adapter) have no core node: the README says
+  so and names the custom nodes;
 - per ControlNet: ``ControlNetLoader`` (one per model file), ``LoadImage`` of the frame's control
   image, ``ControlNetApplyAdvanced`` with the template's scale and start/end window, chained so
   each pass conditions the next;
@@ -30,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from greybox.confined_files import write_bytes
-from greybox.frame_files import control_png_path, frame_name
+from greybox.frame_files import control_png_path, frame_name, pass_exr_path
 
 COMFYUI_RELEASE = "ComfyUI v0.3.64 (Comfy-Org/ComfyUI a125cd84)"
 FOLDER = "comfyui"
@@ -62,16 +68,32 @@ KNOWN_CHECKPOINT_FILES = {
 }
 
 
+MASKS_FOLDER = "masks"  # comfyui/masks/<region_NN | rest | negative_rest>/NNNN.png, white = where it applies
+
+
 @dataclass(frozen=True)
 class RegionPrompt:
     """A prompt that applies inside a mask: ``mask_image`` relative to ComfyUI's ``input/``, read
-    from ``channel`` (white = the region), conditioning at ``strength``. Filled from the style's
-    region prompts (:func:`region_prompts`)."""
+    from ``channel`` (white = the region), conditioning at ``strength``; ``negative_prompt`` (when
+    not empty) replaces the negative prompt inside the mask. Filled from the style's region prompts
+    (:func:`region_prompts`)."""
 
     prompt: str
     mask_image: str
     channel: str = "red"
     strength: float = 1.0
+    negative_prompt: str = ""
+
+
+@dataclass(frozen=True)
+class RegionMasks:
+    """The regions of a workflow and the masks of what they leave to the global prompts: ``rest``
+    (no region's pixels: the global prompt) and ``negative_rest`` (the pixels whose region has no
+    negative prompt of its own: the global negative prompt), relative to ComfyUI's ``input/``."""
+
+    regions: tuple[RegionPrompt, ...] = ()
+    rest: str | None = None
+    negative_rest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,11 +135,52 @@ def comfy_sampler(scheduler_class: str, scheduler_config: dict | None = None) ->
     return SamplerChoice(sampler, scheduler, "; ".join(reasons) + " (approximate: step spacing differs)")
 
 
-def region_prompts(style) -> list[RegionPrompt]:
-    """The style's region prompts as masked conditioning. Templates have none yet (region prompts
-    come with their own schema); whatever adds them returns them here, with each mask written as
-    an image under the shot's folder, and the graph below takes them as they are."""
-    return []
+def region_prompts(style, view: Path, frames: list[int], input_prefix: str) -> RegionMasks:
+    """The style's region prompts as masked conditioning, with every mask written for each of
+    ``frames`` under ``view/comfyui/masks/`` (``region_NN``, ``rest``, ``negative_rest``; white =
+    where it applies) from the shot's layout and its instance and class passes, as greybox masks
+    them (:func:`stylize.region_masks.owner_map`). The workflow reads the first frame's; its
+    ``mask_image`` names are relative to ComfyUI's ``input/`` (``input_prefix`` = the shot's folder
+    there). Empty when the style has no regions or the view has no passes to mask from."""
+    import numpy as np
+
+    from greybox.atomic_files import encode_png
+    from passes.pass_exr import read_passes_exr
+    from scenes.scene_layout import read_layout
+    from scenes.style_regions import resolve_targets, scene_objects
+    from stylize.region_masks import owner_map
+
+    # 1. Check inputs: regions, the layout and the passes they are masked from
+    if not style.regions or not frames:
+        return RegionMasks()
+    layout = read_layout(view)
+    exr = [Path(view) / pass_exr_path(f) for f in frames]
+    if layout is None or not all(p.is_file() for p in exr):
+        return RegionMasks()
+    targets, _ = resolve_targets(style, scene_objects(layout))
+    own_negative = [bool(r.negative_prompt) for r in style.regions]
+    names = [f"region_{i + 1:02d}" for i in range(len(style.regions))] + ["rest"] + (["negative_rest"] if any(own_negative) else [])
+
+    # 2. The masks of every frame (the workflow loads the first frame's)
+    for frame, path in zip(frames, exr):
+        passes = read_passes_exr(path)
+        owner = owner_map(passes.instance_id, passes.class_id, targets)
+        masks = [owner == i + 1 for i in range(len(style.regions))] + [owner == 0]
+        if any(own_negative):
+            masks.append(~np.isin(owner, [i + 1 for i, own in enumerate(own_negative) if own]))
+        for name, mask in zip(names, masks):
+            image = np.repeat((mask.astype(np.uint8) * 255)[..., None], 3, axis=2)
+            write_bytes(view, f"{FOLDER}/{MASKS_FOLDER}/{name}/{frame_name(frame)}.png", encode_png(image))
+
+    # 3. What the graph takes
+    first = frame_name(sorted(frames)[0])
+
+    def image(name: str) -> str:
+        return f"{input_prefix}/{FOLDER}/{MASKS_FOLDER}/{name}/{first}.png"
+
+    regions = tuple(RegionPrompt(r.prompt, image(names[i]), negative_prompt=r.negative_prompt)
+                    for i, r in enumerate(style.regions))
+    return RegionMasks(regions, image("rest"), image("negative_rest") if any(own_negative) else None)
 
 
 class ApiGraph:
@@ -151,10 +214,14 @@ def build_workflow(
     sampler: SamplerChoice,
     save_prefix: str,
     regions: list[RegionPrompt] | tuple = (),
+    rest_mask: str | None = None,
+    negative_rest_mask: str | None = None,
 ) -> dict:
     """The API-format graph (``{id: {"class_type", "inputs", "_meta"}}``) for one frame.
 
     ``control_images`` maps each pass to its LoadImage name (relative to ComfyUI's ``input/``).
+    ``rest_mask``: where the prompt applies when there are regions (None: everywhere);
+    ``negative_rest_mask``: where the negative prompt applies when regions bring their own.
     """
     # 1. Check inputs
     if not controlnets:
@@ -169,13 +236,24 @@ def build_workflow(
     model, clip, vae = g.link(checkpoint, 0), g.link(checkpoint, 1), g.link(checkpoint, 2)
     positive = g.link(g.add("CLIPTextEncode", "prompt", text=prompt, clip=clip))
     negative = g.link(g.add("CLIPTextEncode", "negative prompt", text=negative_prompt, clip=clip))
+
+    def masked(conditioning, image: str, title: str, channel: str = "red", strength: float = 1.0):
+        mask = g.add("LoadImageMask", f"{title} mask", image=image, channel=channel)
+        return g.link(g.add("ConditioningSetMask", title, conditioning=conditioning, mask=g.link(mask),
+                            strength=float(strength), set_cond_area="default"))
+
+    if regions and rest_mask:
+        positive = masked(positive, rest_mask, "prompt outside the regions")
+    if regions and negative_rest_mask:
+        negative = masked(negative, negative_rest_mask, "negative prompt outside the regions' own")
     for i, region in enumerate(regions):
-        text = g.add("CLIPTextEncode", f"region {i + 1} prompt", text=region.prompt, clip=clip)
-        mask = g.add("LoadImageMask", f"region {i + 1} mask", image=region.mask_image, channel=region.channel)
-        masked = g.add("ConditioningSetMask", f"region {i + 1}", conditioning=g.link(text), mask=g.link(mask),
-                       strength=float(region.strength), set_cond_area="default")
+        text = g.link(g.add("CLIPTextEncode", f"region {i + 1} prompt", text=region.prompt, clip=clip))
         positive = g.link(g.add("ConditioningCombine", f"prompt + region {i + 1}", conditioning_1=positive,
-                                conditioning_2=g.link(masked)))
+                                conditioning_2=masked(text, region.mask_image, f"region {i + 1}", region.channel, region.strength)))
+        if region.negative_prompt:
+            own = g.link(g.add("CLIPTextEncode", f"region {i + 1} negative prompt", text=region.negative_prompt, clip=clip))
+            negative = g.link(g.add("ConditioningCombine", f"negative prompt + region {i + 1}", conditioning_1=negative,
+                                    conditioning_2=masked(own, region.mask_image, f"region {i + 1} negative", region.channel)))
 
     # 3. ControlNets: one loader per file, one advanced apply node per pass, chained
     loaders: dict[str, str] = {}
@@ -283,12 +361,14 @@ def write_comfyui_workflow(view: Path, *, shot: str, template, models: dict | No
     controlnets = [ControlNetInput(s["pass"], f.name, float(s["scale"]), float(s["start"]), float(s["end"])) for f, s in nets]
     images = {c.pass_name: f"{prefix}/{control_png_path(c.pass_name, frame)}" for c in controlnets}
 
-    # 2. The graph
+    # 2. The graph (region masks written for every frame first)
+    masks = region_prompts(style, Path(view), sorted(frames), prefix)
     workflow = build_workflow(
         prompt=style.prompt, negative_prompt=style.negative_prompt, checkpoint_name=checkpoint.name,
         controlnets=controlnets, control_images=images, width=width, height=height, seed=seed,
         steps=style.num_inference_steps, cfg=style.guidance_scale, sampler=sampler,
-        save_prefix=f"{prefix}/{frame_name(frame)}", regions=region_prompts(style),
+        save_prefix=f"{prefix}/{frame_name(frame)}", regions=masks.regions, rest_mask=masks.rest,
+        negative_rest_mask=masks.negative_rest,
     )
 
     # 3. Write the workflow, then the README naming every file it needs
@@ -296,7 +376,8 @@ def write_comfyui_workflow(view: Path, *, shot: str, template, models: dict | No
     # written inside the view without following a link planted there
     write_bytes(view, f"{FOLDER}/{WORKFLOW_FILE}", (json.dumps(workflow, indent=2, allow_nan=False) + "\n").encode("utf-8"))
     readme = _readme(shot=shot, frame=frame, frames=frames, checkpoint=checkpoint, nets=nets, models=models,
-                     sampler=sampler, scheduler_class=style.scheduler, style=style, workflow=workflow, seed=seed)
+                     sampler=sampler, scheduler_class=style.scheduler, style=style, workflow=workflow, seed=seed,
+                     masks=masks)
     write_bytes(view, f"{FOLDER}/{README_FILE}", readme.encode("utf-8"))
     return Path(view) / FOLDER / WORKFLOW_FILE
 
@@ -337,7 +418,8 @@ def _source_lines(f: ModelFile) -> list[str]:
     return lines
 
 
-def _readme(*, shot, frame, frames, checkpoint, nets, models, sampler, scheduler_class, style, workflow, seed) -> str:
+def _readme(*, shot, frame, frames, checkpoint, nets, models, sampler, scheduler_class, style, workflow, seed,
+            masks: RegionMasks = RegionMasks()) -> str:
     sampler_id = next(i for i, n in workflow.items() if n["class_type"] == "KSampler")
     image_nodes = [(i, n["inputs"]["image"]) for i, n in workflow.items() if n["class_type"] == "LoadImage"]
     lines = [
@@ -378,6 +460,16 @@ def _readme(*, shot, frame, frames, checkpoint, nets, models, sampler, scheduler
     if style.consistency.mode != "per_frame":
         lines += ["", f"Consistency: greybox ran mode {style.consistency.mode!r} (each frame built from the ones before);",
                   "core ComfyUI nodes generate each frame alone, as mode per_frame."]
+    if masks.regions:
+        lines += ["", f"Region prompts: {len(masks.regions)} region(s) as masked conditioning; copy this shot's comfyui/masks/ "
+                  f"folder to ComfyUI/input/{INPUT_SUBFOLDER}/{shot}/comfyui/masks/ (one folder per mask, one image per frame;",
+                  "for another frame, change each LoadImageMask's image to that frame's NNNN.png as well)."]
+    elif style.regions:
+        lines += ["", "Region prompts: the shot's passes were not there to mask them from; the workflow has none."]
+    if style.reference_images:
+        lines += ["", f"Reference images: {len(style.reference_images)} (IP-Adapter {style.ip_adapter.model}); core ComfyUI has no",
+                  "IP-Adapter node: add cubiq/ComfyUI_IPAdapter_plus (IPAdapterUnifiedLoader, IPAdapterAdvanced with attn_mask",
+                  "for a masked image) between the checkpoint loader and the sampler; manifest.json lists the images and hashes."]
     if style.init_image != "none":
         lines += ["", f"greybox started each frame from its NPR draft (img2img, strength {style.strength}); the workflow",
                   "starts from an empty latent (text to image)."]

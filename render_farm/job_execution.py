@@ -2,8 +2,10 @@
 
 :func:`run_job` is what ``greybox passes`` and ``greybox render`` call. Order matters:
 
-1. every template, option and frame selection is validated, and every shot's scene is built
-   (:func:`passes.scene_stage.check_scenes_build`) (InputError, exit 2, nothing written);
+1. every template, option and frame selection is validated, every shot's scene is built
+   (:func:`passes.scene_stage.check_scenes_build`, which also checks what the style's regions and
+   reference images name against it), and the reference images are confined, read and hashed
+   (InputError, exit 2, nothing written);
 2. model weights are resolved (WeightsUnavailableError, exit 3, before anything renders);
 3. the executor is made (a Ray cluster joined: exit 2 within a bounded time, folder untouched, when
    it cannot be), then the output folder is locked, and compared with what it holds (different
@@ -43,7 +45,7 @@ VIEW_ENTRIES = ("passes", "control", "frames", "video.mp4", "contact_sheet.png",
 META_DIR = ".greybox"
 # What greybox writes in DIR and in each shot's folder: each must be a real folder or file of DIR.
 VIEW_FOLDERS = ("", "passes", "frames", "control", "control/depth", "control/normal", "control/seg", "control/lines",
-                "comfyui", "scene")
+                "comfyui", "comfyui/masks", "scene")
 VIEW_FILES = ("manifest.json", "cameras.json", "video.mp4", "contact_sheet.png", "video.mov", "review.html",
               "review_proxy.mp4", "comfyui/workflow_api.json", "comfyui/README.txt",
               "scene/scene.npz", "scene/layout.json", "scene/scene.glb", "scene/scene.blend")
@@ -226,8 +228,28 @@ def _unit_records(graph: JobGraph, result: JobResult) -> dict[str, dict[str, dic
     return out
 
 
+def _check_reference_images(shots: list[Shot]) -> dict[str, list[dict]]:
+    """{shot: its checked reference images} for the diffusion shots that have some
+    (:func:`scenes.reference_images.reference_image_files`); one InputError listing every problem."""
+    from scenes.reference_images import reference_image_files
+
+    out, messages, problems = {}, [], []
+    for shot in shots:
+        style = shot.template.style
+        if style.stylizer != "diffusion" or not style.reference_images:
+            continue
+        try:
+            out[shot.name] = [r.to_json() for r in reference_image_files(shot.template, shot.source)]
+        except InputError as err:
+            messages.append(str(err))
+            problems.extend(err.problems)
+    if messages:
+        raise InputError("\n".join(messages), problems)
+    return out
+
+
 def _write_manifests(job_dir: Path, shots: list[Shot], graph: JobGraph, result: JobResult, stylized: bool,
-                     models: dict[str, dict | None]) -> dict[str, Path]:
+                     models: dict[str, dict | None], references: dict[str, list[dict]] | None = None) -> dict[str, Path]:
     from render_farm.job_outputs import build_manifest, write_manifest
 
     records = _unit_records(graph, result)
@@ -242,7 +264,7 @@ def _write_manifests(job_dir: Path, shots: list[Shot], graph: JobGraph, result: 
             shot={"name": shot.name, "source": shot.source, "template_hash": shot.template_hash,
                   "resolved": shot.resolved, "overrides": shot.overrides},
             frames=shot.frames, records=shot_records, shot_files=files, stylized=stylized,
-            models=models.get(shot.name),
+            models=models.get(shot.name), references=(references or {}).get(shot.name),
         )
         view = shot.view(job_dir)
         write_manifest(view, manifest)
@@ -347,6 +369,7 @@ def run_job(
     from passes.scene_stage import check_scenes_build  # every shot's scene builds, before the first byte
 
     check_scenes_build([(shot.name, shot.template, shot.resolved, shot.source) for shot in shots])
+    references = _check_reference_images(shots) if request.command == "render" else {}
     # Each task's memory: over --max-memory, or (local workers) over what this machine has free.
     if max_memory is not None or (executor is None and farm == "local"):
         _check_memory(shots, request.command, max_memory)
@@ -404,7 +427,7 @@ def run_job(
         graph = build_graph(
             shots, command=request.command, job_dir=job_dir, chunk_size=request.chunk_size, threads=request.threads,
             task_timeout_s=request.task_timeout_s, models=models, model_override=request.model,
-            controlnet_overrides=request.controlnets, gpu=gpu, max_memory=max_memory,
+            controlnet_overrides=request.controlnets, gpu=gpu, max_memory=max_memory, references=references,
         )
         meta = job_dir / META_DIR
         write_json_confined(job_dir, f"{META_DIR}/{GRAPH_FILE}", {"tasks": graph.summary()})
@@ -448,7 +471,7 @@ def run_job(
         # A passes run into a folder that also holds stylised frames keeps the full manifest.
         manifests, workflows = {}, {}
         if request.command == "render" or "stylize" not in kept:
-            manifests = _write_manifests(job_dir, shots, graph, result, request.command == "render", models)
+            manifests = _write_manifests(job_dir, shots, graph, result, request.command == "render", models, references)
             workflows = _write_comfyui_workflows(job_dir, shots, request, models)
         run_log.write({"event": "run_end", "status": "ok", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                        "seconds": round(result.seconds, 3), "ran": result.ran, "reused": result.cached, "units": result.units,

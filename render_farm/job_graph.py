@@ -3,7 +3,9 @@
 A :class:`Task` is one piece of work a worker runs (``fn``, a ``module:function`` path, with JSON
 ``params``). Its outputs are cached in the store per *unit* (a frame's passes, a frame's stylised
 image, a shot's video): ``units`` lists ``(name, key)``; a task whose every unit is in the store is
-done without running. ``deps`` are task ids that must finish first: passes before stylisation,
+done without running. A task whose keys depend on what its upstream units recorded (region prompts keyed by the frames
+that show their objects) names ``keys_from``: the scheduler computes its units once its
+dependencies are done, before looking for them in the store. ``deps`` are task ids that must finish first: passes before stylisation,
 frame t-1 before frame t (flow warping), keyframes before the frames that gather from them,
 every frame before assembly.
 """
@@ -33,6 +35,10 @@ class Task:
     threads: int = 1  # fixed thread count inside the task, whichever executor runs it
     timeout_s: float | None = None
     affinity: str | None = None  # workers that ran a task of the same affinity are preferred (warm state)
+    # "module:function" computing ``units`` when the dependencies are done, for keys that depend on
+    # what upstream units hold: fn(params["keys"], {dep id: {unit: record}}, store, view) -> [(unit, key)];
+    # the scheduler also puts them in params["sequence_keys"] ({unit: key})
+    keys_from: str | None = None
 
 
 class JobGraph:

@@ -143,12 +143,15 @@ def build_manifest(
     shot_files: dict[str, str],
     stylized: bool,
     models: dict | None,
+    references: list[dict] | None = None,
 ) -> dict:
     """The shot's manifest (deterministic: no timestamps, no hosts).
 
     ``shot``: name, source, template_hash, resolved, overrides. ``records``: stage -> frame ->
     store record (``passes``, ``stylize``). ``shot_files``: relpath -> sha256 for whole-shot files.
-    ``models``: ``ResolvedModels.manifest()`` when the diffusion stylizer ran.
+    ``models``: ``ResolvedModels.manifest()`` when the diffusion stylizer ran. ``references``: the
+    shot's checked reference images (``ReferenceFile.to_json()``), recorded with their sha256 under
+    ``direction`` with every region and the frames each was applied to.
     """
     from passes.pass_exr import ALL_GROUPS, exr_channel_names
 
@@ -219,7 +222,31 @@ def build_manifest(
         if warp_by_frame:  # render_farm.frame_figures: sequence modes, where cheap
             consistency["warp_error"] = _warp_error_summary(warp_by_frame)
         manifest["consistency"] = consistency
+        if style.get("stylizer") == "diffusion" and (style.get("regions") or style.get("reference_images")):
+            manifest["direction"] = _direction_manifest(style, records.get("stylize", {}), frames, references, models)
     return manifest
+
+
+def _direction_manifest(style: dict, stylize_records: dict, frames: list[int], references: list[dict] | None,
+                        models: dict | None) -> dict:
+    """Every region and reference image of the style, each with the frames it was applied to (a
+    frame's record says which), the reference images with their sha256, and the IP-Adapter."""
+    applied: dict[str, dict[int, list[int]]] = {"regions": {}, "reference_images": {}}
+    for f in frames:
+        directed = (stylize_records.get(f) or {}).get("meta", {}).get("directed") or {}
+        for table in applied:
+            for i in directed.get(table, []):
+                applied[table].setdefault(int(i), []).append(f)
+    regions = [{"index": i, **region, "frames": applied["regions"].get(i, [])} for i, region in enumerate(style.get("regions", []))]
+    images = []
+    for i, entry in enumerate(style.get("reference_images", [])):
+        checked = (references or [])[i] if references and i < len(references) else {}
+        images.append({"index": i, **entry, "sha256": checked.get("sha256"), "size": checked.get("size"),
+                       "frames": applied["reference_images"].get(i, [])})
+    record = {"regions": regions, "reference_images": images}
+    if images:
+        record["ip_adapter"] = (models or {}).get("ip_adapter")
+    return record
 
 
 def _warp_error_summary(by_frame: dict[str, dict]) -> dict:

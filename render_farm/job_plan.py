@@ -28,6 +28,22 @@ layout.json and cameras.json are numpy's and do not), and a worker whose Blender
 the task rather than commit under that key. So a changed prompt reruns stylisation only, a moved
 object reruns the scene, the passes and everything after, and asking for ``scene.blend`` writes
 only that.
+
+Region prompts and reference images (``style.regions``, ``style.reference_images``,
+``style.ip_adapter``: :data:`scenes.style_regions.DIRECTION_KEYS`) are keyed per frame, by what
+touches it: the stylisation inputs leave them out, and a frame's key adds (as ``direction``) the
+regions and reference images that touch it, in template order (a reference image by its sha256,
+scale and targets, not its path; the resolved IP-Adapter when one touches). A region or masked
+reference image touches the frames whose passes show one of its objects (the passes units record
+the instance and class ids each frame shows); a whole-frame reference image touches every frame.
+Frames of a batched diffusion call share their batch's; in ``flow_warp`` a frame's key chains the
+one before it, so what touches a frame touches every later one; in ``keyframes`` every frame takes
+what touches any frame of the sequence (the atlases are shared). These keys need the passes'
+records, so the scheduler computes them when the task's dependencies are done
+(:attr:`render_farm.job_graph.Task.keys_from`: :func:`stylize_keys`, and :func:`assemble_keys`
+after them); they depend only on the request and the upstream units' contents, never on what else
+the store holds. A frame no region or reference image touches has the key it would have without
+any, so adding, changing or removing one reruns only the frames it touches (and the assembly).
 """
 
 from __future__ import annotations
@@ -47,6 +63,8 @@ SCENE_FN = "render_farm.stage_tasks:scene"
 SCENE_RENDER_KEYS = ("resolution", "frame_start", "frame_end", "fps")
 STYLIZE_FN = "render_farm.stage_tasks:stylize_batch"
 ASSEMBLE_FN = "render_farm.stage_tasks:assemble_shot"
+STYLIZE_KEYS_FN = "render_farm.job_plan:stylize_keys"
+ASSEMBLE_KEYS_FN = "render_farm.job_plan:assemble_keys"
 
 
 VIDEO_KEYS = ("video_codec", "video_quality")  # render keys only the assembly reads
@@ -74,8 +92,66 @@ def passes_inputs(resolved: dict) -> dict:
 
 
 def stylize_inputs(resolved: dict) -> dict:
-    """The part of a resolved template stylisation depends on (besides its upstream passes)."""
-    return {"style": resolved["style"], "seed": resolved["seed"], "render": _render_without_video(resolved["render"])}
+    """The part of a resolved template stylisation depends on (besides its upstream passes); the
+    direction keys (regions, reference images, IP-Adapter) are keyed per frame (module docstring)."""
+    from scenes.style_regions import DIRECTION_KEYS
+
+    style = {k: v for k, v in resolved["style"].items() if k not in DIRECTION_KEYS}
+    return {"style": style, "seed": resolved["seed"], "render": _render_without_video(resolved["render"])}
+
+
+def directed(style) -> bool:
+    """Whether a style's stylisation keys depend on what each frame shows (diffusion with regions or reference images)."""
+    return style.stylizer == "diffusion" and bool(style.regions or style.reference_images)
+
+
+def _direction_entries(resolved: dict, references: list[dict] | None) -> tuple[list[dict], list[dict]]:
+    """What keys each region and reference image: the region's resolved entry; a reference image's
+    bytes (sha256), scale and targets (its path is not keyed: a renamed file reruns nothing)."""
+    style = resolved["style"]
+    regions = [dict(r) for r in style.get("regions", [])]
+    refs = []
+    for i, r in enumerate(style.get("reference_images", [])):
+        refs.append({"sha256": (references or [{}] * (i + 1))[i].get("sha256"), "scale": r["scale"],
+                     "objects": r.get("objects", []), "classes": r.get("classes", [])})
+    return regions, refs
+
+
+_LAYOUTS: dict[str, list] = {}
+
+
+def _scene_objects(scene_record: dict, store, view: str) -> list:
+    """The (name, instance id, class id) table of a scene unit's layout.json (cached per key)."""
+    import json
+
+    from scenes.scene_data import LAYOUT_JSON
+    from scenes.style_regions import scene_objects
+
+    key = scene_record["key"]
+    if key not in _LAYOUTS:
+        path = (store.unit_dir(key) if store is not None else Path(view)) / LAYOUT_JSON
+        _LAYOUTS.clear()
+        _LAYOUTS[key] = scene_objects(json.loads(path.read_text(encoding="utf-8")))
+    return _LAYOUTS[key]
+
+
+
+
+def _shows_from_exr(record: dict, frame: int, store, view: str) -> dict:
+    """What a frame shows, read from its passes EXR, for a passes unit whose record predates the
+    ``shows`` field (a store written before region prompts): the instance and class ids, as
+    :func:`passes.render_chunk.shown_ids` records them."""
+    import numpy as np
+
+    from greybox.frame_files import pass_exr_path
+    from passes.pass_exr import read_passes_exr
+
+    base = store.unit_dir(record["key"]) if store is not None else Path(view)
+    passes = read_passes_exr(base / pass_exr_path(frame))
+    if passes.instance_id is None or passes.class_id is None:
+        raise RuntimeError(f"the passes of frame {frame} ({record.get('key')}) hold no instance or class ids")
+    return {"instances": [int(i) for i in np.unique(passes.instance_id) if i > 0],
+            "classes": [int(c) for c in np.unique(passes.class_id) if c > 0]}
 
 
 def stylize_batches(mode: str, frames: list[int], batch_size: int, frame_start: int) -> list[list[int]]:
@@ -99,12 +175,14 @@ def stylize_batches(mode: str, frames: list[int], batch_size: int, frame_start: 
 
 
 def stylize_unit_keys(mode: str, frames: list[int], base: dict, passes_key: dict[int, str],
-                      batch_of: dict[int, list[int] | None] | None = None, shared: list[str] = ()) -> dict[int, str]:
+                      batch_of: dict[int, list[int] | None] | None = None, shared: list[str] = (),
+                      extra: dict[int, dict] | None = None) -> dict[int, str]:
     """The store key of each stylised frame of one stylisation task, keyed by everything it reads.
 
     ``base``: the stylisation inputs every frame shares (template part, stage settings);
     ``passes_key``: frame -> its passes unit's key; ``shared``: the keys of units every frame
-    reads (the shot's scene unit).
+    reads (the shot's scene unit); ``extra``: frame -> inputs of that frame alone (the regions and
+    reference images that touch it, :func:`stylize_keys`).
 
     - ``per_frame``: the frame's passes (and, for a batched diffusion call, the batch's frames,
       ``batch_of[frame]``, since batching changes the bytes).
@@ -119,24 +197,77 @@ def stylize_unit_keys(mode: str, frames: list[int], base: dict, passes_key: dict
       sequence upstream here once the atlases are store units.)
     """
     keys: dict[int, str] = {}
+    extra = extra or {}
     if mode == "flow_warp":
         previous = None
         for f in frames:
             upstream = [*shared, passes_key[f]] + ([] if previous is None else [passes_key[previous], keys[previous]])
-            keys[f] = unit_key("stylize", {**base, "frame": f, "sequence": {"mode": mode, "previous": previous}},
-                               upstream)
+            keys[f] = unit_key("stylize", {**base, **extra.get(f, {}), "frame": f,
+                                           "sequence": {"mode": mode, "previous": previous}}, upstream)
             previous = f
     elif mode == "keyframes":
         # Every frame's passes, hashed once (a frame's key stays small however long the shot).
         sequence = canonical_hash({"mode": mode, "frames": list(frames), "passes": [passes_key[f] for f in frames]})
         for f in frames:
-            keys[f] = unit_key("stylize", {**base, "frame": f, "sequence": {"mode": mode, "reads": sequence}},
+            keys[f] = unit_key("stylize", {**base, **extra.get(f, {}), "frame": f, "sequence": {"mode": mode, "reads": sequence}},
                                [*shared, passes_key[f]])
     else:
         for f in frames:
             batch = (batch_of or {}).get(f)
-            keys[f] = unit_key("stylize", {**base, "frame": f, "batch": batch}, [*shared, passes_key[f]])
+            keys[f] = unit_key("stylize", {**base, **extra.get(f, {}), "frame": f, "batch": batch}, [*shared, passes_key[f]])
     return keys
+
+
+def stylize_keys(spec: dict, upstream: dict[str, dict[str, dict]], store=None, view: str = "") -> list[tuple[str, str]]:
+    """The units of a directed stylisation task once its dependencies are done: ``[(frame, key)]``.
+
+    ``spec`` (the task's ``params["keys"]``): ``base`` (inputs every frame shares), ``shared`` and
+    ``passes`` (upstream keys), ``frames``, ``batches`` ({frame: batch or None}), ``mode``,
+    ``regions`` / ``references`` (what keys each entry), ``style`` (the regions and reference
+    images as the template gives them), ``ip_adapter`` (the resolved adapter or None), and the
+    ``scene_task`` and ``passes_tasks`` whose records say what each frame shows."""
+    from scenes.style_regions import resolve_targets, touching
+    from scenes.template_schema import StyleSpec
+
+    # 1. What each frame shows, and what touches it
+    objects = _scene_objects(upstream[spec["scene_task"]]["scene"], store, view)
+    region_targets, reference_targets = resolve_targets(StyleSpec.model_validate(spec["style"]), objects)
+    frames = [int(f) for f in spec["frames"]]
+    touched: dict[int, tuple[set, set]] = {}
+    for f in frames:
+        record = upstream[spec["passes_tasks"][str(f)]][str(f)]
+        shows = record.get("meta", {}).get("shows") or _shows_from_exr(record, f, store, view)
+        found = touching(region_targets, reference_targets, shows["instances"], shows["classes"])
+        touched[f] = (set(found["regions"]), set(found["reference_images"]))
+
+    # 2. What a frame reads beyond itself: its batch (per_frame), the sequence (keyframes); in
+    #    flow_warp the frame before it, whose key its own chains
+    def union(group):
+        return set().union(*(touched[g][0] for g in group)), set().union(*(touched[g][1] for g in group))
+
+    mode = spec["mode"]
+    batch_of = {f: spec["batches"].get(str(f)) for f in frames}
+    extra = {}
+    for f in frames:
+        regions, references = union(frames if mode == "keyframes" else [f] if mode == "flow_warp" else batch_of[f] or [f])
+        if regions or references:
+            extra[f] = {"direction": {
+                "regions": [spec["regions"][i] for i in sorted(regions)],
+                "reference_images": [spec["references"][i] for i in sorted(references)],
+                "ip_adapter": spec["ip_adapter"] if references else None,
+            }}
+
+    # 3. The keys: the region-free key plus the entries that touch the frame
+    passes = {f: spec["passes"][str(f)] for f in frames}
+    keys = stylize_unit_keys(mode, frames, spec["base"], passes, batch_of, shared=spec["shared"], extra=extra)
+    return [(str(f), keys[f]) for f in frames]
+
+
+def assemble_keys(spec: dict, upstream: dict[str, dict[str, dict]], store=None, view: str = "") -> list[tuple[str, str]]:
+    """The assembly unit of a shot whose stylisation keys were computed at run time: keyed by them."""
+    stylized = {int(unit): record["key"] for task in spec["stylize_tasks"] for unit, record in upstream[task].items()}
+    keys = [stylized[f] for f in spec["frames"]] + [spec["passes"][str(f)] for f in spec["frames"]]
+    return [("assembly", unit_key("assemble", spec["inputs"], keys))]
 
 
 def build_graph(
@@ -152,13 +283,16 @@ def build_graph(
     controlnet_overrides: dict[str, str] | None = None,
     gpu: bool = False,
     max_memory: int | None = None,
+    references: dict[str, list[dict]] | None = None,
 ) -> JobGraph:
     """The job's task graph; ``models[shot.name]`` is ``ResolvedModels.manifest()`` for diffusion shots.
-    ``max_memory`` (bytes) is each task's memory budget (None: what its machine has free)."""
+    ``max_memory`` (bytes) is each task's memory budget (None: what its machine has free).
+    ``references[shot.name]``: the shot's checked reference images (``ReferenceFile.to_json()``)."""
     from passes.blender_compat import installed_blender_version
 
     graph = JobGraph()
     models = models or {}
+    references = references or {}
     blender = installed_blender_version()  # the bpy distribution's version; bpy is not imported here
     for shot in shots:
         prefix = f"{shot.name}/" if shot.folder else ""
@@ -203,34 +337,56 @@ def build_graph(
         if command != "render":
             continue
 
-        # Stylisation: batches with cross-frame dependencies as the consistency mode needs.
+        # Stylisation: batches with cross-frame dependencies as the consistency mode needs. With regions
+        # or reference images the keys wait for what the passes record (Task.keys_from).
         style = template.style
         s_inputs = stylize_inputs(resolved)
-        settings = {"threads": threads, "models": models.get(shot.name),
+        shot_models = models.get(shot.name)
+        ip_adapter = (shot_models or {}).get("ip_adapter")
+        if shot_models:  # the IP-Adapter is keyed only where a reference image touches a frame
+            shot_models = {k: v for k, v in shot_models.items() if k != "ip_adapter"}
+        settings = {"threads": threads, "models": shot_models,
                     "model_override": model_override, "controlnet_overrides": controlnet_overrides or {}}
         plan = stylize_batches(style.consistency.mode, shot.frames, style.batch_size, start)
+        is_directed = directed(style)
+        regions, refs = _direction_entries(resolved, references.get(shot.name))
         batch_tasks: list[str] = []
         batch_keys: list[list[str]] = []
         mode = style.consistency.mode
         for frames in plan:
             batch = frames if (style.stylizer == "diffusion" and style.batch_size > 1) else None
-            frame_keys = stylize_unit_keys(mode, frames, {**s_inputs, "settings": settings}, passes_key,
-                                           {f: batch for f in frames}, shared=[scene_key])
-            units = [(str(f), frame_keys[f]) for f in frames]
-            keys = [frame_keys[f] for f in frames]
+            params = {**common, "stylizer": style.stylizer, "model_override": model_override,
+                      "controlnet_overrides": controlnet_overrides or {}, "sequence": list(frames),
+                      "reference_files": references.get(shot.name) or []}
+            keys_from = None
+            if is_directed:
+                keys_from = STYLIZE_KEYS_FN
+                params["keys"] = {
+                    "base": {**s_inputs, "settings": settings}, "shared": [scene_key],
+                    "passes": {str(f): passes_key[f] for f in frames}, "frames": list(frames),
+                    "batches": {str(f): batch for f in frames}, "mode": mode,
+                    "regions": regions, "references": refs, "ip_adapter": ip_adapter,
+                    "style": {"regions": resolved["style"].get("regions", []),
+                              "reference_images": resolved["style"].get("reference_images", [])},
+                    "scene_task": scene_task.task_id, "passes_tasks": {str(f): chunk_of[f] for f in frames},
+                }
+                units, keys = [], []
+            else:
+                frame_keys = stylize_unit_keys(mode, frames, {**s_inputs, "settings": settings}, passes_key,
+                                               {f: batch for f in frames}, shared=[scene_key])
+                units = [(str(f), frame_keys[f]) for f in frames]
+                keys = [frame_keys[f] for f in frames]
+                params["sequence_keys"] = {str(f): k for f, k in frame_keys.items()}
             deps = list(dict.fromkeys([scene_task.task_id, *(chunk_of[f] for f in frames)]))
             name = frame_name(frames[0]) if len(frames) == 1 else f"{frame_name(frames[0])}-{frame_name(frames[-1])}"
             tid = f"{prefix}stylize/{name}"
             if tid in graph.tasks:
                 tid = f"{prefix}stylize/{len(batch_tasks)}-{name}"
             graph.add(Task(
-                tid, "stylize", STYLIZE_FN,
-                {**common, "stylizer": style.stylizer, "model_override": model_override,
-                 "controlnet_overrides": controlnet_overrides or {},
-                 "sequence": list(frames), "sequence_keys": {str(f): k for f, k in frame_keys.items()}},
+                tid, "stylize", STYLIZE_FN, params,
                 deps=tuple(deps), units=tuple(units), shot=shot.name, view=view, frames=tuple(frames),
                 num_cpus=threads, num_gpus=1.0 if (gpu and style.stylizer == "diffusion") else 0.0, threads=threads,
-                timeout_s=task_timeout_s or (600.0 + 600.0 * len(frames)),
+                timeout_s=task_timeout_s or (600.0 + 600.0 * len(frames)), keys_from=keys_from,
             ))
             batch_tasks.append(tid)
             batch_keys.append(keys)
@@ -240,10 +396,16 @@ def build_graph(
         fps = template.render.fps
         controls = list(template.passes.control)
         video = {"video_codec": template.render.video_codec, "video_quality": template.render.video_quality}
-        asm_key = unit_key("assemble", {"fps": fps, "frames": shot.frames, "controls": controls, **video}, all_keys)
+        asm_inputs = {"fps": fps, "frames": shot.frames, "controls": controls, **video}
+        asm_params = {"frames": shot.frames, "fps": fps, "controls": controls, **video}
+        asm_units, asm_keys_from = (("assembly", unit_key("assemble", asm_inputs, all_keys)),), None
+        if is_directed:
+            asm_params["keys"] = {"inputs": asm_inputs, "frames": shot.frames, "stylize_tasks": batch_tasks,
+                                  "passes": {str(f): passes_key[f] for f in shot.frames}}
+            asm_units, asm_keys_from = (), ASSEMBLE_KEYS_FN
         graph.add(Task(
-            f"{prefix}assemble", "assemble", ASSEMBLE_FN, {"frames": shot.frames, "fps": fps, "controls": controls, **video},
-            deps=tuple(batch_tasks), units=(("assembly", asm_key),), shot=shot.name, view=view, threads=1,
-            timeout_s=task_timeout_s or (300.0 + 2.0 * len(shot.frames)),
+            f"{prefix}assemble", "assemble", ASSEMBLE_FN, asm_params,
+            deps=tuple(batch_tasks), units=asm_units, shot=shot.name, view=view, threads=1,
+            timeout_s=task_timeout_s or (300.0 + 2.0 * len(shot.frames)), keys_from=asm_keys_from,
         ))
     return graph

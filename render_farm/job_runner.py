@@ -25,7 +25,7 @@ from pathlib import Path
 
 from render_farm.job_graph import JobGraph, Task
 from render_farm.task_store import TaskStore
-from render_farm.task_worker import append_log
+from render_farm.task_worker import append_log, resolve_function
 
 NOT_RETRIED = ("input", "weights")
 
@@ -188,7 +188,19 @@ def run_graph(
             stopping = True
 
     def dispatch(task: Task) -> None:
-        # Units already in the store (and intact) are not recomputed.
+        # Keys computed from what the dependencies recorded (Task.keys_from), then the store check:
+        # units already in the store (and intact) are not recomputed.
+        if task.keys_from and not task.units:
+            compute = resolve_function(task.keys_from)
+            upstream = {dep: result.records.get(dep, {}) for dep in task.deps}
+            try:
+                task.units = tuple((str(u), str(k)) for u, k in compute(task.params["keys"], upstream, store, task.view))
+            except Exception as err:  # noqa: BLE001 - a unit that cannot be keyed fails its task, not the scheduler
+                attempts[task.task_id] += 1
+                append_log(task_log_path(log_dir, task.task_id), f"[{task.task_id}] keys: {type(err).__name__}: {err}")
+                fail(task, "exception", f"its store keys could not be computed ({type(err).__name__}: {err})")
+                return
+            task.params["sequence_keys"] = dict(task.units)  # what a sequence task reads its stored frames by
         todo, have = [], {}
         if store is not None:
             for unit, key in task.units:

@@ -102,18 +102,19 @@ def passes_chunk(params: dict, ctx) -> dict:
 
     frame_seconds: dict[str, float] = {}
     last = [started]
+    shows: dict[int, dict] = {}  # the ids each frame shows: the planner keys region prompts by them
 
     def commit_frame(frame: int) -> None:
         unit = str(frame)
         staging = ctx.staging(unit)
         _move_into(chunk_dir, pass_frame_paths(frame, controls), staging)
-        ctx.commit(unit, staging, {**meta, "frame": frame})
+        ctx.commit(unit, staging, {**meta, "frame": frame, "shows": shows.pop(frame)})
         now = time.perf_counter()  # the chunk's first frame includes building (or warming) the Blender scene
         frame_seconds[unit], last[0] = round(now - last[0], 4), now
 
     try:
         render_pass_frames(template, renderer.scene, frames, chunk_dir, threads=ctx.threads, renderer=renderer,
-                           on_frame=commit_frame)
+                           on_frame=commit_frame, shows=shows)
     finally:
         shutil.rmtree(chunk_dir, ignore_errors=True)
     return {"bpy": meta["bpy"], "frame_seconds": frame_seconds}
@@ -285,7 +286,8 @@ def stylize_batch(params: dict, ctx) -> dict:
         meta.update(_library_versions())
     try:
         result = stylize_frames(template, frames, ctx.view, batch_dir, stylizer=stylizer, resolved=resolved,
-                                stylizer_instance=instance, threads=ctx.threads, continue_from=continue_from)
+                                stylizer_instance=instance, threads=ctx.threads, continue_from=continue_from,
+                                reference_files=params.get("reference_files"))
         consistency = {"mode": result.mode, "keyframes": list(result.keyframes)}
         warp_errors = {}
         if result.mode != "per_frame":  # E_warp of the sequence, from the exact passes, where cheap
@@ -308,6 +310,8 @@ def stylize_batch(params: dict, ctx) -> dict:
             }
             if frame in warp_errors:
                 frame_meta["warp_error"] = warp_errors[frame]
+            if frame in result.directed:  # the regions and reference images applied to it
+                frame_meta["directed"] = result.directed[frame]
             ctx.commit(unit, staging, frame_meta)
     finally:
         shutil.rmtree(batch_dir, ignore_errors=True)

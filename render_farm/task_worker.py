@@ -55,7 +55,8 @@ def append_log(path: str | os.PathLike | None, line: str) -> None:
         pass
 
 
-def _function(path: str):
+def resolve_function(path: str):
+    """The function a ``module:function`` path names (imported once per process)."""
     fn = _FUNCTIONS.get(path)
     if fn is None:
         module, _, name = path.partition(":")
@@ -167,7 +168,7 @@ def execute_task(spec: dict) -> dict:
     ctx = TaskContext(spec)
     ctx.log(f"attempt {spec.get('attempt', 1)} started pid={pid} host={host}")
     try:
-        result = _function(spec["fn"])(spec.get("params", {}), ctx)
+        result = resolve_function(spec["fn"])(spec.get("params", {}), ctx)
     except BaseException as err:  # noqa: BLE001 - every failure becomes data for the scheduler
         from greybox.errors import InputError, WeightsUnavailableError
 

@@ -18,6 +18,7 @@ world axes are Blender's (Z up).
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -42,6 +43,12 @@ MAX_ROOMS = 256  # rooms in a floor plan
 MAX_POLYGON_VERTICES = 64  # vertices of a room's polygon
 MAX_PLAN_OPENINGS = 1024  # doors, and windows, in a floor plan
 MAX_ROOM_NAME_LENGTH = 24  # room names go into stable names ("wall:<a>|<b>", "<room>/<piece>") of at most 63 characters
+MAX_REGIONS = 32  # [[style.regions]]: one prompt each, attended to at every cross-attention layer
+MAX_REFERENCE_IMAGES = 16  # [[style.reference_images]]
+MAX_TARGETS = 256  # globs in one objects list, names in one classes list
+MAX_PATH_LENGTH = 1024  # characters in a reference image's path
+# Images a reference image may be (read with Pillow).
+REFERENCE_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 # The control images the passes stage writes (one folder each) and a ControlNet may be conditioned on.
 ControlPass = Literal["depth", "normal", "seg", "lines"]
 CONTROL_PASSES: tuple[str, ...] = get_args(ControlPass)
@@ -61,6 +68,7 @@ EXR_GROUPS_NEEDED_BY = {
     "npr": ("normal", "class", "instance"),
     "flow_warp": ("flow", "instance", "uv"),
     "keyframes": ("depth", "instance", "uv"),
+    "regions": ("instance", "class"),
 }
 SCHEDULERS = (
     "UniPCMultistepScheduler",
@@ -537,6 +545,127 @@ class ConsistencySpec(StrictModel):
     )
 
 
+ObjectGlob = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH * 2)]
+_GLOB_CHARACTERS = re.compile(r"[A-Za-z0-9_.\-*?\[\]!]+")
+
+
+def _check_globs(values: list[str]) -> list[str]:
+    for value in values:
+        if not _GLOB_CHARACTERS.fullmatch(value):
+            raise ValueError(f"{value!r}: an object name or glob holds only letters, digits, '_', '.', '-' and the glob "
+                             "characters * ? [ ] ! (object names are as scene/layout.json lists them)")
+    dupes = sorted({v for v in values if values.count(v) > 1})
+    if dupes:
+        raise ValueError(f"lists {', '.join(dupes)} more than once; name each glob once")
+    return values
+
+
+def _check_classes(values: list) -> list:
+    for value in values:
+        _check_class(value)
+    dupes = sorted({str(v) for v in values if values.count(v) > 1})
+    if dupes:
+        raise ValueError(f"lists {', '.join(dupes)} more than once; name each class once")
+    return values
+
+
+class RegionSpec(StrictModel):
+    """A prompt for part of the scene: ``prompt`` conditions only the pixels of the objects named by
+    ``objects`` (stable names as in ``scene/layout.json``, shell-style globs allowed: ``chair_*``)
+    and of the objects of ``classes`` (ADE20K class names or palette indices), on every frame; the
+    global ``style.prompt`` conditions the rest. A pixel named by several regions takes the last
+    one's prompt. ``negative_prompt`` replaces ``style.negative_prompt`` inside the region (empty:
+    the global one applies there too)."""
+
+    objects: Annotated[list[ObjectGlob], Field(max_length=MAX_TARGETS)] = Field(
+        default_factory=list, description="stable object names, globs allowed (fnmatch, case-sensitive)")
+    classes: Annotated[list[SemanticClassRef], Field(max_length=MAX_TARGETS)] = Field(
+        default_factory=list, description="ADE20K class names or palette indices")
+    prompt: Annotated[str, Field(min_length=1)]
+    negative_prompt: str = ""
+
+    @field_validator("classes")
+    @classmethod
+    def _classes_ok(cls, v):
+        return _check_classes(v)
+
+    @field_validator("objects")
+    @classmethod
+    def _objects_ok(cls, v):
+        return _check_globs(v)
+
+    @model_validator(mode="after")
+    def _targets(self):
+        if not self.objects and not self.classes:
+            raise ValueError('names no objects and no classes: give objects = ["sofa"] (globs allowed), classes = ["rug"], or both')
+        return self
+
+
+class ReferenceImageSpec(StrictModel):
+    """A reference image for the IP-Adapter (``[style.ip_adapter]``): ``image`` is a file relative to
+    the template's folder (it must resolve there, through any symbolic link), ``scale`` its
+    IP-Adapter scale. With ``objects`` or ``classes`` (as in ``[[style.regions]]``) it applies only
+    inside those objects' masks; without them, to the whole frame."""
+
+    image: Annotated[str, Field(min_length=1, max_length=MAX_PATH_LENGTH)]
+    scale: Annotated[float, Field(gt=0, le=3)] = Field(1.0, description="IP-Adapter scale")
+    objects: Annotated[list[ObjectGlob], Field(max_length=MAX_TARGETS)] = Field(default_factory=list)
+    classes: Annotated[list[SemanticClassRef], Field(max_length=MAX_TARGETS)] = Field(default_factory=list)
+
+    @field_validator("image")
+    @classmethod
+    def _image_ok(cls, v):
+        suffix = ("." + v.rsplit(".", 1)[-1].lower()) if "." in v.replace("\\", "/").rsplit("/", 1)[-1] else ""
+        if suffix not in REFERENCE_IMAGE_SUFFIXES:
+            raise ValueError(f"{v!r} is not an image greybox reads (extension {suffix or 'none'!r}); use one of "
+                             f"{', '.join(REFERENCE_IMAGE_SUFFIXES)}")
+        return v
+
+    @field_validator("classes")
+    @classmethod
+    def _classes_ok(cls, v):
+        return _check_classes(v)
+
+    @field_validator("objects")
+    @classmethod
+    def _objects_ok(cls, v):
+        return _check_globs(v)
+
+    @property
+    def masked(self) -> bool:
+        return bool(self.objects or self.classes)
+
+
+class IpAdapterSpec(StrictModel):
+    """The IP-Adapter the reference images go through, loaded with diffusers' ``load_ip_adapter``
+    (safetensors only), resolved before anything renders (exit 3 when its weights cannot be had)."""
+
+    model: Annotated[str, Field(min_length=1)] = Field("h94/IP-Adapter", description="hub id or local folder")
+    subfolder: str = Field("models", description="folder of the weight file inside model")
+    weight_name: Annotated[str, Field(min_length=1)] = "ip-adapter_sd15.safetensors"
+    image_encoder: str = Field(
+        "", description="hub id or folder of the CLIP vision encoder (CLIPVisionModelWithProjection); "
+        "empty: model's <subfolder>/image_encoder")
+
+    @field_validator("weight_name")
+    @classmethod
+    def _safetensors(cls, v):
+        if not v.endswith(".safetensors"):
+            raise ValueError(f"{v!r} is not a .safetensors file; greybox loads safetensors weights only (pickled "
+                             ".bin/.pt files can run code): name the adapter's .safetensors file")
+        if "/" in v or "\\" in v:
+            raise ValueError(f"{v!r} is a path; give the file name here and its folder in style.ip_adapter.subfolder")
+        return v
+
+    @field_validator("subfolder")
+    @classmethod
+    def _relative(cls, v):
+        parts = v.replace("\\", "/").split("/")
+        if v.startswith(("/", "\\")) or ".." in parts:
+            raise ValueError(f"{v!r} must be a folder inside style.ip_adapter.model (no absolute path, no '..')")
+        return v
+
+
 class StyleSpec(StrictModel):
     stylizer: Stylizer = "npr"
     prompt: str = ""
@@ -563,6 +692,11 @@ class StyleSpec(StrictModel):
         default_factory=lambda: [0.4, -0.5, 0.75], description="NPR key light, world space, towards the light"
     )
     toon_levels: Annotated[int, Field(ge=2, le=16)] = 3
+    regions: Annotated[list[RegionSpec], Field(max_length=MAX_REGIONS)] = Field(
+        default_factory=list, description="[[style.regions]]: a prompt per object or class (diffusion)")
+    reference_images: Annotated[list[ReferenceImageSpec], Field(max_length=MAX_REFERENCE_IMAGES)] = Field(
+        default_factory=list, description="[[style.reference_images]]: IP-Adapter images, whole frame or masked (diffusion)")
+    ip_adapter: IpAdapterSpec = Field(default_factory=IpAdapterSpec)
 
     @field_validator("consistency", mode="before")
     @classmethod
@@ -645,7 +779,8 @@ def exr_channel_problems(template: Template) -> list[tuple[str, object, str]]:
     """(key path, value, message) for each pass group ``passes.exr_channels`` leaves out that a later
     stage of the same template reads from ``passes/NNNN.exr`` (the NPR stylizer, or NPR drafts for
     img2img: normal, class, instance; ``flow_warp``: flow, instance, uv; ``keyframes``: depth,
-    instance, uv). Checked with the template, before anything is written."""
+    instance, uv; diffusion with ``style.regions`` or masked ``style.reference_images``: instance,
+    class). Checked with the template, before anything is written."""
     style = template.style
     mode = style.consistency.mode
     readers = []
@@ -655,6 +790,9 @@ def exr_channel_problems(template: Template) -> list[tuple[str, object, str]]:
         readers.append(("npr", "the NPR drafts of style.init_image = 'npr_draft'", "or set style.init_image = 'none'"))
     if mode in ("flow_warp", "keyframes"):
         readers.append((mode, f"consistency mode {mode!r} (style.consistency.mode)", "or use consistency mode 'per_frame'"))
+    if style.stylizer == "diffusion" and (style.regions or any(r.masked for r in style.reference_images)):
+        readers.append(("regions", "the masks of style.regions and of masked style.reference_images",
+                        "or remove the regions and the reference images' objects and classes"))
     kept = template.passes.exr_channels
     problems = []
     for reader, who, other_fix in readers:

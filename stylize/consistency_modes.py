@@ -67,15 +67,18 @@ def sequence_scene(job_dir: Path, shot_passes, scene=None):
 
 def run_sequence(mode: str, template, job_dir: Path, shot_passes, scene, kind: str, stylizer_instance, *,
                  min_generate_pixels: int | None = None, keyframe_lookahead: int = 24,
-                 atlas_max_size: int = 2048, first_image: np.ndarray | None = None) -> SequenceOutput:
+                 atlas_max_size: int = 2048, first_image: np.ndarray | None = None,
+                 directions: dict | None = None) -> SequenceOutput:
     """Run ``flow_warp`` or ``keyframes`` over the shot's passes (consecutive frames, checked by the
     stage) with stylizer ``kind`` (``stylizer_instance``: the loaded ``DiffusionStylizer``, or None for NPR).
     ``first_image`` (``flow_warp`` only): the output of ``shot_passes[0]``'s frame, already known
-    (read back from the store); the sequence goes on from it as if it had just generated it."""
+    (read back from the store); the sequence goes on from it as if it had just generated it.
+    ``directions``: {frame: :class:`stylize.region_masks.FrameDirection`} when the style has regions
+    or reference images (diffusion)."""
     style = template.style
     if min_generate_pixels is None:  # style.consistency.min_generate_share of the frame
         min_generate_pixels = int(style.consistency.min_generate_share * shot_passes[0].width * shot_passes[0].height)
-    stylizer = _FrameStylizer(template, job_dir, scene, shot_passes, kind, stylizer_instance)
+    stylizer = _FrameStylizer(template, job_dir, scene, shot_passes, kind, stylizer_instance, directions)
     if mode == "flow_warp":
         images, generated = _flow_warp(stylizer, shot_passes, scene, min_generate_pixels, first_image)
         keyframes: list[int] = []
@@ -106,7 +109,7 @@ def run_sequence(mode: str, template, job_dir: Path, shot_passes, scene, kind: s
 class _FrameStylizer:
     """Stylises a frame, or its masked part keeping the rest: diffusion through the masked loop, or NPR."""
 
-    def __init__(self, template, job_dir: Path, scene, shot_passes, kind: str, instance):
+    def __init__(self, template, job_dir: Path, scene, shot_passes, kind: str, instance, directions: dict | None = None):
         from stylize.masked_denoising import DenoisingCounter
 
         self.template = template
@@ -120,6 +123,7 @@ class _FrameStylizer:
         self.generate_seconds: dict[int, float] = {}  # time in generate() per frame
         self.anchor = None
         self._embeds = None
+        self.directions = directions
         if kind == "diffusion":
             controlnet = instance.pipeline.controlnet
             self._nets = list(getattr(controlnet, "nets", [controlnet]))
@@ -139,25 +143,57 @@ class _FrameStylizer:
     # -- diffusion -------------------------------------------------------------------------------
 
     def _diffuse(self, frame: int, known: np.ndarray | None, known_mask: np.ndarray | None, strength: float) -> np.ndarray:
+        """The masked loop on ``frame``, keeping ``known`` where ``known_mask``. With regions the
+        prompts are directed; a frame that shows masked reference images' objects among the pixels
+        it generates runs twice: without them, then again over just those objects' generated
+        pixels with them, keeping everything else (their locality comes from that composite)."""
         from stylize.control_inputs import load_control_images
         from stylize.frame_seeds import frame_seed
         from stylize.masked_denoising import ControlSpec, encode_prompts, masked_denoise
 
         pipe = self.instance.pipeline
-        if self._embeds is None:
-            self._embeds = encode_prompts(pipe, self.style.prompt, self.style.negative_prompt)
-        cond, uncond = self._embeds
         p = self.by_frame[frame]
         resolved = self.instance.resolved
         images = load_control_images(self.job_dir, frame, resolved.pass_names, expected_size=(p.width, p.height))
         controls = [ControlSpec(net, images[c.pass_name], float(c.scale), float(c.start), float(c.end))
                     for net, c in zip(self._nets, resolved.controlnets)]
-        return masked_denoise(
-            pipe, frame=frame, prompt_embeds=cond, negative_prompt_embeds=uncond, controls=controls,
-            height=p.height, width=p.width, num_inference_steps=self.style.num_inference_steps,
-            guidance_scale=self.style.guidance_scale, seed=frame_seed(self.template.style_seed, frame, self.style.seed_mode),
-            known_image=known, known_mask=known_mask, strength=strength, anchor=self.anchor, counter=self.counter,
-        )
+        args = dict(frame=frame, controls=controls, height=p.height, width=p.width,
+                    num_inference_steps=self.style.num_inference_steps, guidance_scale=self.style.guidance_scale,
+                    seed=frame_seed(self.template.style_seed, frame, self.style.seed_mode), strength=strength,
+                    anchor=self.anchor, counter=self.counter)
+        director = self.instance.director
+        if director is None:
+            if self._embeds is None:
+                self._embeds = encode_prompts(pipe, self.style.prompt, self.style.negative_prompt)
+            cond, uncond = self._embeds
+            return masked_denoise(pipe, prompt_embeds=cond, negative_prompt_embeds=uncond, known_image=known,
+                                  known_mask=known_mask, **args)
+
+        # 1. The frame without its masked reference images (regions and whole-frame images directed)
+        direction = self.directions[frame]
+        generated = np.ones((p.height, p.width), bool) if known_mask is None else ~known_mask
+        do_cfg = self.style.guidance_scale > 1.0
+
+        def run(known_image, keep, masked):
+            with director.directing([direction], p.height, p.width, masked=masked, loop=True, do_cfg=do_cfg) as extra:
+                if "prompt_embeds" not in extra:
+                    embeddings, _ = director.prompt_embeddings([])
+                    extra.update(prompt_embeds=embeddings["prompt_embeds"],
+                                 negative_prompt_embeds=embeddings["negative_prompt_embeds"])
+                return masked_denoise(pipe, known_image=known_image, known_mask=keep, **args, **extra)
+
+        covered = np.zeros_like(generated)
+        for _, mask in direction.masked:
+            covered |= mask
+        covered &= generated
+        if not covered.any():
+            return run(known, known_mask, False)
+        if (generated & ~covered).any():
+            known = run(known, known_mask, False)
+        elif known is None:  # the objects fill the whole frame: one run, with them
+            return run(None, None, True)
+        # 2. Their objects' generated pixels again, with them; every other pixel kept
+        return run(known, ~covered, True)
 
     def generate(self, frame: int, init: np.ndarray | None, generate_mask: np.ndarray | None) -> np.ndarray:
         """The generate callback: the whole frame (``init`` None) or the masked part, keeping ``init`` elsewhere."""

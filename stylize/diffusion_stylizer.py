@@ -19,6 +19,16 @@ run one by one (``batch_invariant``): results are then bit-identical whatever th
 On CUDA a batch runs as one; the fixed boundaries keep the same frames together on every run. CUDA runs fp16 (or bf16 if asked),
 the CPU float32. Attention is PyTorch SDPA (``AttnProcessor2_0``). Control images are handed over
 as float tensors at exactly the output size, so the pipeline never resamples them.
+
+Region prompts and reference images (``style.regions``, ``style.reference_images``): the
+IP-Adapter is loaded after the SDPA processors are set (:mod:`stylize.reference_adapter`), then
+every cross-attention processor of the UNet and the ControlNets is wrapped by a directed one
+(:mod:`stylize.directed_attention`) and a :class:`stylize.prompt_direction.PromptDirector` builds
+each call's conditioning from the frames' :class:`stylize.region_masks.FrameDirection`. A frame
+that shows a masked reference image's objects is generated twice: the pipeline's frame without
+the masked images, then the masked loop regenerates only those objects' pixels with them and keeps
+every other pixel bit for bit (the images' locality comes from that composite, not from the
+adapter's mask). SD1.x only for reference images; regions in every family.
 """
 
 from __future__ import annotations
@@ -94,6 +104,12 @@ class DiffusionStylizer:
         # On the CPU run each frame of a batch alone, so that outputs do not depend on batching.
         self.batch_invariant = self.device.type == "cpu"
 
+        # 4. Regions and reference images: the IP-Adapter after SDPA, then the directed processors.
+        from stylize.masked_denoising import DenoisingCounter
+
+        self.counter = DenoisingCounter()  # the masked passes of masked reference images
+        self.director = self._load_direction() if (style.regions or style.reference_images) else None
+
     # ----------------------------------------------------------------------------------------
     # Loading
     # ----------------------------------------------------------------------------------------
@@ -137,6 +153,34 @@ class DiffusionStylizer:
             kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
         return text2img.from_pretrained(str(self.resolved.base.local_path), **kwargs)
 
+    def _load_direction(self):
+        from stylize.directed_attention import DirectionState, check_image_processors, install_directed_attention
+        from stylize.prompt_direction import PromptDirector
+
+        adapter = self.resolved.ip_adapter
+        if self.style.reference_images:
+            if adapter is None:
+                raise InputError("style.reference_images need the IP-Adapter resolved (resolve_models resolves "
+                                 "style.ip_adapter when the style has reference images)")
+            from stylize.reference_adapter import load_reference_adapter
+
+            load_reference_adapter(self.pipeline, adapter, device=self.device, dtype=self.dtype)
+        state = DirectionState()
+        install_directed_attention(self.pipeline.unet, state)
+        controlnet = self.pipeline.controlnet
+        for net in getattr(controlnet, "nets", [controlnet]):
+            install_directed_attention(net, state)
+        if self.style.reference_images:
+            check_image_processors(self.pipeline.unet)
+        return PromptDirector(self.pipeline, self.style, self.resolved.family, state,
+                              adapter=bool(self.style.reference_images))
+
+    def set_reference_images(self, images: list[np.ndarray], hashes: list[str]) -> None:
+        """The style's reference images (uint8 (H, W, 3), in ``style.reference_images`` order), encoded
+        once (again only when ``hashes`` change)."""
+        if self.director is not None and self.style.reference_images:
+            self.director.set_reference_images(images, hashes)
+
     @property
     def img2img_pipeline(self):
         """The img2img pipeline over the same components (built on first use, nothing reloaded)."""
@@ -161,6 +205,7 @@ class DiffusionStylizer:
         *,
         init_images: list[np.ndarray] | None = None,
         seeds: list[int],
+        directions: list | None = None,
     ) -> list[np.ndarray]:
         """Stylise ``frames`` (uint8 (H, W, 3) each, in order).
 
@@ -168,6 +213,8 @@ class DiffusionStylizer:
         image, all at the output size; ``init_images`` (optional, same size) switches to img2img
         with ``style.strength``; ``seeds[i]`` is the frame's noise seed. Frames are processed in
         consecutive batches of ``style.batch_size``; each frame's result does not depend on that.
+        ``directions[i]``: frame ``frames[i]``'s :class:`stylize.region_masks.FrameDirection`
+        (needed when the style has regions or reference images).
         """
         # 1. Check inputs.
         n = len(frames)
@@ -194,6 +241,8 @@ class DiffusionStylizer:
             check_control_sizes({p: control[p] for p in pass_names}, (width, height), frame=frame)
         if init_images is not None:
             check_control_sizes({f"init image of frame {f}": im for f, im in zip(frames, init_images)}, (width, height))
+        if self.director is not None and (directions is None or len(directions) != n):
+            raise InputError("this style has regions or reference images: give each frame its direction (stylize.region_masks.frame_direction)")
 
         # 2. Fixed batch boundaries: consecutive groups of style.batch_size.
         outputs: list[np.ndarray] = []
@@ -203,7 +252,8 @@ class DiffusionStylizer:
             step = 1 if self.batch_invariant else hi - lo
             for k in range(lo, hi, step):
                 outputs += self._run_batch(
-                    controls[k : k + step], None if init_images is None else init_images[k : k + step], seeds[k : k + step], height, width
+                    controls[k : k + step], None if init_images is None else init_images[k : k + step], seeds[k : k + step], height, width,
+                    None if directions is None else directions[k : k + step],
                 )
         return outputs
 
@@ -219,7 +269,9 @@ class DiffusionStylizer:
         # img2img source: the pipeline's image processor normalises [0, 1] to [-1, 1].
         return self._control_tensor(images)
 
-    def _run_batch(self, controls, init_images, seeds, height, width) -> list[np.ndarray]:
+    def _run_batch(self, controls, init_images, seeds, height, width, directions=None) -> list[np.ndarray]:
+        from contextlib import nullcontext
+
         import torch
 
         style = self.style
@@ -263,10 +315,43 @@ class DiffusionStylizer:
             if not self.resolved.union:
                 call["control_image"] = control_tensors[0] if len(nets) == 1 else control_tensors
         call.update(height=height, width=width)
-        with torch.inference_mode():
+        directing = nullcontext({})
+        if self.director is not None:  # regions and the whole-frame reference images (masked ones below)
+            directing = self.director.directing(directions, height, width, do_cfg=style.guidance_scale > 1.0)
+        with torch.inference_mode(), directing as extra:
+            if "prompt_embeds" in extra:
+                del call["prompt"], call["negative_prompt"]
+            call.update(extra)
             result = pipe(**call).images
         # As diffusers' numpy_to_pil: round(x * 255).
-        return [np.ascontiguousarray((np.clip(im, 0.0, 1.0) * 255.0).round().astype(np.uint8)) for im in result]
+        out = [np.ascontiguousarray((np.clip(im, 0.0, 1.0) * 255.0).round().astype(np.uint8)) for im in result]
+        for k, direction in enumerate(directions or []):
+            if direction.masked:
+                out[k] = self._masked_references(direction, controls[k], seeds[k], out[k], height, width)
+        return out
+
+    def _masked_references(self, direction, control: dict, seed: int, base: np.ndarray, height: int, width: int) -> np.ndarray:
+        """Regenerate the pixels of the masked reference images' objects with them applied, keeping
+        every other pixel of ``base`` bit for bit (the masked loop at full strength)."""
+        from stylize.masked_denoising import ControlSpec, masked_denoise
+
+        style = self.style
+        covered = np.zeros((height, width), dtype=bool)
+        for _, mask in direction.masked:
+            covered |= mask
+        nets = list(getattr(self.pipeline.controlnet, "nets", [self.pipeline.controlnet]))
+        specs = [ControlSpec(net, control[c.pass_name], float(c.scale), float(c.start), float(c.end))
+                 for net, c in zip(nets, self.resolved.controlnets)]
+        with self.director.directing([direction], height, width, masked=True, loop=True,
+                                     do_cfg=style.guidance_scale > 1.0) as extra:
+            if "prompt_embeds" not in extra:
+                embeddings, _ = self.director.prompt_embeddings([])
+                extra.update(prompt_embeds=embeddings["prompt_embeds"], negative_prompt_embeds=embeddings["negative_prompt_embeds"])
+            return masked_denoise(
+                self.pipeline, frame=direction.frame, controls=specs, height=height, width=width,
+                num_inference_steps=style.num_inference_steps, guidance_scale=style.guidance_scale, seed=seed,
+                known_image=base, known_mask=~covered, strength=1.0, counter=self.counter, **extra,
+            )
 
 
 def _dtype_kwargs(dtype) -> dict:

@@ -129,6 +129,8 @@ def masked_denoise(
     anchor=None,
     counter: DenoisingCounter | None = None,
     return_latents: bool = False,
+    added_cond_kwargs: dict | None = None,
+    cross_attention_kwargs: dict | None = None,
 ):
     """Generate one frame, keeping ``known_image`` where ``known_mask`` (pixels) is True.
 
@@ -138,6 +140,11 @@ def masked_denoise(
     on ``pipe.unet`` (its ``mode`` is honoured; this loop sets its step index). Returns (H, W, 3)
     uint8: decoded, then composited (known pixels bit-identical to ``known_image`` rounded to uint8);
     with ``return_latents`` also the final latents and the known latents (None without known content).
+    ``added_cond_kwargs`` / ``cross_attention_kwargs`` go to the UNet as the pipelines pass them: a
+    UNet with an IP-Adapter loaded needs ``added_cond_kwargs={"image_embeds": [...]}`` (CFG halves
+    as the latents), and masked reference images come as ``{"ip_adapter_masks": [...]}``
+    (:class:`stylize.prompt_direction.PromptDirector` builds both). ``prompt_embeds`` may hold
+    several prompts along the token axis (region prompts; the directed processors split them).
     """
     import torch
 
@@ -221,7 +228,8 @@ def masked_denoise(
             if anchor is not None:
                 anchor.step = i
             noise_pred = unet(model_input, t, encoder_hidden_states=embeds, down_block_additional_residuals=down,
-                              mid_block_additional_residual=mid, return_dict=False)[0]
+                              mid_block_additional_residual=mid, added_cond_kwargs=added_cond_kwargs,
+                              cross_attention_kwargs=cross_attention_kwargs, return_dict=False)[0]
             if counter is not None:
                 counter.add(frame, int(model_input.shape[0]))
             if do_cfg:

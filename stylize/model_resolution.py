@@ -16,6 +16,12 @@ the sha256 of each safetensors file.
 
 Model families: the base model's ``model_index.json`` ``_class_name`` tells SD1.5-style from SDXL;
 a ControlNet's ``config.json`` ``_class_name`` tells ``ControlNetModel`` from ``ControlNetUnionModel``.
+
+A style with reference images also resolves its IP-Adapter (``style.ip_adapter``,
+:func:`resolve_ip_adapter`): the same local-folder-or-hub rule, fetching only the adapter's
+``<subfolder>/<weight_name>`` (a ``.safetensors`` file) and its ``<subfolder>/image_encoder`` (or
+the CLIP vision encoder ``style.ip_adapter.image_encoder`` names, safetensors only); missing ones
+are a ``WeightsUnavailableError`` (exit 3) naming them and the ways out, before anything renders.
 """
 
 from __future__ import annotations
@@ -114,6 +120,7 @@ class ResolvedModels:
     union: bool = False
     union_window: tuple[float, float] | None = None
     warnings: tuple[str, ...] = ()
+    ip_adapter: "ResolvedIpAdapter | None" = None
 
     @property
     def pass_names(self) -> list[str]:
@@ -135,7 +142,49 @@ class ResolvedModels:
         if self.union:
             record["union_window"] = list(self.union_window)
             record["union_control_modes"] = self.union_control_modes
+        if self.ip_adapter is not None:
+            record["ip_adapter"] = self.ip_adapter.manifest_entry()
         return record
+
+
+@dataclass(frozen=True)
+class ResolvedIpAdapter:
+    """The IP-Adapter of ``style.ip_adapter`` resolved to local files: ``folder`` is what
+    ``load_ip_adapter`` is given (with ``subfolder`` and ``weight_name``), ``weight_path`` the
+    safetensors file, ``image_encoder`` the CLIP vision encoder's folder (the adapter's own
+    ``<subfolder>/image_encoder`` unless ``style.ip_adapter.image_encoder`` names another).
+    ``file_sha256``: relative path -> sha256 of the weight files (local folders), ``revision``:
+    the hub snapshot (hub ids)."""
+
+    model_id: str
+    folder: Path
+    subfolder: str
+    weight_name: str
+    weight_path: Path
+    image_encoder: Path
+    image_encoder_id: str
+    source: Literal["local_folder", "hub_cache"]
+    revision: str | None = None
+    image_encoder_revision: str | None = None
+    file_sha256: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def own_image_encoder(self) -> bool:
+        """Whether the encoder is the adapter's own ``<subfolder>/image_encoder`` (load_ip_adapter loads it)."""
+        return not self.image_encoder_id
+
+    def manifest_entry(self) -> dict:
+        entry = {"role": "ip_adapter", "id": self.model_id, "path": str(self.folder), "source": self.source,
+                 "subfolder": self.subfolder, "weight_name": self.weight_name,
+                 "image_encoder": {"id": self.image_encoder_id or f"{self.model_id} ({Path(self.subfolder, 'image_encoder').as_posix()})",
+                                   "path": str(self.image_encoder)}}
+        if self.revision is not None:
+            entry["revision"] = self.revision
+        if self.image_encoder_revision is not None:
+            entry["image_encoder"]["revision"] = self.image_encoder_revision
+        if self.file_sha256:
+            entry["file_sha256"] = dict(sorted(self.file_sha256.items()))
+        return entry
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,7 +248,19 @@ def resolve_models(
         controlnets.append(ResolvedControlNet(pass_name, resolved_cache[model_id], scale, start, end))
 
     # 4. Check the combination, and merge the windows for the union model.
-    return _combine(base, family, tuple(controlnets))
+    resolved = _combine(base, family, tuple(controlnets))
+
+    # 5. The IP-Adapter, when reference images need it.
+    if style.reference_images:
+        if family != "sd15" or resolved.union:
+            raise InputError(
+                f"style.reference_images go through an SD1.x IP-Adapter; {base.model_id!r} is {base.class_name}. "
+                "Use an SD1.5-family base model, or remove the reference images (--set 'style.reference_images=[]')"
+            )
+        from dataclasses import replace
+
+        resolved = replace(resolved, ip_adapter=resolve_ip_adapter(style.ip_adapter))
+    return resolved
 
 
 def _controlnet_specs(style, overrides: dict[str, str] | None) -> list[tuple[str, str, float, float, float]]:
@@ -307,12 +368,17 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _snapshot(model_id: str, role: str, option_hint: str, check) -> tuple[Path, str]:
+def _snapshot(model_id: str, role: str, option_hint: str, check, *, allow_patterns=None, ignore_patterns=None,
+              unavailable=None) -> tuple[Path, str]:
     """The hub snapshot folder of ``model_id`` and its revision: from the cache, else (online) downloaded.
-    ``check(path)`` raises WeightsUnavailableError when the snapshot lacks safetensors weights."""
+    ``check(path)`` raises WeightsUnavailableError when the snapshot lacks safetensors weights.
+    ``allow_patterns`` / ``ignore_patterns``: what a download fetches (default: a diffusers folder's
+    configs and full-precision safetensors); ``unavailable(reason)``: the error to raise."""
     from huggingface_hub import snapshot_download
 
-    kwargs = dict(repo_id=model_id, cache_dir=_hub_cache_dir(), allow_patterns=_ALLOW_PATTERNS, ignore_patterns=_IGNORE_PATTERNS)
+    unavailable = unavailable or (lambda reason: _unavailable(model_id, role, option_hint, reason))
+    kwargs = dict(repo_id=model_id, cache_dir=_hub_cache_dir(), allow_patterns=allow_patterns or _ALLOW_PATTERNS,
+                  ignore_patterns=_IGNORE_PATTERNS if ignore_patterns is None else ignore_patterns)
     try:
         path = Path(snapshot_download(local_files_only=True, **kwargs))
         check(path)
@@ -322,13 +388,11 @@ def _snapshot(model_id: str, role: str, option_hint: str, check) -> tuple[Path, 
             raise
     except Exception as cache_error:  # not in the cache (LocalEntryNotFoundError and kin)
         if _offline():
-            raise _unavailable(
-                model_id, role, option_hint, f"HF_HUB_OFFLINE=1 and it is not in the Hugging Face cache ({_short(cache_error)})"
-            ) from None
+            raise unavailable(f"HF_HUB_OFFLINE=1 and it is not in the Hugging Face cache ({_short(cache_error)})") from None
     try:
         path = Path(snapshot_download(**kwargs))
     except Exception as download_error:  # network, gated, missing repository
-        raise _unavailable(model_id, role, option_hint, f"downloading it failed: {_short(download_error)}") from None
+        raise unavailable(f"downloading it failed: {_short(download_error)}") from None
     check(path)
     return path, path.name
 
@@ -409,15 +473,121 @@ def _family_of(base: ResolvedModel) -> ModelFamily:
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
 
+def _hash_cached(file: Path) -> str:
+    """sha256 of ``file`` (cached per process by path, size and mtime)."""
+    stat = file.stat()
+    key = (str(file), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASH_CACHE:
+        _HASH_CACHE[key] = sha256_file(file)
+    return _HASH_CACHE[key]
+
+
 def _safetensors_hashes(path: Path) -> dict[str, str]:
     """sha256 of each safetensors file under ``path`` (cached per process by path, size and mtime)."""
+    return {file.relative_to(path).as_posix(): _hash_cached(file)
+            for file in _weight_files(path) if file.name.endswith(".safetensors")}
+
+
+# --------------------------------------------------------------------------------------------
+# The IP-Adapter of the reference images
+# --------------------------------------------------------------------------------------------
+
+
+def _ip_unavailable(spec, reason: str, *, encoder: bool = False) -> WeightsUnavailableError:
+    weight = Path(spec.subfolder, spec.weight_name).as_posix()
+    encoder_files = Path(spec.subfolder, "image_encoder").as_posix()
+    what = (f"CLIP image encoder (style.ip_adapter.image_encoder) {spec.image_encoder!r}" if encoder and spec.image_encoder
+            else f"IP-Adapter (style.ip_adapter) {spec.model!r} {weight}" + ("" if spec.image_encoder else f" with {encoder_files}/"))
+    if spec.image_encoder:
+        download = f"`hf download {spec.model} {weight}` and `hf download {spec.image_encoder}`"
+    else:
+        download = (f"`hf download {spec.model} {weight} {encoder_files}/config.json {encoder_files}/model.safetensors`")
+    return WeightsUnavailableError(
+        f"model weights unavailable: {what}: {reason}.\n"
+        "Ways out:\n"
+        f"  - use a local folder holding {weight}" + ("" if spec.image_encoder else f" and {encoder_files}/")
+        + ": --set style.ip_adapter.model=DIR (and style.ip_adapter.image_encoder=DIR for another CLIP vision encoder)\n"
+        f"  - download it first where there is network: {download}, then run with the same HF_HOME "
+        "(HF_HUB_OFFLINE=1 works with a filled cache)\n"
+        "  - render without the reference images: --set 'style.reference_images=[]'\n"
+        "  - draft without weights: --stylizer npr"
+    )
+
+
+def _check_image_encoder(folder: Path, fail) -> None:
+    config = folder / "config.json"
+    if not config.is_file():
+        raise fail(f"{folder} has no config.json (not a CLIP vision encoder folder)")
+    try:
+        arch = json.loads(config.read_text()).get("architectures") or []
+    except ValueError as err:
+        raise fail(f"{config} is not JSON ({err})") from None
+    if arch and "CLIPVisionModelWithProjection" not in arch:
+        raise fail(f"{folder} holds a {', '.join(arch)}, not a CLIPVisionModelWithProjection")
+    own = [p for p in _weight_files(folder) if p.parent == folder]
+    if not any(p.name.endswith((".safetensors", ".safetensors.index.json")) for p in own):
+        unsafe = [p.name for p in own if p.name.endswith(_UNSAFE_WEIGHT_SUFFIXES)]
+        found = f" (found only {', '.join(unsafe)})" if unsafe else ""
+        raise fail(f"{folder} has no .safetensors weights{found}; only safetensors are loaded")
+
+
+def resolve_ip_adapter(spec) -> ResolvedIpAdapter:
+    """``style.ip_adapter`` (an :class:`scenes.template_schema.IpAdapterSpec`) to local files, as
+    :func:`resolve_models` resolves the other models (a local folder wins, else the hub cache, else
+    a download of just the files it needs); WeightsUnavailableError (exit 3) naming the model and
+    the ways out when they cannot be had."""
+    weight_rel = Path(spec.subfolder, spec.weight_name).as_posix()
+    encoder_rel = Path(spec.subfolder, "image_encoder").as_posix()
+    fail = lambda reason: _ip_unavailable(spec, reason)  # noqa: E731
+
+    def check(folder: Path) -> None:
+        weight = folder / weight_rel
+        if not weight.is_file():
+            raise fail(f"{folder} has no {weight_rel}")
+        if not spec.image_encoder:
+            _check_image_encoder(folder / encoder_rel, fail)
+
+    # 1. The adapter: a local folder, else the hub (the weight file and, unless another is named, its encoder)
+    local = Path(spec.model).expanduser()
+    revision = None
+    if local.is_dir():
+        folder, source = local.resolve(), "local_folder"
+        check(folder)
+    elif local.exists():
+        raise fail(f"{spec.model} is a file; name the folder that holds {weight_rel}")
+    elif not _HUB_ID.match(spec.model) or spec.model.startswith((".", "/", "~")):
+        raise fail(f"no folder {spec.model} exists, and it is not a hub id (namespace/name)")
+    else:
+        patterns = [weight_rel] + ([] if spec.image_encoder else [f"{encoder_rel}/*.json", f"{encoder_rel}/*.safetensors"])
+        folder, revision = _snapshot(spec.model, "ip_adapter", "", check, allow_patterns=patterns, ignore_patterns=[],
+                                     unavailable=fail)
+        source = "hub_cache"
+
+    # 2. The image encoder: the adapter's own, or the one style.ip_adapter.image_encoder names
+    encoder_revision = None
+    if not spec.image_encoder:
+        encoder = folder / encoder_rel
+    else:
+        enc_fail = lambda reason: _ip_unavailable(spec, reason, encoder=True)  # noqa: E731
+        enc_local = Path(spec.image_encoder).expanduser()
+        if enc_local.is_dir():
+            encoder = enc_local.resolve()
+            _check_image_encoder(encoder, enc_fail)
+        elif not _HUB_ID.match(spec.image_encoder) or spec.image_encoder.startswith((".", "/", "~")):
+            raise enc_fail(f"no folder {spec.image_encoder} exists, and it is not a hub id (namespace/name)")
+        else:
+            encoder, encoder_revision = _snapshot(spec.image_encoder, "image_encoder", "",
+                                                  lambda p: _check_image_encoder(p, enc_fail),
+                                                  allow_patterns=["*.json", "*.safetensors"], ignore_patterns=[],
+                                                  unavailable=enc_fail)
     hashes = {}
-    for file in _weight_files(path):
-        if not file.name.endswith(".safetensors"):
-            continue
-        stat = file.stat()
-        key = (str(file), stat.st_size, stat.st_mtime_ns)
-        if key not in _HASH_CACHE:
-            _HASH_CACHE[key] = sha256_file(file)
-        hashes[file.relative_to(path).as_posix()] = _HASH_CACHE[key]
-    return hashes
+    if source == "local_folder":
+        hashes[weight_rel] = _hash_cached(folder / weight_rel)
+    encoder_is_local = (source == "local_folder") if not spec.image_encoder else encoder_revision is None
+    if encoder_is_local:
+        hashes.update({f"image_encoder/{rel}": digest for rel, digest in _safetensors_hashes(encoder).items()})
+    return ResolvedIpAdapter(
+        model_id=spec.model, folder=folder, subfolder=spec.subfolder, weight_name=spec.weight_name,
+        weight_path=folder / weight_rel, image_encoder=encoder, image_encoder_id=spec.image_encoder, source=source,
+        revision=revision, image_encoder_revision=encoder_revision, file_sha256=hashes,
+    )

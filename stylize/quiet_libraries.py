@@ -5,11 +5,17 @@ it turns off, each at its source, and why; every other warning and log line of t
 still reaches the user:
 
 - transformers' advice that an image processor "requires torchvision (not installed)": diffusers
-  imports the CLIP and SigLIP image processors while it loads a pipeline, transformers then falls
-  back to the Pillow implementation and says so. greybox never runs an image processor (no safety
-  checker, no IP-Adapter), and PyPI's torchvision is a CUDA build that breaks diffusers on a CPU
-  machine, so the advice must not be followed. Dropped by a logging filter on the one logger that
-  emits it (``transformers.utils.import_utils``), matched by its message.
+  imports the CLIP and SigLIP image processors while it loads a pipeline, and ``load_ip_adapter``
+  builds a ``CLIPImageProcessor`` for the reference images; transformers then falls back to the
+  Pillow implementation and says so. The Pillow one is what greybox wants (it registers it by name
+  before loading an IP-Adapter, :mod:`stylize.reference_adapter`), and PyPI's torchvision is a CUDA
+  build that breaks diffusers on a CPU machine, so the advice must not be followed. Dropped by a
+  logging filter on the one logger that emits it (``transformers.utils.import_utils``), matched by
+  its message.
+- diffusers' "There are modules in UNet2DConditionModel that should be kept in float32: []"
+  warning: ``load_ip_adapter`` moves the UNet to the dtype it already has, and the check warns for
+  an empty list of such modules (nothing to keep). Only the empty-list form is dropped
+  (``diffusers.models.modeling_utils``).
 - the progress bars of diffusers ("Loading pipeline components...") and transformers ("Loading
   weights"), through their own switches: greybox's progress display counts frames per stage, and
   a bar per loaded component written into it from a worker process only garbles it. (The
@@ -26,6 +32,7 @@ import re
 # logger name -> messages dropped from it (regular expressions, searched in the formatted message)
 DROPPED_LOG_MESSAGES: dict[str, tuple[str, ...]] = {
     "transformers.utils.import_utils": (r"requires torchvision \(not installed\); falling back to",),
+    "diffusers.models.modeling_utils": (r"that should be kept in float32: \[\]\. Casting directly",),
 }
 
 _done = False

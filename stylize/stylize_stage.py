@@ -14,7 +14,11 @@ Reads (``JOB`` is the folder ``greybox passes`` wrote):
 - ``JOB/passes/NNNN.exr``: the metric passes (NPR, the NPR draft, the sequence modes, E_warp);
 - ``JOB/cameras.json``: per frame, ``blender_matrix_world`` (per_frame NPR's camera rotation);
 - ``JOB/scene/scene.npz``: the scene the scene stage recorded, for the sequence modes (unless ``scene=``
-  gives it); it is never rebuilt here.
+  gives it); it is never rebuilt here;
+- ``JOB/scene/layout.json`` and the instance and class passes, when the style has regions or
+  reference images (diffusion): each frame's :class:`stylize.region_masks.FrameDirection`;
+- the reference images (``reference_files``: checked, hashed files, as
+  :func:`scenes.reference_images.reference_image_files` gives them; each is re-hashed on reading).
 
 Writes ``OUT/frames/NNNN.png`` atomically and returns a :class:`StylizeResult`. Every input is
 checked before the first frame is written. Imports numpy at module level only; torch and diffusers
@@ -58,6 +62,8 @@ class StylizeResult:
     # frame plus an even share of the rest: reading passes, warping, gathering, projecting)
     denoising_steps_by_frame: dict[int, int] = field(default_factory=dict)
     frame_seconds: dict[int, float] = field(default_factory=dict)
+    # per frame: the style.regions and style.reference_images applied to it (indices), when it has any
+    directed: dict[int, dict] = field(default_factory=dict)
 
     def manifest(self) -> dict:
         record = {
@@ -100,6 +106,7 @@ def stylize_frames(
     keyframe_lookahead: int = 24,
     atlas_max_size: int = 2048,
     continue_from: tuple[int, np.ndarray] | None = None,
+    reference_files=None,
 ) -> StylizeResult:
     """Stylise ``frames`` of ``template`` from ``job_dir`` into ``out_dir/frames/NNNN.png``.
 
@@ -113,7 +120,9 @@ def stylize_frames(
     ``atlas_max_size`` tune the sequence modes. ``continue_from``: ``(frames[0] - 1, its output)``
     for ``flow_warp`` without anchor attention: the sequence goes on from that frame's output (read
     back from the store) as if it had just generated it, byte for byte (frame t depends only on
-    frame t-1's output and the passes). Raises ``InputError`` (exit 2) for a bad request or
+    frame t-1's output and the passes). ``reference_files``: the style's reference images
+    (:class:`scenes.reference_images.ReferenceFile` or ``{"path", "sha256"}`` each, in order), needed
+    by diffusion when the style has some. Raises ``InputError`` (exit 2) for a bad request or
     missing inputs, before any work.
     """
     started = time.perf_counter()
@@ -161,13 +170,16 @@ def stylize_frames(
             "Use style.consistency = \"per_frame\" or an SD1.5 base model"
         )
     needs_npr = kind == "npr" or (not sequence and style.init_image == "npr_draft")
+    directed = kind == "diffusion" and bool(style.regions or style.reference_images)
     use_lines = "lines" in template.passes.control
     control_kinds = (list(resolved.pass_names) if kind == "diffusion" else []) + (["lines"] if needs_npr and use_lines else [])
-    needs_passes = needs_npr or sequence or measure_warp_error
+    needs_passes = needs_npr or sequence or measure_warp_error or directed
     _check_files_exist(job_dir, frames, control_kinds=control_kinds, needs_passes=needs_passes,
                        needs_cameras=needs_npr and not sequence)
     lead = [continue_from[0]] if continue_from is not None else []  # read, not written
-    shot_passes = _read_passes(job_dir, lead + frames) if sequence or measure_warp_error else None
+    references = _read_reference_images(style, reference_files) if directed and style.reference_images else ([], [])
+    shot_passes = _read_passes(job_dir, lead + frames) if sequence or measure_warp_error or directed else None
+    directions = _frame_directions(template, job_dir, shot_passes) if directed else None
     if sequence:
         from stylize.consistency_modes import sequence_scene
 
@@ -182,8 +194,10 @@ def stylize_frames(
             compute = [
                 f for f in render.frames
                 if (f - render.frame_start) // style.batch_size in touched
-                and (f in frames or _inputs_present(job_dir, f, control_kinds, needs_npr))
+                and (f in frames or _inputs_present(job_dir, f, control_kinds, needs_npr or directed))
             ]
+            if directed and set(compute) != set(frames):
+                directions.update(_frame_directions(template, job_dir, _read_passes(job_dir, [f for f in compute if f not in frames])))
         cameras = _read_cameras(job_dir, compute) if needs_npr else {}
 
     # 2. Load the diffusion models (once).
@@ -191,20 +205,26 @@ def stylize_frames(
         from stylize.diffusion_stylizer import DiffusionStylizer
 
         stylizer_instance = DiffusionStylizer(resolved, style, device=device, threads=threads)
+    if directed and style.reference_images:
+        stylizer_instance.set_reference_images(*references)
 
     # 3. Stylise in the mode, writing each frame atomically
     keyframes: list[int] = []
     if not sequence:
+        masked_before = dict(stylizer_instance.counter.per_frame) if kind == "diffusion" else {}
         hashes = _stylize_per_frame(template, frames, compute, job_dir, out_dir, kind, resolved, stylizer_instance,
-                                    cameras, needs_npr, use_lines)
+                                    cameras, needs_npr, use_lines, directions)
         generated = list(frames)
         per_frame_steps = 0
         if kind == "diffusion":
             strength = style.strength if style.init_image == "npr_draft" else 1.0
             per_frame_steps = unet_evaluations_per_frame(stylizer_instance.pipeline.scheduler, style.num_inference_steps,
                                                          strength=strength, guidance_scale=style.guidance_scale)
-        steps = len(frames) * per_frame_steps
-        steps_by_frame = {f: per_frame_steps for f in frames}
+        # the pipeline's steps, and the masked loop's for a frame's masked reference images
+        masked_steps = {f: (stylizer_instance.counter.per_frame.get(f, 0) - masked_before.get(f, 0)) if kind == "diffusion" else 0
+                        for f in frames}
+        steps_by_frame = {f: per_frame_steps + masked_steps[f] for f in frames}
+        steps = sum(steps_by_frame.values())
         seconds = time.perf_counter() - started
         frame_seconds = {f: seconds / len(frames) for f in frames}
         images = None
@@ -214,7 +234,7 @@ def stylize_frames(
         run = run_sequence(mode, template, job_dir, shot_passes, scene, kind, stylizer_instance,
                            min_generate_pixels=min_generate_pixels, keyframe_lookahead=keyframe_lookahead,
                            atlas_max_size=atlas_max_size,
-                           first_image=continue_from[1] if continue_from is not None else None)
+                           first_image=continue_from[1] if continue_from is not None else None, directions=directions)
         images = {f: image for f, image in run.images.items() if f in frames}
         generated, keyframes, steps = run.generated_frames, run.keyframes, run.denoising_steps
         hashes = {f: write_png_atomic(out_dir / frame_png_path(f), np.ascontiguousarray(images[f])) for f in sorted(images)}
@@ -233,13 +253,14 @@ def stylize_frames(
 
             images = {f: np.asarray(Image.open(out_dir / frame_png_path(f)).convert("RGB")) for f in frames}
         report = warp_error([images[f] for f in frames], shot_passes[len(lead):])
+    applied = {f: directions[f].record() for f in frames if directions[f].directed} if directions else {}
     return StylizeResult(mode=mode, stylizer=kind, frame_hashes=hashes, denoising_steps=steps, keyframes=keyframes,
                          generated_frames=generated, seconds=seconds, warp_error=report,
-                         denoising_steps_by_frame=steps_by_frame, frame_seconds=frame_seconds)
+                         denoising_steps_by_frame=steps_by_frame, frame_seconds=frame_seconds, directed=applied)
 
 
 def _stylize_per_frame(template, frames, compute, job_dir, out_dir, kind, resolved, instance, cameras, needs_npr,
-                       use_lines) -> dict[int, str]:
+                       use_lines, directions=None) -> dict[int, str]:
     """Mode per_frame: batch by batch, each frame written atomically as soon as it exists."""
     style = template.style
     render = template.render
@@ -255,7 +276,8 @@ def _stylize_per_frame(template, frames, compute, job_dir, out_dir, kind, resolv
             controls = [load_control_images(job_dir, f, resolved.pass_names, expected_size=(width, height)) for f in group]
             seeds = [frame_seed(template.style_seed, f, style.seed_mode) for f in group]
             init_images = drafts if style.init_image == "npr_draft" else None
-            images = instance.stylize(group, controls, init_images=init_images, seeds=seeds)
+            images = instance.stylize(group, controls, init_images=init_images, seeds=seeds,
+                                      directions=None if directions is None else [directions[f] for f in group])
         for f, image in zip(group, images):
             if f not in wanted:
                 continue
@@ -293,6 +315,57 @@ def _check_files_exist(job_dir: Path, frames: list[int], *, control_kinds: list[
     if missing:
         shown = ", ".join(str(p) for p in missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
         raise InputError(f"missing stylize inputs in {job_dir}: {shown}; render the passes first (greybox passes) for these frames")
+
+
+def _frame_directions(template, job_dir: Path, shot_passes) -> dict:
+    """{frame: :class:`stylize.region_masks.FrameDirection`} from the shot's layout and each frame's
+    instance and class passes."""
+    from scenes.scene_layout import read_layout
+    from scenes.style_regions import resolve_targets, scene_objects
+    from stylize.region_masks import frame_direction
+
+    layout = read_layout(job_dir)
+    if layout is None:
+        raise InputError(f"{Path(job_dir) / 'scene' / 'layout.json'} is missing: the style's regions and reference images "
+                         "name objects of the recorded scene; render the passes first (greybox passes)")
+    regions, references = resolve_targets(template.style, scene_objects(layout))
+    out = {}
+    for p in shot_passes:
+        if p.instance_id is None or p.class_id is None:
+            raise InputError(f"passes of frame {p.frame} hold no instance or class ids (passes.exr_channels); the style's "
+                             "regions and reference images need both")
+        out[p.frame] = frame_direction(p.frame, p.instance_id, p.class_id, regions, references)
+    return out
+
+
+def _read_reference_images(style, reference_files) -> tuple[list[np.ndarray], list[str]]:
+    """The reference images as uint8 RGB and their sha256, each checked against the hash recorded when the
+    job was planned (a file changed since is refused: the keys name the bytes that were checked)."""
+    import hashlib
+
+    from PIL import Image
+
+    if reference_files is None or len(reference_files) != len(style.reference_images):
+        raise InputError(f"the style has {len(style.reference_images)} reference image(s): give them as reference_files "
+                         "(scenes.reference_images.reference_image_files)")
+    images, hashes = [], []
+    for i, ref in enumerate(reference_files):
+        path = Path(ref["path"] if isinstance(ref, dict) else ref.path)
+        expected = ref["sha256"] if isinstance(ref, dict) else ref.sha256
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise InputError(f"style.reference_images.{i}.image: cannot read {path} ({err.strerror or err})") from None
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != expected:
+            raise InputError(f"style.reference_images.{i}.image: {path} changed since the job was checked (sha256 "
+                             f"{digest[:12]}, expected {expected[:12]}); run the job again")
+        import io
+
+        with Image.open(io.BytesIO(data)) as image:
+            images.append(np.asarray(image.convert("RGB")))
+        hashes.append(digest)
+    return images, hashes
 
 
 def _read_passes(job_dir: Path, frames: list[int]):

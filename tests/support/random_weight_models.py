@@ -11,6 +11,10 @@ through the same ``from_pretrained`` path real weights take.
   change the image at all; here they get small random weights, so a control image has an effect.
 - ``save_tiny_sdxl(folder)`` and ``save_tiny_controlnet_union(folder)``: the SDXL layout and a
   ``ControlNetUnionModel`` that matches it.
+- ``save_tiny_ip_adapter(folder, unet_folder_or_config)``: an IP-Adapter in the layout of
+  ``h94/IP-Adapter`` (``models/ip-adapter_sd15.safetensors`` with its ``image_proj.*`` and
+  ``ip_adapter.N.to_k_ip/to_v_ip`` keys, ``models/image_encoder/`` a ``CLIPVisionModelWithProjection``)
+  matching that UNet, for diffusers' ``load_ip_adapter``.
 - ``build_full_size_sd15_unet_and_controlnets(n, dtype, device)`` and
   ``build_full_size_sdxl_unet_and_controlnet_union(dtype, device)``: the real architectures (configs
   written out below, as published with the SD1.5 / ControlNet v1.1 / SDXL / ControlNet-union
@@ -34,6 +38,9 @@ _SEED_TEXT_ENCODER = 2
 _SEED_TEXT_ENCODER_2 = 3
 _SEED_CONTROLNET = 10
 _SEED_CONTROLNET_UNION = 20
+_SEED_IP_ADAPTER = 30
+_SEED_IMAGE_ENCODER = 31
+TINY_IMAGE_EMBED_DIM = 16  # the tiny CLIP vision encoder's projection width
 
 TINY_VAE_BLOCK_OUT_CHANNELS = (8, 16, 16, 32)  # four levels: the real 8x latent downsampling
 TINY_CONDITIONING_EMBEDDING_OUT_CHANNELS = (8, 16, 16, 32)  # three stride-2 convs: 8x, like the VAE
@@ -380,6 +387,72 @@ def save_tiny_controlnet_union(folder: str | Path, *, seed: int = _SEED_CONTROLN
     _randomise_zero_initialised(controlnet, seed + 1000)
     folder = Path(folder)
     controlnet.save_pretrained(str(folder), safe_serialization=True)
+    return folder
+
+
+# --------------------------------------------------------------------------------------------
+# Tiny IP-Adapter and CLIP image encoder
+# --------------------------------------------------------------------------------------------
+
+
+def save_tiny_image_encoder(folder: str | Path, *, seed: int = _SEED_IMAGE_ENCODER) -> Path:
+    """A tiny ``CLIPVisionModelWithProjection`` (32x32 input, 8-pixel patches, 16-wide projection),
+    saved with safetensors weights and ``architectures`` in its config, as the hub's image encoders are."""
+    import torch
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    config = CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                              image_size=32, patch_size=8, projection_dim=TINY_IMAGE_EMBED_DIM, hidden_act="quick_gelu")
+    config.architectures = ["CLIPVisionModelWithProjection"]
+    torch.manual_seed(seed)
+    model = CLIPVisionModelWithProjection(config)
+    folder = Path(folder)
+    model.save_pretrained(str(folder), safe_serialization=True)
+    return folder
+
+
+def save_tiny_ip_adapter(folder: str | Path, unet_folder_or_config: str | Path | dict, *, seed: int = _SEED_IP_ADAPTER,
+                         subfolder: str = "models", weight_name: str = "ip-adapter_sd15.safetensors",
+                         image_encoder: bool = True, std: float = 0.2) -> Path:
+    """Save a tiny IP-Adapter for the given UNet in ``h94/IP-Adapter``'s layout: ``folder/<subfolder>/<weight_name>``
+    (safetensors: ``image_proj.proj.weight``/``bias``, ``image_proj.norm.weight``/``bias``, and for the
+    k-th cross-attention processor of the UNet, in ``unet.attn_processors`` order,
+    ``ip_adapter.{2k+1}.to_k_ip.weight`` and ``to_v_ip.weight``), and, with ``image_encoder``,
+    ``folder/<subfolder>/image_encoder/``. The weights are seeded random (``std`` large enough
+    that an image moves the output). Returns ``folder``."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+
+    config = _read_unet_config(unet_folder_or_config)
+    config = {k: v for k, v in config.items() if not k.startswith("_")}
+    unet = UNet2DConditionModel(**config)
+    cross = int(config["cross_attention_dim"])
+    generator = torch.Generator().manual_seed(seed)
+
+    def rand(*shape):
+        return (torch.randn(shape, generator=generator) * std).contiguous()
+
+    tensors = {
+        "image_proj.proj.weight": rand(4 * cross, TINY_IMAGE_EMBED_DIM),
+        "image_proj.proj.bias": rand(4 * cross),
+        "image_proj.norm.weight": torch.ones(cross),
+        "image_proj.norm.bias": torch.zeros(cross),
+    }
+    key_id = 1
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        attn = unet.get_submodule(name[: -len(".processor")])
+        hidden = attn.to_k.out_features
+        tensors[f"ip_adapter.{key_id}.to_k_ip.weight"] = rand(hidden, cross)
+        tensors[f"ip_adapter.{key_id}.to_v_ip.weight"] = rand(hidden, cross)
+        key_id += 2
+    folder = Path(folder)
+    (folder / subfolder).mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(folder / subfolder / weight_name))
+    if image_encoder:
+        save_tiny_image_encoder(folder / subfolder / "image_encoder")
     return folder
 
 
