@@ -2,7 +2,7 @@
 
 Usage::
 
-    blender -b -P passes/blender_entry.py -- TEMPLATE --out DIR [--frames 1-24] [--set key.path=VALUE ...] [--threads N] [--save-blend]
+    blender -b -P passes/blender_entry.py -- TEMPLATE --out DIR [--frames 1-24] [--set key.path=VALUE ...] [--threads N] [--save-blend] [--asset-root DIR ...]
 
 Arguments after ``--`` are ours (Blender keeps the rest). The repository root (this file's
 parent's parent) is put on ``sys.path``; Blender's Python needs numpy, pydantic and OpenEXR.
@@ -39,6 +39,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="key.path=VALUE")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--save-blend", action="store_true", help="also write DIR/scene/scene.blend")
+    parser.add_argument("--asset-root", dest="asset_roots", action="append", default=[], metavar="DIR",
+                        help="a folder the template's model files may also come from; repeatable")
     try:
         args = parser.parse_args(args_after)
     except SystemExit as exc:
@@ -63,7 +65,8 @@ def main(argv: list[str]) -> int:
         blender = check_running_blender()
         from passes import scene_stage
 
-        scene = scene_stage.build_shot_scene(template)  # a build error exits 2 before anything is written
+        roots = scene_stage.model_roots(loaded.source, args.asset_roots) if scene_stage.build_needs_blender(template) else None
+        scene = scene_stage.build_shot_scene(template, roots)  # a build error exits 2 before anything is written
 
         # 2. The scene stage: the scene folder and the camera records for the frames asked
         scene_stage.write_scene_folder(scene, out_dir, frames, save_blend=args.save_blend or template.passes.save_blend)

@@ -17,7 +17,8 @@ uncompressed multilayer EXR to a temporary file (``/dev/shm`` when there is one)
   unit normals at one sample (no pixel filtering), so no renormalisation is needed.
 - Vector (pixels, +y up): ``XY = p(t-1) - p(t)``, ``ZW = p(t) - p(t+1)``; in image coordinates
   (y down) ``flow_forward = (-Z, +W)`` and ``flow_backward = (X, -Y)``.
-- Object Index -> ``instance_id``; ``class_id`` through an instance -> class lookup table.
+- The ``greybox_instance`` AOV (the joined mesh's face attribute, an exact small integer in
+  float32) -> ``instance_id``; ``class_id`` through an instance -> class lookup table.
 - UV: (U, V, A) as Blender writes it (background 0).
 
 Blender's own files carry render times in their headers: they are read and deleted here, never kept.
@@ -44,7 +45,7 @@ BACKGROUND_Z = 1e9  # Cycles writes about 1e10 where nothing is hit
 _PART_DEPTH = "ViewLayer.Depth"
 _PART_COMBINED = "ViewLayer.Combined"  # RGB = camera-space normal (the material override)
 _PART_VECTOR = "ViewLayer.Vector"
-_PART_INDEX = "ViewLayer.Object Index"
+_PART_INDEX = "ViewLayer.greybox_instance"  # the AOV (same name on 4.2, 4.5 and 5.0)
 _PART_UV = "ViewLayer.UV"
 
 
@@ -146,12 +147,18 @@ def configure_data_render(bscene, threads: int) -> None:
     layer.use_pass_z = True
     layer.use_pass_normal = False
     layer.use_pass_vector = True
-    layer.use_pass_object_index = True
+    layer.use_pass_object_index = False
     layer.use_pass_uv = True
     layer.use_pass_material_index = False
     layer.samples = 0
     import bpy
 
+    from passes.blender_scene import INSTANCE_ATTRIBUTE
+
+    if INSTANCE_ATTRIBUTE not in layer.aovs:
+        aov = layer.aovs.add()
+        aov.name = INSTANCE_ATTRIBUTE
+        aov.type = "VALUE"
     layer.material_override = normal_emission_material(bpy.data)
 
 
@@ -179,6 +186,14 @@ def normal_emission_material(data):
     tree.links.new(to_camera.outputs["Vector"], flip_z.inputs[0])
     tree.links.new(flip_z.outputs["Vector"], emission.inputs["Color"])
     tree.links.new(emission.outputs["Emission"], output.inputs["Surface"])
+    from passes.blender_scene import INSTANCE_ATTRIBUTE
+
+    instance = tree.nodes.new("ShaderNodeAttribute")  # the joined mesh's per-face instance id
+    instance.attribute_type = "GEOMETRY"
+    instance.attribute_name = INSTANCE_ATTRIBUTE
+    aov = tree.nodes.new("ShaderNodeOutputAOV")
+    aov.aov_name = INSTANCE_ATTRIBUTE
+    tree.links.new(instance.outputs["Fac"], aov.inputs["Value"])
     return mat
 
 
@@ -208,7 +223,7 @@ class PassRenderer:
         self.threads = int(threads)
         _generation += 1
         self._generation = _generation
-        instantiate_scene(scene)
+        instantiate_scene(scene, joined=True)
         self._bscene = bpy.context.scene
         configure_data_render(self._bscene, self.threads)
         self._bpy = bpy

@@ -13,10 +13,11 @@ rebuilds the scene. Files (each written to a temporary name and renamed):
 
 Entry points:
 
-- :func:`build_shot_scene`: every object source of a template into one :class:`Scene`. Today the
-  procedural builder (pure numpy) is the only source; an importer of model files (read through
-  Blender) returns its objects with ``instance_id = 0`` and passes them as
-  ``build_scene(template, imported=...)``.
+- :func:`build_shot_scene`: every object source of a template into one :class:`Scene`: the
+  procedural builder (pure numpy), and the model files (``[[imports]]``, asset furniture, a file
+  camera) read through Blender by :func:`passes.model_import.import_models` and passed as
+  ``build_scene(template, imported=..., assets=..., camera=...)``. The sha256 of every file read
+  is recorded in the scene (``metadata["files"]``, ``layout.json``'s ``files``).
 - :func:`check_scenes_build`: the build check the driver (and ``greybox validate``) runs for every
   shot before anything is written: the builder's dry run (:func:`build_problems`), every problem
   at once; a template whose scene cannot be built is an ``InputError`` naming the shot and each
@@ -52,44 +53,105 @@ _ANSWER = "greybox-scene-check: "  # the child's answer line (Blender may print 
 # --------------------------------------------------------------------------------------------
 
 
-def build_shot_scene(template) -> Scene:
+def template_folder(source: str) -> Path:
+    """The folder a template's model paths are relative to: the folder of the file ``source``
+    names (absolute), or the bundled templates' folder for a bundled name."""
+    from scenes.template_loading import find_template
+
+    try:
+        return find_template(str(source)).resolve().parent
+    except InputError:
+        return Path(source).resolve().parent
+
+
+def model_roots(source_or_folder: str | Path, asset_roots=()):
+    """:class:`passes.model_files.ModelRoots` of a template (its source path, or its folder when
+    that is a folder) and the ``--asset-root`` folders."""
+    from passes.model_files import ModelRoots
+
+    folder = Path(source_or_folder)
+    folder = folder if folder.is_dir() else template_folder(str(source_or_folder))
+    for root in asset_roots:
+        if not Path(root).is_dir():
+            raise InputError(f"--asset-root {root}: not a folder; give a folder the template's models may come from")
+    return ModelRoots.of(folder, asset_roots)
+
+
+def build_shot_scene(template, roots=None) -> Scene:
     """The scene of a validated template from all of its object sources (see the module docstring).
+    ``roots`` (:func:`model_roots`) is needed when the template has models (:func:`build_needs_blender`).
 
     Raises InputError naming the key path, the value and the fix when it cannot be built.
     """
     from procedural.scene_builder import build_scene
 
-    return build_scene(template)
+    if not build_needs_blender(template):
+        return build_scene(template)
+    from passes.model_import import import_models
+
+    if roots is None:
+        raise ValueError("build_shot_scene: a template with models needs its roots (model_roots(source))")
+    models = import_models(template, roots)
+    scene = build_scene(template, imported=models.objects, assets=models.assets, camera=models.camera)
+    scene.metadata["files"] = dict(models.files)
+    return scene
+
+
+def scene_files(scene: Scene) -> dict[str, str]:
+    """{label: sha256} of every model file the scene was built from ({} for procedural scenes)."""
+    return dict(scene.metadata.get("files") or {})
 
 
 def build_needs_blender(template) -> bool:
-    """Whether building ``template``'s scene needs Blender (imported model files). Such templates are
-    built by :func:`check_scenes_build` in a subprocess. Schema version 1 has no model imports yet,
-    so no template does; the import feature returns True here for templates that have some."""
-    return False
+    """Whether building ``template``'s scene needs Blender: it imports model files (``[[imports]]``
+    or asset furniture). Such templates are built by :func:`check_scenes_build` in a subprocess."""
+    from passes.model_import import needs_import
+
+    return needs_import(template)
 
 
-def build_problems(template) -> list[dict]:
-    """Every problem building ``template``'s scene would meet, without building it: the dry run
-    (:func:`procedural.scene_builder.scene_problems`; numpy, no meshes, no Blender for
-    procedural templates). Each problem names its key path, value and fix; empty when it builds."""
+def build_problems(template, roots=None) -> list[dict]:
+    """Every problem building ``template``'s scene would meet, without building its meshes: the
+    dry run (:func:`procedural.scene_builder.scene_problems`; numpy, no Blender for procedural
+    templates; a template with models reads them first, through Blender, with ``roots``). Each
+    problem names its key path, value and fix; empty when it builds."""
+    return build_outcome(template, roots)[0]
+
+
+def build_outcome(template, roots=None) -> tuple[list[dict], dict[str, str]]:
+    """(every problem, as :func:`build_problems`; {label: sha256} of the model files read)."""
     from procedural.scene_builder import scene_problems
 
+    files: dict[str, str] = {}
+    kw = {}
+    if build_needs_blender(template):
+        from passes.model_import import import_models
+
+        if roots is None:
+            raise ValueError("build_outcome: a template with models needs its roots (model_roots(source))")
+        try:
+            models = import_models(template, roots)
+        except InputError as err:
+            return _problem_entries(err), files
+        files = dict(models.files)
+        kw = dict(imported=models.objects, assets=models.assets, camera=models.camera)
     found = [{"key": p.get("key") or problem_key(p["message"]), "value": p.get("value"), "message": p["message"]}
-             for p in scene_problems(template)]
+             for p in scene_problems(template, **kw)]
     if not found and _style_targets_of(template.style):
-        found = style_target_problems(template)
-    return found
+        found = style_target_problems(template, **kw)
+    return found, files
 
 
-def style_target_problems(template) -> list[dict]:
+def style_target_problems(template, **models) -> list[dict]:
     """What ``style.regions`` and ``style.reference_images`` name that ``template``'s scene does not
     have (:func:`scenes.style_regions.target_problems`: a glob matching no object, a class no object
     has), each with its key path, value and fix. Builds the scene for its objects' names and classes
-    (only for styles that name objects or classes)."""
+    (only for styles that name objects or classes); ``models``: what :func:`build_scene` takes from
+    the model files (``imported``, ``assets``, ``camera``), read once by the caller."""
+    from procedural.scene_builder import build_scene
     from scenes.style_regions import scene_objects, target_problems
 
-    scene = build_shot_scene(template)
+    scene = build_scene(template, **models)
     return [{"key": key, "value": value, "message": f"{key} = {value!r}: {message}"}
             for key, value, message in target_problems(template.style, scene_objects(scene))]
 
@@ -105,14 +167,28 @@ def _style_targets(resolved: dict) -> list:
             for table in ("regions", "reference_images") for entry in style.get(table, [])]
 
 
-def check_in_subprocess(items: list[tuple[str, dict, str]], timeout_s: float = CHECK_TIMEOUT_S) -> dict[str, list[dict]]:
+def _problem_entries(err: InputError) -> list[dict]:
+    if getattr(err, "problems", None):
+        return [{"key": p.get("key") or problem_key(p["message"]), "value": p.get("value"), "message": p["message"]}
+                for p in err.problems]
+    return [{"key": problem_key(str(err)), "value": None, "message": str(err)}]
+
+
+def check_in_subprocess(items: list[tuple[str, dict, str]], timeout_s: float = CHECK_TIMEOUT_S, *,
+                        asset_roots=(), folders: dict[str, str] | None = None,
+                        files: dict[str, dict] | None = None) -> dict[str, list[dict]]:
     """Check each (label, resolved template, source) in a fresh Python process (where model imports
-    may load Blender); return {label: problems} for those that cannot be built.
+    load Blender); return {label: problems} for those that cannot be built. ``folders``: {label:
+    template folder} where it is not the source's folder; ``files``, when given, receives {label:
+    {file label: sha256}} of the model files each build read.
 
     The child is ``python -m passes.scene_stage check``: a JSON request on stdin, a JSON answer on
     one stdout line. A child that crashes or times out is a GreyboxError (exit 1) with its last output.
     """
-    request = json.dumps({"shots": [{"label": l, "resolved": r, "source": s} for l, r, s in items]})
+    folders = folders or {}
+    request = json.dumps({"asset_roots": [str(r) for r in asset_roots],
+                          "shots": [{"label": l, "resolved": r, "source": s, "folder": str(folders.get(l, "")) or None}
+                                    for l, r, s in items]})
     # this greybox first on the child's path; the working folder stays ours, so relative sources still resolve
     repo_root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (repo_root, os.environ.get("PYTHONPATH", "")) if p)}
@@ -131,43 +207,54 @@ def check_in_subprocess(items: list[tuple[str, dict, str]], timeout_s: float = C
     if proc.returncode != 0 or not isinstance(answer, dict):
         tail = (proc.stderr or proc.stdout or "").strip()[-2000:]
         raise GreyboxError(f"the scene build check process failed (exit {proc.returncode}):\n{tail}")
+    if files is not None:
+        files.update(answer.get("files", {}))
     return {p["label"]: p["problems"] for p in answer.get("problems", [])}
 
 
-def check_scenes_build(shots: Iterable[tuple[str, object, dict, str]], *, isolate: bool | None = None) -> None:
+def check_scenes_build(shots: Iterable[tuple[str, object, dict, str]], *, isolate: bool | None = None,
+                       asset_roots=(), folders: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
     """Build the scene of every (label, template, resolved, source) before anything is written.
 
     Shots whose scene inputs are the same (a sweep over the prompt) are built once; each distinct
     scene is also checked against what its style's regions and reference images name. ``isolate``:
     True builds every shot in a subprocess, False in this process, None (default) in a subprocess
-    only the templates that :func:`build_needs_blender`. Raises one InputError listing every shot
-    that cannot be built (exit 2; each line starts with the shots' labels), so one bad shot of a
-    batch stops them all. Its ``problems`` hold one entry per line (file = the label, key = the
-    template key the message names, when it names one).
+    only the templates that :func:`build_needs_blender`. ``asset_roots`` and ``folders`` ({label:
+    template folder}, default: the source's folder) say where model files may come from.
+    Returns {label: {file label: sha256}} of the model files each shot's scene reads ({} for
+    procedural scenes). Raises one InputError listing every shot that cannot be built (exit 2;
+    each line starts with the shots' labels), so one bad shot of a batch stops them all. Its
+    ``problems`` hold one entry per line (file = the label, key = the template key the message
+    names, when it names one).
     """
     from scenes.template_loading import canonical_hash
 
-    # 1. Check inputs: one build per distinct scene
+    # 1. Check inputs: one build per distinct scene (the template's folder counts when it has models)
+    folders = dict(folders or {})
     groups: dict[str, list[str]] = {}
-    first: dict[str, tuple[object, dict, str]] = {}
+    first: dict[str, tuple[object, dict, str, str]] = {}
     for label, template, resolved, source in shots:
+        needs = build_needs_blender(template)
+        folder = str(folders.get(label) or (template_folder(source) if needs else ""))
         key = canonical_hash({"scene": {k: v for k, v in resolved.items() if k not in ("name", "description", "style")},
-                              "targets": _style_targets(resolved)})
+                              "targets": _style_targets(resolved), "folder": folder if needs else None})
         groups.setdefault(key, []).append(label)
-        first.setdefault(key, (template, resolved, source))
+        first.setdefault(key, (template, resolved, source, folder))
 
     # 2. Check: here, or in a subprocess when Blender is needed
     problems: dict[str, list[dict]] = {}
+    files: dict[str, dict] = {}
     remote = []
-    for key, (template, resolved, source) in first.items():
+    for key, (template, resolved, source, folder) in first.items():
         if isolate or (isolate is None and build_needs_blender(template)):
             remote.append((key, resolved, source))
             continue
-        found = build_problems(template)
+        found, files[key] = build_outcome(template, model_roots(folder or source, asset_roots) if build_needs_blender(template) else None)
         if found:
             problems[key] = found
     if remote:
-        problems.update(check_in_subprocess(remote))
+        problems.update(check_in_subprocess(remote, asset_roots=asset_roots, files=files,
+                                            folders={key: first[key][3] for key, _, _ in remote}))
 
     # 3. One error naming every problem of every shot that cannot be built
     if problems:
@@ -181,6 +268,7 @@ def check_scenes_build(shots: Iterable[tuple[str, object, dict, str]], *, isolat
         header = ("the style names objects or classes the scene does not have" if styled else "the scene cannot be built") + (
             f" ({len(problems)} of {len(groups)} scenes)" if len(groups) > 1 else "")
         raise InputError(header + ":\n  " + "\n  ".join(lines), entries)
+    return {label: dict(files.get(key, {})) for key, labels in groups.items() for label in labels}
 
 
 def problem_key(message: str) -> str:
@@ -199,15 +287,18 @@ def _check_main(stream_in, stream_out) -> int:
 
     request = json.loads(stream_in.read())
     problems = []
+    files = {}
+    asset_roots = request.get("asset_roots") or []
     for item in request["shots"]:
         try:
             template = validate_data(item["resolved"], item.get("source", "template"))
-            found = build_problems(template)
+            roots = model_roots(item.get("folder") or item.get("source", "."), asset_roots) if build_needs_blender(template) else None
+            found, files[item["label"]] = build_outcome(template, roots)
         except InputError as err:
-            found = [{"key": problem_key(str(err)), "value": None, "message": str(err)}]
+            found = _problem_entries(err)
         if found:
             problems.append({"label": item["label"], "problems": found})
-    stream_out.write(_ANSWER + json.dumps({"problems": problems}, default=repr) + "\n")
+    stream_out.write(_ANSWER + json.dumps({"problems": problems, "files": files}, default=repr) + "\n")
     stream_out.flush()
     return 0
 

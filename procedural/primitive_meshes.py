@@ -202,22 +202,40 @@ def merge(meshes: list[Mesh]) -> Mesh:
 
 
 def _shelf_layout(widths: np.ndarray, heights: np.ndarray, order: np.ndarray, scale: float, gap: float):
-    """Place islands (sorted by ``order``) in rows inside [gap/2, 1-gap/2]^2; None when they do not fit."""
+    """Place islands (sorted by ``order``) in rows inside [gap/2, 1-gap/2]^2; None when they do not fit.
+
+    Row by row, left to right: an island starts a new row when it would cross the right margin.
+    Each row is found with one cumulative sum (the same additions, in the same order, as a loop
+    over the islands), so many islands (an imported mesh packed one island per polygon) cost a
+    pass per row, not per island."""
     margin = gap / 2.0
     limit = 1.0 - margin
-    x = y = margin
-    row_h = 0.0
+    w_all = widths[order] * scale
+    h_all = heights[order] * scale
     offsets = np.zeros((len(widths), 2))
-    for i in order:
-        w, h = widths[i] * scale, heights[i] * scale
-        if margin + w > limit:
-            return None
-        if x + w > limit:
+    if len(order) == 0:
+        return offsets
+    if np.any(margin + w_all > limit):
+        return None
+    n = len(order)
+    i, y, row_h = 0, margin, 0.0
+    window = 64
+    while i < n:
+        while True:
+            stop = min(n, i + window)
+            x = np.add.accumulate(np.concatenate([[margin], w_all[i:stop] + gap]))  # x before each island
+            over = np.flatnonzero(x[:-1] + w_all[i:stop] > limit)
+            if len(over) or stop == n:
+                break
+            window *= 2
+        count = int(over[0]) if len(over) else stop - i
+        if i > 0:
             y += row_h + gap
-            x, row_h = margin, 0.0
-        offsets[i] = (x, y)
-        x += w + gap
-        row_h = max(row_h, h)
+        offsets[order[i:i + count], 0] = x[:count]
+        offsets[order[i:i + count], 1] = y
+        row_h = float(h_all[i:i + count].max())
+        window = max(64, 2 * count)
+        i += count
     if y + row_h > limit:
         return None
     return offsets

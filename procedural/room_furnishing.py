@@ -444,8 +444,13 @@ def _with(req: PieceRequest, **changes) -> PieceRequest:
     return dataclasses.replace(req, **changes)
 
 
-def furnish_room(placer: RoomPlacer, room: PlanRoom, naming: PlanNaming, seed: int) -> Furnishing:
-    """Place the room's furniture: its template list in order, or ``auto`` by its type."""
+def furnish_room(placer: RoomPlacer, room: PlanRoom, naming: PlanNaming, seed: int, assets=None) -> Furnishing:
+    """Place the room's furniture: its template list in order, or ``auto`` by its type.
+
+    ``assets``: {template key path: :class:`procedural.model_meshes.MeasuredAsset`}: a
+    ``kind = "asset"`` piece is requested as the parametric kind whose rules it follows
+    (``rule_kind``) at the model's measured size."""
+    assets = assets or {}
     f = _Furnisher(placer, room, naming, seed)
     if room.furniture == "auto":
         getattr(f, room.type)()
@@ -455,13 +460,21 @@ def furnish_room(placer: RoomPlacer, room: PlanRoom, naming: PlanNaming, seed: i
     for index, spec in enumerate(specs):
         name = naming.piece(room.name, spec.stable_name)
         rng = object_rng(seed, name)
-        size = tuple(float(v) for v in spec.size) if spec.size is not None else draw_size(spec.kind, rng)
+        key = f"{room.furniture_key}.{index}"
+        kind = spec.kind
+        if key in assets:  # a model: the rules of its class's kind, its measured size
+            kind, size = assets[key].rule_kind, tuple(float(v) for v in assets[key].size)
+        elif spec.kind == "asset":
+            raise ValueError(f"furnish_room: the asset piece {key} needs its measured model (passes.model_import)")
+        else:
+            size = tuple(float(v) for v in spec.size) if spec.size is not None else draw_size(spec.kind, rng)
         wall = None
         if spec.wall is not None:
             wall = room.edge_names.index(spec.wall) if isinstance(spec.wall, str) else int(spec.wall)
-        requests.append((PieceRequest(key=f"{room.furniture_key}.{index}", name=name, kind=spec.kind, size=size, wall=wall,
+        label = _label(kind, name, size) if key not in assets else f"asset {assets[key].file!r} " + _label(kind, name, size)
+        requests.append((PieceRequest(key=key, name=name, kind=kind, size=size, wall=wall,
                                       position=None if spec.position is None else tuple(float(v) for v in spec.position),
-                                      rotation=spec.rotation, label=_label(spec.kind, name, size)), rng))
+                                      rotation=spec.rotation, label=label), rng))
     for index, (req, rng) in enumerate(requests):
         f.place(req, rng, later=[r for r, _ in requests[index + 1:]])
     return f.out

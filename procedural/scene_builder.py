@@ -16,7 +16,11 @@ Each object records where it came from (:class:`scenes.scene_data.ObjectSource`)
 (``SceneObject.transform``): identity for the shell, the piece's footprint centre and yaw for
 furniture (with the placement rule), the primitive's position and rotation for explicit objects.
 An object source is a function that returns :class:`SceneObject` s with ``instance_id = 0``; the
-builder numbers them all at the end, in a stable order.
+builder numbers them all at the end, in a stable order. Models from files are read through Blender
+by ``passes/model_import.py`` and come in as such objects (``imported``), as measured furniture
+pieces (``assets``: a ``kind = "asset"`` piece is placed by the rules of its class's parametric
+kind at the model's real bounds, in a single room and in a floor plan's rooms alike) and as a
+file camera's track (``camera``).
 """
 
 from __future__ import annotations
@@ -105,7 +109,27 @@ class SceneLayout:
         return self.template.generator.kind
 
 
-def _spec_problems(geometry: PlanGeometry, template: Template) -> list[dict]:
+def asset_pieces(template: Template) -> list[tuple[str, object]]:
+    """(template key path, spec) of every ``kind = "asset"`` furniture piece, in template order:
+    ``generator.room.furniture.N`` or ``generator.floor_plan.rooms.R.furniture.N``."""
+    gen = template.generator
+    if gen.kind == "room":
+        return [(f"generator.room.furniture.{i}", f) for i, f in enumerate(gen.room.furniture) if f.kind == "asset"]
+    if gen.kind == "floor_plan":
+        return [(f"generator.floor_plan.rooms.{r}.furniture.{i}", f) for r, room in enumerate(gen.floor_plan.rooms)
+                if room.furniture != "auto" for i, f in enumerate(room.furniture) if f.kind == "asset"]
+    return []
+
+
+def _check_assets(template: Template, assets) -> dict:
+    assets = dict(assets or {})
+    missing = [key for key, _ in asset_pieces(template) if key not in assets]
+    if missing:
+        raise ValueError(f"build_scene: the asset pieces {missing} need their measured models (passes.model_import)")
+    return assets
+
+
+def _spec_problems(geometry: PlanGeometry, template: Template, assets: dict) -> list[dict]:
     """Furniture entries that name a wall or a position the room does not have."""
     problems = []
     style = geometry.input.generator
@@ -123,20 +147,24 @@ def _spec_problems(geometry: PlanGeometry, template: Template) -> list[dict]:
                                                  f"edge index: 0 .. {len(room.walls) - 1} (edge i runs from vertex i to i + 1)"))
                 elif style == "floor_plan" and spec.wall >= len(room.walls):
                     problems.append(plan_problem(f"{key}.wall", spec.wall, f"room {room.name!r} has edges 0 .. {len(room.walls) - 1}"))
-            if spec.kind in HUNG_KINDS and spec.position is not None:
+            kind = assets[key].rule_kind if key in assets else spec.kind
+            if kind in HUNG_KINDS and spec.position is not None:
                 problems.append(plan_problem(f"{key}.position", list(spec.position),
-                                             f"a {spec.kind.replace('_', ' ')} hangs on a wall at a drawn place; remove the "
+                                             f"a {kind.replace('_', ' ')} hangs on a wall at a drawn place; remove the "
                                              f"position and pin {key}.wall instead"))
             name = geometry.input.naming.piece(room.name, spec.stable_name)
             if len(name) > MAX_NAME_LENGTH:
-                problems.append(plan_problem(f"{key}.{'name' if spec.name else 'kind'}", spec.stable_name,
+                problems.append(plan_problem(f"{key}.{'name' if spec.name else ('file' if spec.kind == 'asset' else 'kind')}", spec.stable_name,
                                              f"the piece's stable name {name!r} is {len(name)} characters long; Blender keeps "
                                              f"{MAX_NAME_LENGTH}: shorten the piece's or the room's name"))
     return problems
 
 
-def scene_layout(template: Template, imported: Sequence[SceneObject] = ()) -> SceneLayout:
-    """Lay the template out (plan, openings, furniture) and collect every problem; builds no mesh."""
+def scene_layout(template: Template, imported: Sequence[SceneObject] = (), assets=None) -> SceneLayout:
+    """Lay the template out (plan, openings, furniture) and collect every problem; builds no mesh.
+    ``assets``: {template key path: :class:`procedural.model_meshes.MeasuredAsset`} of the
+    ``kind = "asset"`` pieces (:func:`asset_pieces`; required when there are some)."""
+    assets = _check_assets(template, assets)
     explicit_meshes = [_explicit_mesh(obj) for obj in template.objects]
     gen = template.generator
     if gen.kind == "none":
@@ -144,7 +172,7 @@ def scene_layout(template: Template, imported: Sequence[SceneObject] = ()) -> Sc
     plan = room_plan_input(gen.room) if gen.kind == "room" else floor_plan_input(gen.floor_plan)
     geometry, problems = plan_geometry(plan)
     layout = SceneLayout(template, geometry, explicit_meshes=explicit_meshes, problems=list(problems))
-    spec_problems = _spec_problems(geometry, template)
+    spec_problems = _spec_problems(geometry, template, assets)
     layout.problems += spec_problems
     bad_rooms = {p["key"].split(".furniture")[0] for p in spec_problems}
 
@@ -164,7 +192,7 @@ def scene_layout(template: Template, imported: Sequence[SceneObject] = ()) -> Sc
             sign = 1.0 if p.rooms[0] == room.name else -1.0
             doors.append((p.name, (p.centre[0] + sign * inset * p.normal[0], p.centre[1] + sign * inset * p.normal[1])))
         placer = RoomPlacer(room, plan.height, geometry.zones.get(room.name, []), obstacles, doors)
-        furnishing = furnish_room(placer, room, plan.naming, template.seed)
+        furnishing = furnish_room(placer, room, plan.naming, template.seed, assets)
         layout.furnishings[room.name] = furnishing
         for failure in furnishing.failures:
             req = failure.request
@@ -191,23 +219,29 @@ def _names_and_ids(template: Template, layout: SceneLayout, imported: Sequence[S
         count += len(g.rooms) * (2 if g.input.ceiling else 1) + len(g.wall_names()) + len(g.openings)
         count += sum(len(f.placed) for f in layout.furnishings.values())
     if count > MAX_INSTANCE_ID:
-        problems.append(plan_problem("objects", None, f"the scene has {count} objects; at most {MAX_INSTANCE_ID} fit Blender's "
-                                     "pass_index: remove objects or rooms"))
+        fix = ("select fewer imported objects with imports.N.objects = [...], or join meshes in the file" if imported
+               else "remove objects or rooms")
+        problems.append(plan_problem("objects", None, f"the scene has {count} objects ({len(imported)} from model files); "
+                                     f"at most {MAX_INSTANCE_ID} fit Blender's pass_index: {fix}"))
     return problems
 
 
-def scene_problems(template: Template, imported: Sequence[SceneObject] = ()) -> list[dict]:
-    """The dry run of :func:`build_scene`: every problem building this template would meet (the
-    plan, the openings, every piece of furniture, names, the camera), each naming its key path,
-    value and fix; empty when it builds. Builds no mesh."""
-    layout = scene_layout(template, imported)
-    return layout.problems + _names_and_ids(template, layout, imported) + _camera_problems(template)[1]
+def scene_problems(template: Template, imported: Sequence[SceneObject] = (), assets=None, camera=None) -> list[dict]:
+    """The dry run of :func:`build_scene` (the same arguments): every problem building this template
+    would meet (the plan, the openings, every piece of furniture, names, the camera), each naming
+    its key path, value and fix; empty when it builds. Builds no mesh."""
+    layout = scene_layout(template, imported, assets)
+    return layout.problems + _names_and_ids(template, layout, imported) + _camera_problems(template, camera)[1]
 
 
-def _camera_problems(template: Template):
-    """(the track or None, problems)."""
+def _camera_problems(template: Template, camera=None):
+    """(the track or None, problems). ``camera``: a file camera's track, which wins."""
     import re
 
+    if camera is not None:
+        return camera, []
+    if template.camera is None:
+        raise ValueError("build_scene: the template's camera comes from a file (imports.N.camera); pass its track")
     try:
         return camera_track(template.camera, template.render.frame_start, template.render.frame_end), []
     except InputError as err:
@@ -227,7 +261,7 @@ def raise_problems(problems: list[dict]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _piece_objects(layout: SceneLayout, metadata: dict) -> list[SceneObject]:
+def _piece_objects(layout: SceneLayout, metadata: dict, assets: dict) -> list[SceneObject]:
     template, geometry = layout.template, layout.geometry
     seed = template.seed
     style = geometry.input.generator
@@ -241,14 +275,16 @@ def _piece_objects(layout: SceneLayout, metadata: dict) -> list[SceneObject]:
         left_out += [{**item, "room": room_name} for item in furnishing.left_out]
         for piece in furnishing.placed:
             spec = specs.get(piece.key)
+            asset = assets.get(piece.key)
             cls = resolve_class(spec.semantic_class if spec is not None and spec.semantic_class is not None
                                 else DEFAULT_CLASS[piece.kind])
             wall = None
             if piece.wall is not None:
                 wall = piece.wall.name if style == "room" else piece.wall.index
             record = {
-                "name": piece.name, "kind": piece.kind, "class": cls.name, "class_id": cls.class_id,
-                "size": _round(piece.size), "size_drawn": spec is None or spec.size is None,
+                "name": piece.name, "kind": "asset" if asset is not None else piece.kind, "class": cls.name,
+                "class_id": cls.class_id, "size": _round(piece.size),
+                "size_drawn": asset is None and (spec is None or spec.size is None),
                 "position": _round((piece.center[0], piece.center[1], piece.z0)),
                 "yaw": round(piece.yaw, 6), "wall": wall, "anchor": piece.anchor,
                 "rng": {"key": f"{seed}/{piece.name}", "seed": object_seed_hex(seed, piece.name)},
@@ -266,10 +302,25 @@ def _piece_objects(layout: SceneLayout, metadata: dict) -> list[SceneObject]:
             }
             for key in ("name", "kind", "class", "class_id"):
                 placement.pop(key)
-            mesh = build_furniture(piece.kind, piece.size, object_rng(seed, f"{piece.name}#shape"))
-            world = transform(mesh, rotation_z(piece.yaw), (piece.center[0], piece.center[1], piece.z0))
-            source = ObjectSource("generator", generator=style, template_key=piece.key, placement=placement)
-            objects.append(_object(piece.name, piece.kind, cls.class_id, world, source, piece_world_transform(piece)))
+            if asset is None:
+                mesh = build_furniture(piece.kind, piece.size, object_rng(seed, f"{piece.name}#shape"))
+                world = transform(mesh, rotation_z(piece.yaw), (piece.center[0], piece.center[1], piece.z0))
+                source = ObjectSource("generator", generator=style, template_key=piece.key, placement=placement)
+                objects.append(_object(piece.name, piece.kind, cls.class_id, world, source, piece_world_transform(piece)))
+                continue
+            # a model placed by the rules of its class's parametric kind, at its measured size
+            record["file"] = spec.file
+            placement.update({"measured": True, "rules_of": piece.kind, "file": spec.file})
+            world = transform(asset.mesh, rotation_z(piece.yaw), (piece.center[0], piece.center[1], piece.z0))
+            uvs = asset.uvs if asset.uvs is not None else pack_uvs(world)
+            source = ObjectSource("import", generator=style, template_key=piece.key, file=spec.file, node_path="/",
+                                  placement=placement, uvs="file" if asset.uvs is not None else "packed")
+            objects.append(SceneObject(
+                name=piece.name, kind="asset", semantic_class_id=int(cls.class_id), instance_id=0,
+                vertices=np.ascontiguousarray(world.vertices, dtype=np.float64),
+                triangles=np.ascontiguousarray(world.triangles, dtype=np.int32),
+                uvs=np.ascontiguousarray(uvs, dtype=np.float32), source=source, transform=piece_world_transform(piece),
+            ))
     metadata["generator"]["furniture"] = records
     if style == "floor_plan":
         metadata["generator"]["furniture_left_out"] = left_out
@@ -330,7 +381,11 @@ def explicit_objects(template: Template, meshes: Sequence[Mesh] | None = None) -
 def assign_instance_ids(objects: Sequence[SceneObject]) -> tuple[SceneObject, ...]:
     """Number ``objects`` 1.. in the order given; refuse repeated names and more than the id pass holds."""
     if len(objects) > MAX_INSTANCE_ID:
-        raise InputError(f"the scene has {len(objects)} objects; at most {MAX_INSTANCE_ID} fit Blender's pass_index")
+        imported = sum(1 for o in objects if o.source.kind == "import")
+        raise InputError(
+            f"the scene has {len(objects)} objects ({imported} from model files); the instance-id pass holds at most "
+            f"{MAX_INSTANCE_ID}: select fewer imported objects with imports.N.objects = [...], or join meshes in the file"
+        )
     seen: set[str] = set()
     out = []
     for instance_id, obj in enumerate(objects, start=1):
@@ -341,12 +396,15 @@ def assign_instance_ids(objects: Sequence[SceneObject]) -> tuple[SceneObject, ..
     return tuple(out)
 
 
-def build_scene(template: Template, imported: Sequence[SceneObject] = ()) -> Scene:
+def build_scene(template: Template, imported: Sequence[SceneObject] = (), assets=None, camera=None) -> Scene:
     """Build the scene described by a validated template.
 
     ``imported``: objects from other sources (models read through Blender by ``passes/``), with
     ``instance_id = 0``; the furniture keeps clear of them; they are numbered after the
-    template's own, in the order given.
+    template's own, in the order given. ``assets``: {template key path:
+    :class:`procedural.model_meshes.MeasuredAsset`} for the ``kind = "asset"`` pieces
+    (:func:`asset_pieces`; required when there are some). ``camera``: the file camera's
+    :class:`CameraTrack` when an import gives the camera (``imports.N.camera``).
 
     Instance ids, 1.. in this order: the shell (floors, ceilings, walls, doors, windows), the
     furniture (rooms in template order, each room's pieces in placement order: a template list
@@ -359,16 +417,17 @@ def build_scene(template: Template, imported: Sequence[SceneObject] = ()) -> Sce
     # 1. Check inputs
     if not isinstance(template, Template):
         raise TypeError(f"build_scene needs a validated Template, got {type(template).__name__}")
-    layout = scene_layout(template, imported)
-    track, camera = _camera_problems(template)
-    raise_problems(layout.problems + _names_and_ids(template, layout, imported) + camera)
+    assets = _check_assets(template, assets)
+    layout = scene_layout(template, imported, assets)
+    track, camera_problems = _camera_problems(template, camera)
+    raise_problems(layout.problems + _names_and_ids(template, layout, imported) + camera_problems)
     metadata: dict = {"seed": template.seed, "generator": {"kind": template.generator.kind}, "objects": {}}
 
     # 2. The shell and its furniture
     objects: list[SceneObject] = []
     if layout.geometry is not None:
         objects += _shell_objects(layout, metadata)
-        objects += _piece_objects(layout, metadata)
+        objects += _piece_objects(layout, metadata, assets)
 
     # 3. Explicit objects, then objects from other sources
     objects += explicit_objects(template, layout.explicit_meshes)
@@ -379,8 +438,14 @@ def build_scene(template: Template, imported: Sequence[SceneObject] = ()) -> Sce
     for obj in numbered:
         metadata["objects"][obj.name] = {"instance_id": obj.instance_id, "kind": obj.kind, "class_id": obj.semantic_class_id}
 
-    # 5. Camera track
-    metadata["camera"] = {"path": template.camera.path.kind, "frames": [int(track.frames[0]), int(track.frames[-1])]}
+    # 5. Camera track: the template's path, or the file camera's
+    if camera is not None:
+        index = next(i for i, spec in enumerate(template.imports) if spec.camera is not None)
+        spec = template.imports[index]
+        metadata["camera"] = {"path": "file", "file": spec.file, "node_path": spec.camera, "template_key": f"imports.{index}.camera",
+                              "frames": [int(track.frames[0]), int(track.frames[-1])]}
+    else:
+        metadata["camera"] = {"path": template.camera.path.kind, "frames": [int(track.frames[0]), int(track.frames[-1])]}
 
     return Scene(
         name=template.name, seed=template.seed, objects=numbered, camera=track,
@@ -390,4 +455,4 @@ def build_scene(template: Template, imported: Sequence[SceneObject] = ()) -> Sce
     )
 
 
-__all__ = ["build_scene", "scene_problems", "scene_layout", "explicit_objects", "assign_instance_ids", "OUTSIDE"]
+__all__ = ["build_scene", "scene_problems", "asset_pieces", "scene_layout", "explicit_objects", "assign_instance_ids", "OUTSIDE"]

@@ -36,6 +36,8 @@ def _add_job_options(p: argparse.ArgumentParser, render: bool) -> None:
                        help="replace the template's ControlNets (PASS: depth, normal, seg, lines); repeatable")
         p.add_argument("--consistency", choices=("per_frame", "flow_warp", "keyframes"), help="default: the template's style.consistency")
     p.add_argument("--save-blend", action="store_true", help="also write DIR/scene/scene.blend (as passes.save_blend = true)")
+    p.add_argument("--asset-root", dest="asset_roots", action="append", default=[], metavar="DIR",
+                   help="a folder the template's model files (and what they refer to) may also come from; repeatable")
     p.add_argument("--force", action="store_true", help="replace a render of different inputs in DIR")
     p.add_argument("--resume", action="store_true", help="continue the interrupted job in DIR: with --out alone, on the inputs it recorded; "
                    "with the whole command, when its inputs match the record")
@@ -60,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", metavar="FILE", nargs="+")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
     p.add_argument("--json", action="store_true", help="print the problems as a JSON list")
+    p.add_argument("--asset-root", dest="asset_roots", action="append", default=[], metavar="DIR",
+                   help="a folder the templates' model files may also come from; repeatable")
     p.set_defaults(handler=cmd_validate)
 
     p = sub.add_parser("templates", help="list the bundled templates")
@@ -90,6 +94,7 @@ def cmd_validate(args) -> int:
     from scenes.template_loading import format_problem, load_template, problem_as_json
 
     problems: list[dict] = []
+    asset_roots = _asset_roots(args.asset_roots)
     for name in args.files:
         try:
             loaded = load_template(name, args.overrides)
@@ -101,7 +106,7 @@ def cmd_validate(args) -> int:
                     print(format_problem(problem) if err.problems else f"{name}: {problem['message']}", file=sys.stderr)
             continue
         try:  # the same build check a job runs before writing anything, and its reference images
-            check_scenes_build([(name, loaded.template, loaded.resolved, loaded.source)])
+            check_scenes_build([(name, loaded.template, loaded.resolved, loaded.source)], asset_roots=asset_roots)
             if loaded.template.style.stylizer == "diffusion":
                 from scenes.reference_images import reference_image_files
 
@@ -117,6 +122,19 @@ def cmd_validate(args) -> int:
     if args.json:
         print(json.dumps([problem_as_json(p) for p in problems], indent=2, allow_nan=False))
     return EXIT_BAD_INPUT if problems else EXIT_OK
+
+
+def _asset_roots(values: list[str]) -> list[str]:
+    """--asset-root folders as absolute paths; each must be an existing folder."""
+    import os
+
+    out = []
+    for value in values:
+        path = os.path.abspath(os.path.expanduser(value))
+        if not os.path.isdir(path):
+            raise InputError(f"--asset-root {value}: not a folder; give a folder the template's model files may come from")
+        out.append(path)
+    return out
 
 
 def cmd_templates(args) -> int:
@@ -178,6 +196,7 @@ def cmd_job(args) -> int:
             stylizer=getattr(args, "stylizer", None), model=getattr(args, "model", None),
             controlnets=_controlnet_overrides(getattr(args, "controlnets", [])),
             consistency=getattr(args, "consistency", None), save_blend=args.save_blend,
+            asset_roots=_asset_roots(args.asset_roots),
         )
     # 2. Run (SIGTERM stops cleanly, like Ctrl-C).
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)

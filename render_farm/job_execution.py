@@ -368,7 +368,8 @@ def run_job(
             stylize_batches(style.consistency.mode, shot.frames, style.batch_size, shot.template.render.frame_start)
     from passes.scene_stage import check_scenes_build  # every shot's scene builds, before the first byte
 
-    check_scenes_build([(shot.name, shot.template, shot.resolved, shot.source) for shot in shots])
+    scene_files = check_scenes_build([(shot.name, shot.template, shot.resolved, shot.source) for shot in shots],
+                                     asset_roots=request.asset_roots, folders={s.name: s.template_dir for s in shots})
     references = _check_reference_images(shots) if request.command == "render" else {}
     # Each task's memory: over --max-memory, or (local workers) over what this machine has free.
     if max_memory is not None or (executor is None and farm == "local"):
@@ -428,6 +429,7 @@ def run_job(
             shots, command=request.command, job_dir=job_dir, chunk_size=request.chunk_size, threads=request.threads,
             task_timeout_s=request.task_timeout_s, models=models, model_override=request.model,
             controlnet_overrides=request.controlnets, gpu=gpu, max_memory=max_memory, references=references,
+            scene_files=scene_files, asset_roots=request.asset_roots,
         )
         meta = job_dir / META_DIR
         write_json_confined(job_dir, f"{META_DIR}/{GRAPH_FILE}", {"tasks": graph.summary()})

@@ -148,10 +148,11 @@ def build_manifest(
     """The shot's manifest (deterministic: no timestamps, no hosts).
 
     ``shot``: name, source, template_hash, resolved, overrides. ``records``: stage -> frame ->
-    store record (``passes``, ``stylize``). ``shot_files``: relpath -> sha256 for whole-shot files.
-    ``models``: ``ResolvedModels.manifest()`` when the diffusion stylizer ran. ``references``: the
-    shot's checked reference images (``ReferenceFile.to_json()``), recorded with their sha256 under
-    ``direction`` with every region and the frames each was applied to.
+    store record (``passes``, ``stylize``; ``scene`` -> unit: its ``files`` meta gives
+    ``template.inputs``, the sha256 of every model file the scene read). ``shot_files``: relpath ->
+    sha256 for whole-shot files. ``models``: ``ResolvedModels.manifest()`` when the diffusion
+    stylizer ran. ``references``: the shot's checked reference images (``ReferenceFile.to_json()``),
+    recorded with their sha256 under ``direction`` with every region and the frames each was applied to.
     """
     from passes.pass_exr import ALL_GROUPS, exr_channel_names
 
@@ -212,6 +213,10 @@ def build_manifest(
         "frames": per_frame,
         "files": dict(sorted(shot_files.items())),
     }
+    scene_record = records.get("scene", {}).get("scene") or {}
+    model_files = (scene_record.get("meta") or {}).get("files")
+    if model_files:  # every model file the scene read, by its path from the template's folder
+        manifest["template"]["inputs"] = dict(sorted(model_files.items()))
     if stylized:
         manifest["stylizer"] = style["stylizer"]
         manifest["models"] = models

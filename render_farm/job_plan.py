@@ -17,7 +17,9 @@ Per shot:
 Keys (:func:`render_farm.task_store.unit_key`): a unit's key hashes its stage's code
 fingerprint, the part of the resolved template its stage reads (scene: everything but ``style``,
 ``passes``, ``name``, ``description`` and the ``render`` keys other than the resolution, frame
-range and fps; passes: everything but ``style``, ``name``, ``description`` and
+range and fps, plus the scene file's format version and the sha256 of every model file the scene
+reads, with the Blender release when it reads any (its importers made the objects); passes:
+everything but ``style``, ``name``, ``description`` and
 ``passes.save_blend``; stylisation: ``style``, ``seed`` and ``render``), the stage settings, the
 frame, the greybox version and the keys of every unit it reads (cameras, glb and blend: the scene
 unit; passes: the scene unit; stylisation: the scene unit and the frame's passes, and in a
@@ -284,11 +286,16 @@ def build_graph(
     gpu: bool = False,
     max_memory: int | None = None,
     references: dict[str, list[dict]] | None = None,
+    scene_files: dict[str, dict[str, str]] | None = None,
+    asset_roots=(),
 ) -> JobGraph:
     """The job's task graph; ``models[shot.name]`` is ``ResolvedModels.manifest()`` for diffusion shots.
     ``max_memory`` (bytes) is each task's memory budget (None: what its machine has free).
-    ``references[shot.name]``: the shot's checked reference images (``ReferenceFile.to_json()``)."""
+    ``references[shot.name]``: the shot's checked reference images (``ReferenceFile.to_json()``).
+    ``scene_files[shot.name]``: {label: sha256} of the model files the shot's scene reads (from the
+    build check, :func:`passes.scene_stage.check_scenes_build`); ``asset_roots``: the ``--asset-root`` folders."""
     from passes.blender_compat import installed_blender_version
+    from scenes.scene_data import SCENE_FORMAT_VERSION
 
     graph = JobGraph()
     models = models or {}
@@ -305,13 +312,21 @@ def build_graph(
 
         # The scene stage: the scene itself (numpy), its glTF (Blender's exporter: keyed by the release),
         # cameras.json for the selected frames, the .blend when asked.
-        scene_key = unit_key("scene", {"template": scene_inputs(resolved)})
+        files = dict((scene_files or {}).get(shot.name) or {})
+        scene_key_inputs = {"template": scene_inputs(resolved), "format": SCENE_FORMAT_VERSION}
+        if files:  # models read through Blender's importers: their bytes and the release that read them
+            scene_key_inputs.update({"files": files, "blender": blender})
+        scene_key = unit_key("scene", scene_key_inputs)
         scene_units = [("scene", scene_key), ("glb", unit_key("glb", {"blender": blender}, [scene_key])),
                        ("cameras", unit_key("cameras", {"frames": shot.frames}, [scene_key]))]
         if template.passes.save_blend:
             scene_units.append(("blend", unit_key("blend", {"blender": blender}, [scene_key])))
+        scene_params = {**common, "frames": shot.frames, "export_blender": blender}
+        if files:
+            scene_params.update({"files": files, "import_blender": blender, "template_dir": shot.template_dir,
+                                 "asset_roots": [str(r) for r in asset_roots]})
         scene_task = graph.add(Task(
-            f"{prefix}scene", "scene", SCENE_FN, {**common, "frames": shot.frames, "export_blender": blender},
+            f"{prefix}scene", "scene", SCENE_FN, scene_params,
             units=tuple(scene_units), shot=shot.name, view=view, threads=1,
             timeout_s=task_timeout_s or 600.0,
         ))

@@ -40,6 +40,7 @@ class JobRequest:
     controlnets: dict[str, str] = field(default_factory=dict)
     consistency: str | None = None
     save_blend: bool = False
+    asset_roots: list[str] = field(default_factory=list)  # --asset-root folders (absolute) models may come from
     chunk_size: int = 8
     threads: int = 2
     task_timeout_s: float | None = None
@@ -67,13 +68,15 @@ class Shot:
     template_hash: str
     overrides: list[str]
     frames: list[int]
+    template_dir: str = ""  # the template's folder (absolute): its model paths are relative to it
 
     def view(self, job_dir: Path) -> Path:
         return Path(job_dir) / self.folder if self.folder else Path(job_dir)
 
     def to_json(self) -> dict:
         return {"name": self.name, "folder": self.folder, "source": self.source, "resolved": self.resolved,
-                "template_hash": self.template_hash, "overrides": self.overrides, "frames": self.frames}
+                "template_hash": self.template_hash, "overrides": self.overrides, "frames": self.frames,
+                "template_dir": self.template_dir}
 
 
 def toml_value(value) -> str:
@@ -179,9 +182,11 @@ def resolve_shots(request: JobRequest) -> list[Shot]:
             name, n = f"{base}-{n}", n + 1
         used.add(name)
         frames = parse_frames(request.frames, template.render.frame_start, template.render.frame_end)
+        from passes.scene_stage import template_folder
+
         shots.append(Shot(name=name, folder=name if several else "", source=str(source), template=template,
                           resolved=loaded.resolved, template_hash=loaded.template_hash,
-                          overrides=list(loaded.overrides), frames=frames))
+                          overrides=list(loaded.overrides), frames=frames, template_dir=str(template_folder(str(source)))))
     return shots
 
 
@@ -198,9 +203,14 @@ def shots_from_record(record: dict) -> list[Shot]:
             raise InputError(f"{JOB_FILE}: shots.{i}.frames: "
                              + (f"frame {outside[0]} is outside the template's range {first}-{last}" if outside else "frames repeat")
                              + f"; the job record was changed outside greybox: remove {JOB_FILE} to start over, or choose another --out")
+        folder = s.get("template_dir") or ""
+        if not folder:
+            from passes.scene_stage import template_folder
+
+            folder = str(template_folder(s["source"]))
         shots.append(Shot(name=s["name"], folder=s["folder"], source=s["source"], template=template,
                           resolved=s["resolved"], template_hash=canonical_hash(s["resolved"]),
-                          overrides=list(s["overrides"]), frames=sorted(int(f) for f in s["frames"])))
+                          overrides=list(s["overrides"]), frames=sorted(int(f) for f in s["frames"]), template_dir=folder))
     return shots
 
 
@@ -217,6 +227,7 @@ class _RecordedRequest(BaseModel):
     model: str | None = None
     controlnets: dict[str, str] = {}
     consistency: Literal["per_frame", "flow_warp", "keyframes"] | None = None
+    asset_roots: list[str] = []
     chunk_size: Annotated[int, Field(ge=1, le=1_000_000)] = 8
     threads: Annotated[int, Field(ge=1, le=4096)] = 2
     task_timeout_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
@@ -233,6 +244,7 @@ class _RecordedShot(BaseModel):
     template_hash: str = ""
     overrides: list[str] = []
     frames: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+    template_dir: str = ""
 
 
 class _JobRecord(BaseModel):

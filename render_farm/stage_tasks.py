@@ -140,16 +140,32 @@ def scene(params: dict, ctx) -> dict:
     from passes import scene_stage
     from scenes.scene_data import read_scene
 
-    # 2. The scene
-    scene_data = scene_stage.build_shot_scene(template) if "scene" in todo else read_scene(ctx.view)
+    # 2. The scene (models are read through Blender's importers: the release the key names, the
+    #    files the key hashes; Blender's data is replaced, so a warm renderer goes first)
+    meta: dict = {}
     if "scene" in todo:
+        roots = None
+        if scene_stage.build_needs_blender(template):
+            from passes.blender_compat import check_running_blender
+
+            meta["bpy"] = check_running_blender(params.get("import_blender"))
+            ctx.release_warm("passes")
+            roots = scene_stage.model_roots(params.get("template_dir") or params.get("source", "."), params.get("asset_roots") or ())
+        scene_data = scene_stage.build_shot_scene(template, roots)
+        read = scene_stage.scene_files(scene_data)
+        if read != dict(params.get("files") or {}):
+            from greybox.errors import InputError
+
+            changed = sorted(k for k in set(read) | set(params.get("files") or {}) if read.get(k) != (params.get("files") or {}).get(k))
+            raise InputError(f"the model files changed while the job ran ({', '.join(changed[:10])}); run the job again")
         staging = ctx.staging("scene")
         scene_stage.write_scene_data(scene_data, staging)
-        ctx.commit("scene", staging, {"objects": len(scene_data.objects)})
+        ctx.commit("scene", staging, {"objects": len(scene_data.objects), **({"files": read} if read else {}), **meta})
+    else:
+        scene_data = read_scene(ctx.view)
 
     # 3. The files Blender writes: this worker's Blender must be the release their keys name (and
     #    Blender's data is replaced: drop a warm renderer first)
-    meta: dict = {}
     if todo & {"glb", "blend"}:
         from passes.blender_compat import check_running_blender
 

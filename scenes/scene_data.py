@@ -16,7 +16,7 @@ Conventions
   frame, one sensor (width, height) and sensor fit (``AUTO``, ``HORIZONTAL``, ``VERTICAL``),
   square pixels.
 
-The stored format (``scene.npz``, version 1) is described in :meth:`Scene.save_npz`.
+The stored format (``scene.npz``, version 2) is described in :meth:`Scene.npz_bytes`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ SCENE_GLB = "scene/scene.glb"
 SCENE_BLEND = "scene/scene.blend"
 
 SCENE_FORMAT = "greybox.scene"
-SCENE_FORMAT_VERSION = 1
+SCENE_FORMAT_VERSION = 2  # 2: one array per quantity for all objects (1: entries per object, slow to read past ~10k objects)
 SENSOR_FITS = ("AUTO", "HORIZONTAL", "VERTICAL")
 CAMERA_TYPES = ("perspective", "orthographic")
 SOURCE_KINDS = ("generator", "explicit", "import")
@@ -59,8 +59,11 @@ class ObjectSource:
     ``room``), ``explicit`` (a template ``[[objects]]`` primitive) or ``import`` (a model file:
     ``file``, relative to the template's folder, and ``node_path``, the node in that file's own
     hierarchy). ``template_key`` is the template entry it comes from (``objects.3``,
-    ``generator.room.furniture.2``, ``generator.room``). ``placement``: for generated furniture, the
-    rule that placed it and its resolved parameters (plain JSON data).
+    ``generator.room.furniture.2``, ``generator.room``, ``imports.0``). ``placement``: for generated
+    furniture (assets included), the rule that placed it and its resolved parameters (plain JSON
+    data). ``uvs``: for imported objects, where their UVs come from: ``file`` (the object's own UV
+    map: islands inside [0, 1]^2, none overlapping) or ``packed`` (greybox's packer, one island per
+    polygon, because the file's were missing, outside [0, 1]^2 or overlapping).
     """
 
     kind: str = "explicit"
@@ -69,6 +72,7 @@ class ObjectSource:
     file: str | None = None
     node_path: str | None = None
     placement: dict | None = None
+    uvs: str | None = None
 
     def __post_init__(self):
         if self.kind not in SOURCE_KINDS:
@@ -77,7 +81,7 @@ class ObjectSource:
     def to_json(self) -> dict:
         """Plain data; keys that do not apply to this kind are left out."""
         out: dict = {"kind": self.kind}
-        for key in ("generator", "template_key", "file", "node_path", "placement"):
+        for key in ("generator", "template_key", "file", "node_path", "placement", "uvs"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
@@ -85,7 +89,7 @@ class ObjectSource:
 
     @classmethod
     def from_json(cls, data: dict) -> "ObjectSource":
-        return cls(**{k: data.get(k) for k in ("kind", "generator", "template_key", "file", "node_path", "placement")})
+        return cls(**{k: data.get(k) for k in ("kind", "generator", "template_key", "file", "node_path", "placement", "uvs")})
 
 
 def _identity() -> np.ndarray:
@@ -352,14 +356,17 @@ class Scene:
           (N, 3, 3) float64 (camera-to-world, Blender camera axes); ``camera_focal_lengths_mm`` (N,);
           ``camera_shifts`` (N, 2); ``camera_ortho_scales`` (N,) for orthographic cameras only;
         - ``object_transforms`` (M, 4, 4) float64, object-to-world;
-        - per object i (0-based, the order of ``scene_json``'s objects): ``object_<i>_vertices``
-          (V, 3) float64 world space, ``object_<i>_triangles`` (T, 3) int32,
-          ``object_<i>_uvs`` (T, 3, 2) float32 per corner, ``object_<i>_normals`` (T, 3) float32 unit
-          face normals.
+        - ``object_vertex_counts`` and ``object_triangle_counts`` (M,) int64, per object in the order of
+          ``scene_json``'s objects; then, all objects one after the other in that order:
+          ``vertices`` (sum V, 3) float64 world space, ``triangles`` (sum T, 3) int32 (indices into
+          the object's own vertices), ``uvs`` (sum T, 3, 2) float32 per corner, ``normals``
+          (sum T, 3) float32 unit face normals. Object i's rows start at the sum of the counts
+          before it.
         """
         import io
 
         cam = self.camera
+        objects = self.objects
         arrays: dict[str, np.ndarray] = {
             "scene_json": np.frombuffer(json.dumps(self.header(), sort_keys=True, allow_nan=False).encode("utf-8"), dtype=np.uint8),
             "camera_frames": cam.frames,
@@ -367,15 +374,21 @@ class Scene:
             "camera_rotations": cam.rotations,
             "camera_focal_lengths_mm": cam.focal_lengths_mm,
             "camera_shifts": cam.shifts,
-            "object_transforms": np.stack([o.transform for o in self.objects]) if self.objects else np.zeros((0, 4, 4)),
+            "object_transforms": np.stack([o.transform for o in objects]) if objects else np.zeros((0, 4, 4)),
+            "object_vertex_counts": np.array([len(o.vertices) for o in objects], dtype=np.int64),
+            "object_triangle_counts": np.array([len(o.triangles) for o in objects], dtype=np.int64),
         }
         if cam.ortho_scales is not None:
             arrays["camera_ortho_scales"] = cam.ortho_scales
-        for i, o in enumerate(self.objects):
-            arrays[f"object_{i}_vertices"] = np.ascontiguousarray(o.vertices, dtype=np.float64)
-            arrays[f"object_{i}_triangles"] = np.ascontiguousarray(o.triangles, dtype=np.int32)
-            arrays[f"object_{i}_uvs"] = np.ascontiguousarray(o.uvs, dtype=np.float32)
-            arrays[f"object_{i}_normals"] = o.normals
+
+        def joined(name: str, dtype, shape: tuple[int, ...]) -> np.ndarray:
+            parts = [np.asarray(getattr(o, name), dtype=dtype).reshape((-1,) + shape) for o in objects]
+            return np.concatenate(parts) if parts else np.zeros((0,) + shape, dtype=dtype)
+
+        arrays["vertices"] = joined("vertices", np.float64, (3,))
+        arrays["triangles"] = joined("triangles", np.int32, (3,))
+        arrays["uvs"] = joined("uvs", np.float32, (3, 2))
+        arrays["normals"] = joined("normals", np.float32, (3,))
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)  # uncompressed zip entries carry a fixed date: deterministic
         return buffer.getvalue()
@@ -416,15 +429,26 @@ class Scene:
                     type=lens["type"], ortho_scales=data["camera_ortho_scales"] if "camera_ortho_scales" in data else None,
                 )
                 transforms = data["object_transforms"]
+                entries = header["objects"]
+                v_counts, t_counts = data["object_vertex_counts"], data["object_triangle_counts"]
+                vertices, triangles, uvs, normals = data["vertices"], data["triangles"], data["uvs"], data["normals"]
+                if not (len(entries) == len(v_counts) == len(t_counts) == len(transforms)):
+                    raise ValueError(f"{len(entries)} objects, {len(v_counts)} vertex counts, {len(transforms)} transforms")
+                v_ends, t_ends = np.cumsum(v_counts), np.cumsum(t_counts)
+                if (len(entries) and (v_ends[-1] != len(vertices) or t_ends[-1] != len(triangles)
+                                      or len(uvs) != len(triangles) or len(normals) != len(triangles))):
+                    raise ValueError("the object counts do not add up to the stored arrays")
                 objects = []
-                for i, entry in enumerate(header["objects"]):
+                for i, entry in enumerate(entries):
+                    v0, v1 = int(v_ends[i] - v_counts[i]), int(v_ends[i])
+                    t0, t1 = int(t_ends[i] - t_counts[i]), int(t_ends[i])
                     obj = SceneObject(
                         name=entry["name"], kind=entry["kind"], semantic_class_id=int(entry["class_id"]),
-                        instance_id=int(entry["instance_id"]), vertices=data[f"object_{i}_vertices"],
-                        triangles=data[f"object_{i}_triangles"], uvs=data[f"object_{i}_uvs"],
+                        instance_id=int(entry["instance_id"]), vertices=vertices[v0:v1],
+                        triangles=triangles[t0:t1], uvs=uvs[t0:t1],
                         source=ObjectSource.from_json(entry["source"]), transform=transforms[i],
                     )
-                    obj.__dict__["normals"] = data[f"object_{i}_normals"]  # as stored (the same numbers)
+                    obj.__dict__["normals"] = normals[t0:t1]  # as stored (the same numbers)
                     objects.append(obj)
             except (KeyError, IndexError, TypeError, ValueError) as err:
                 raise SceneFileError(f"{path}: damaged scene file ({type(err).__name__}: {err})") from None

@@ -13,12 +13,14 @@ Schema (``schema = 1``; lengths in metres, world axes Blender's, Z up)::
                 "units": "metres", "up_axis": "Z", "bounds": {"min": [x, y, z], "max": [x, y, z]},
                 "objects": N, "triangles": T},
       "camera": {"type", "sensor_fit", "sensor_width_mm", "sensor_height_mm", "clip_start", "clip_end",
-                 "path": "orbit" | ..., "track_frames": [first, last]},     # poses: cameras.json, scene.npz
+                 "path": "orbit" | ... | "file", "track_frames": [first, last],     # poses: cameras.json, scene.npz
+                 "file": "models/house.glb", "node_path": "/Cameras/ShotCam"},     # a file camera only
       "generator": {"kind": "room" | "floor_plan" | "none",
                     "room": {...resolved room: size, openings, walls},              # kind = "room"
                     "floor_plan": {"rooms", "walls", "openings", "doors": [{"name", "rooms", "centre",
                                    "normal", "width", "height"}]},                   # kind = "floor_plan"
                     "furniture": [...], "furniture_left_out": [...]},
+      "files": {"models/house.glb": "<sha256>", ...},              # every model file read (imports only)
       "objects": [                                                  # in instance-id order
         {"name": "sofa",                                            # stable name (unique)
          "instance_id": 10,                                         # the instance.id pass value
@@ -26,7 +28,8 @@ Schema (``schema = 1``; lengths in metres, world axes Blender's, Z up)::
          "class": {"name": "sofa", "index": 23, "id": 24},          # ADE20K: 0-based palette index, 1-based class.id
          "source": {"kind": "generator" | "explicit" | "import",
                     "generator": "room", "template_key": "generator.room.furniture.0",
-                    "file": "models/house.glb", "node_path": "/Building/Wall"},  # only the keys that apply
+                    "file": "models/house.glb", "node_path": "/Building/Wall",   # only the keys that apply
+                    "uvs": "file" | "packed"},                      # imported: the file's UVs or greybox's packer
          "transform": [[...], [...], [...], [...]],                 # 4x4 object-to-world, rows
          "location": [x, y, z],                                     # the transform's translation
          "bounds": {"min": [x, y, z], "max": [x, y, z]},            # axis-aligned, world, from the vertices
@@ -97,9 +100,12 @@ def scene_layout(scene: Scene) -> dict:
         bounds = {"min": _floats(np.min(lows, axis=0)), "max": _floats(np.max(highs, axis=0))}
     else:
         bounds = {"min": None, "max": None}
+    camera_meta = scene.metadata.get("camera", {})
     camera = {**scene.camera.lens_json(),
-              "path": scene.metadata.get("camera", {}).get("path"),
+              "path": camera_meta.get("path"),
               "track_frames": [int(scene.camera.frames[0]), int(scene.camera.frames[-1])]}
+    if camera_meta.get("path") == "file":
+        camera.update({"file": camera_meta.get("file"), "node_path": camera_meta.get("node_path")})
     return {
         "format": LAYOUT_FORMAT,
         "schema": LAYOUT_SCHEMA,
@@ -111,6 +117,7 @@ def scene_layout(scene: Scene) -> dict:
         },
         "camera": camera,
         "generator": scene.metadata.get("generator", {}),
+        "files": dict(sorted((scene.metadata.get("files") or {}).items())),
         "objects": [object_record(o) for o in objects],
     }
 

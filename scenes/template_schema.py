@@ -6,6 +6,8 @@ A template is a TOML file with these top-level tables (every key is documented o
 - ``[generator]``: the procedural generator (``kind = "room"``, ``"floor_plan"`` or ``"none"``) and its
   parameters
 - ``[[objects]]``: explicit primitives (box, plane, cylinder) with a semantic class
+- ``[[imports]]``: models from files (glTF, FBX, USD, OBJ, .blend) with class rules and an optional
+  file camera; a room's furniture list takes ``{ kind = "asset", file = ... }`` pieces too
 - ``[camera]``: focal length, sensor, and ``[camera.path]`` (static, orbit, dolly, walkthrough)
 - ``[render]``: resolution, frame range, fps
 - ``[passes]``: which control images to write and how depth is normalised
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import PurePosixPath
 from typing import Annotated, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -70,6 +73,13 @@ EXR_GROUPS_NEEDED_BY = {
     "keyframes": ("depth", "instance", "uv"),
     "regions": ("instance", "class"),
 }
+MAX_IMPORTS = 64  # [[imports]] entries
+MAX_IMPORT_RULES = 256  # globs in imports.N.objects, rules in imports.N.classes
+MAX_PATH_LENGTH = 1024  # characters in a model path, a glob or a node path
+# Model files greybox imports through Blender's own importers, by extension.
+MODEL_EXTENSIONS = (".gltf", ".glb", ".fbx", ".usd", ".usda", ".usdc", ".usdz", ".obj", ".blend")
+# Metres per unit of each ``units`` value ("auto": what the file says).
+UNIT_METRES = {"m": 1.0, "cm": 0.01, "mm": 0.001, "in": 0.0254, "ft": 0.3048}
 SCHEDULERS = (
     "UniPCMultistepScheduler",
     "DPMSolverMultistepScheduler",
@@ -166,7 +176,36 @@ FurnitureKind = Literal[
     "counter", "kitchen_sink", "stove", "refrigerator", "wall_cabinet", "range_hood", "dishwasher",
     "bathtub", "shower", "toilet", "washbasin", "mirror", "towel_radiator",
     "sideboard", "office_chair", "wardrobe", "chest_of_drawers", "bench", "stool",
+    "asset",  # a model file placed by the rules of its class's kind (FurnitureSpec)
 ]
+ModelPath = Annotated[str, Field(min_length=1, max_length=MAX_PATH_LENGTH)]
+Units = Literal["auto", "m", "cm", "mm", "in", "ft"]
+UpAxis = Literal["auto", "Y", "Z"]
+
+
+def _check_model_path(path: str) -> str:
+    """A model file name greybox can import: a known extension, and OBJ's missing units said elsewhere."""
+    suffix = PurePosixPath(path.replace("\\", "/")).suffix.lower()
+    if suffix not in MODEL_EXTENSIONS:
+        raise ValueError(
+            f"{path!r} is not a model greybox imports (extension {suffix or 'none'!r}); use one of "
+            f"{', '.join(MODEL_EXTENSIONS)} (export other formats to glTF, FBX or USD first)"
+        )
+    return path
+
+
+def model_suffix(path: str) -> str:
+    return PurePosixPath(path.replace("\\", "/")).suffix.lower()
+
+
+def _check_obj_frame(file: str | None, units: str, up_axis: str, where: str) -> None:
+    if file is not None and model_suffix(file) == ".obj":
+        missing = [k for k, v in (("units", units), ("up_axis", up_axis)) if v == "auto"]
+        if missing:
+            raise ValueError(
+                f"{where}an OBJ file carries neither units nor an up axis: give {' and '.join(missing)} "
+                "(e.g. units = \"m\", up_axis = \"Y\", what the exporting tool used)"
+            )
 
 
 class OpeningSpec(StrictModel):
@@ -186,7 +225,13 @@ class FurnitureSpec(StrictModel):
     """One piece from the parametric library. ``name`` is its stable name (seeds its randomness);
     ``size`` overrides the drawn size; ``wall`` pins it against a wall (``[generator.room]``: a
     wall's name; a floor plan's room: the index of the polygon edge); ``position`` pins its centre
-    on the floor (x, y)."""
+    on the floor (x, y).
+
+    ``kind = "asset"``: a model file (``file``, relative to the template's folder, with ``units``
+    and ``up_axis`` as in ``[[imports]]``) placed by the same rules, its size the model's measured
+    bounds; ``class`` is required and picks the rules (a chair goes to the last table, a sofa
+    against a wall); its front is the model's -Y side in Blender's axes (glTF's +Z, Blender's front
+    view), its base the model's lowest point."""
 
     kind: FurnitureKind
     name: ObjectName | None = None
@@ -195,6 +240,9 @@ class FurnitureSpec(StrictModel):
     position: Annotated[list[Coordinate], Field(min_length=2, max_length=2)] | None = None
     rotation: Angle | None = Field(default=None, description="yaw, degrees")
     semantic_class: SemanticClassRef | None = Field(default=None, alias="class")
+    file: ModelPath | None = Field(None, description="kind = 'asset': the model file, relative to the template's folder")
+    units: Units = Field("auto", description="kind = 'asset': the model's unit (auto: what the file says)")
+    up_axis: UpAxis = Field("auto", description="kind = 'asset': the model's up axis (auto: what the file says)")
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -203,9 +251,36 @@ class FurnitureSpec(StrictModel):
     def _class_ok(cls, v):
         return v if v is None else _check_class(v)
 
+    @field_validator("file")
+    @classmethod
+    def _file_ok(cls, v):
+        return v if v is None else _check_model_path(v)
+
+    @model_validator(mode="after")
+    def _asset(self):
+        if self.kind == "asset":
+            if self.file is None:
+                raise ValueError("kind 'asset' needs file = \"path/to/model.glb\" (relative to the template's folder)")
+            if self.semantic_class is None:
+                raise ValueError("kind 'asset' needs class = \"chair\" (an ADE20K class: it also picks the placement rules)")
+            if self.size is not None:
+                raise ValueError("an asset's size is its model's measured bounds: remove size (scale the model in its file)")
+            _check_obj_frame(self.file, self.units, self.up_axis, "")
+        elif self.file is not None or self.units != "auto" or self.up_axis != "auto":
+            raise ValueError(f"file, units and up_axis belong to kind = 'asset' pieces, not to a {self.kind!r}")
+        return self
+
     @property
     def stable_name(self) -> str:
+        if self.name is None and self.kind == "asset" and self.file:
+            stem = re.sub(r"[^A-Za-z0-9_.\-]+", "_", PurePosixPath(self.file.replace("\\", "/")).stem).strip("._")
+            return stem[:MAX_NAME_LENGTH] or "asset"
         return self.name or self.kind
+
+
+def _name_key(piece: FurnitureSpec) -> str:
+    """The key a piece's stable name comes from: its name, an asset's file, or its kind."""
+    return "name" if piece.name is not None else ("file" if piece.kind == "asset" else "kind")
 
 
 class RoomSpec(StrictModel):
@@ -726,6 +801,98 @@ class StyleSpec(StrictModel):
         return self
 
 
+
+# --------------------------------------------------------------------------------------------
+# Models from files
+# --------------------------------------------------------------------------------------------
+
+Glob = Annotated[str, Field(min_length=1, max_length=MAX_PATH_LENGTH)]
+
+
+class ClassRule(StrictModel):
+    """One rule of ``imports.N.classes``: exactly one of ``object`` (a glob over node paths),
+    ``material`` (a glob over the object's material names) or ``collection`` (a glob over the
+    names of the collections holding it), and the ``class`` it gives. The first rule that matches wins."""
+
+    object: Glob | None = None
+    material: Glob | None = None
+    collection: Glob | None = None
+    semantic_class: SemanticClassRef = Field(alias="class")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    @field_validator("semantic_class")
+    @classmethod
+    def _class_ok(cls, v):
+        return _check_class(v)
+
+    @model_validator(mode="after")
+    def _one_pattern(self):
+        given = [k for k in ("object", "material", "collection") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a class rule takes exactly one of object, material or collection (a glob) besides class; "
+                f"got {', '.join(given) if given else 'none'}"
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("object", "material", "collection") if getattr(self, k) is not None)
+
+    @property
+    def pattern(self) -> str:
+        return getattr(self, self.kind)
+
+
+class ImportSpec(StrictModel):
+    """A model file in the scene (``[[imports]]``). ``name`` is its stable name: its objects are named
+    ``<name><node path>`` and their ids, seeds and store keys derive from it. ``file`` is relative to
+    the template's folder (or inside a ``--asset-root``). ``position``, ``rotation`` (XYZ Euler,
+    degrees) and ``scale`` apply on top of the file's own transforms, after ``units`` and
+    ``up_axis`` (``auto``: what the file says; OBJ says neither). ``objects``: globs over node paths
+    (default: every mesh). ``collection``: .blend only, the collection to append (default: every
+    object). ``class``: the default class; ``classes``: rules, first match wins; an object's
+    ``greybox_class`` custom property wins over both. ``camera``: a camera's node path in the file,
+    the shot camera (then the template has no ``[camera]`` table)."""
+
+    name: ObjectName
+    file: ModelPath
+    position: Vec3 = Field(default_factory=lambda: [0.0, 0.0, 0.0], description="metres")
+    rotation: Rotation3 = Field(default_factory=lambda: [0.0, 0.0, 0.0], description="XYZ Euler, degrees")
+    scale: Union[PositiveFloat, Annotated[list[PositiveFloat], Field(min_length=3, max_length=3)]] = 1.0
+    units: Units = "auto"
+    up_axis: UpAxis = "auto"
+    objects: Annotated[list[Glob], Field(min_length=1, max_length=MAX_IMPORT_RULES)] | None = None
+    collection: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)] | None = None
+    semantic_class: SemanticClassRef | None = Field(None, alias="class")
+    classes: Annotated[list[ClassRule], Field(max_length=MAX_IMPORT_RULES)] = Field(default_factory=list)
+    camera: Annotated[str, Field(min_length=1, max_length=MAX_PATH_LENGTH)] | None = None
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    @field_validator("file")
+    @classmethod
+    def _file_ok(cls, v):
+        return _check_model_path(v)
+
+    @field_validator("semantic_class")
+    @classmethod
+    def _class_ok(cls, v):
+        return v if v is None else _check_class(v)
+
+    @model_validator(mode="after")
+    def _format_keys(self):
+        if self.collection is not None and model_suffix(self.file) != ".blend":
+            raise ValueError(f"collection = {self.collection!r} applies to .blend files only; remove it or use objects = [...] globs")
+        _check_obj_frame(self.file, self.units, self.up_axis, "")
+        return self
+
+    @property
+    def scale_xyz(self) -> tuple[float, float, float]:
+        s = self.scale
+        return (float(s), float(s), float(s)) if isinstance(s, (int, float)) else tuple(float(v) for v in s)
+
 # --------------------------------------------------------------------------------------------
 # The template
 # --------------------------------------------------------------------------------------------
@@ -738,24 +905,49 @@ class Template(StrictModel):
     seed: Annotated[int, Field(ge=0, lt=2**63)]
     generator: GeneratorSpec = Field(default_factory=lambda: GeneratorSpec(kind="none"))
     objects: Annotated[list[Primitive], Field(max_length=MAX_OBJECTS)] = Field(default_factory=list)
-    camera: CameraSpec
+    imports: Annotated[list[ImportSpec], Field(max_length=MAX_IMPORTS)] = Field(default_factory=list)
+    camera: CameraSpec | None  # None only when an import gives the camera (imports.N.camera)
     render: RenderSpec = Field(default_factory=RenderSpec)
     passes: PassesSpec = Field(default_factory=PassesSpec)
     style: StyleSpec = Field(default_factory=StyleSpec)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _file_camera(cls, data):
+        # A file camera stands in for the [camera] table: it is then None (absent stays "missing").
+        if isinstance(data, dict) and "camera" not in data:
+            imports = data.get("imports")
+            if isinstance(imports, list) and any(isinstance(i, dict) and i.get("camera") is not None for i in imports):
+                data = {**data, "camera": None}
+        return data
+
+    @field_validator("camera")
+    @classmethod
+    def _one_camera(cls, camera, info: ValidationInfo):
+        with_camera = [i for i, spec in enumerate(info.data.get("imports") or []) if spec.camera is not None]
+        if len(with_camera) > 1:
+            raise ValueError(f"imports {', '.join(f'imports.{i}.camera' for i in with_camera)} each give a camera; "
+                             "keep one (a shot has one camera)")
+        if camera is not None and with_camera:
+            raise ValueError(f"the template has a [camera] table and imports.{with_camera[0]}.camera gives the file's "
+                             "camera; remove one of them")
+        return camera
+
     @model_validator(mode="after")
     def _unique_names(self):
         # (key path, name) of every named thing; a furniture piece without a name is named by its kind
+        # (an asset by its file's stem); imported objects are named <import name><node path>
         named = [(f"objects.{i}.name", o.name) for i, o in enumerate(self.objects)]
         if self.generator.kind == "room":
-            named += [(f"generator.room.furniture.{i}.{'name' if f.name is not None else 'kind'}", f.stable_name)
+            named += [(f"generator.room.furniture.{i}.{_name_key(f)}", f.stable_name)
                       for i, f in enumerate(self.generator.room.furniture)]
         elif self.generator.kind == "floor_plan":
             rooms = self.generator.floor_plan.rooms
             for i, r in enumerate(rooms):  # a piece's stable name is <room>/<piece>
                 if r.furniture != "auto":
-                    named += [(f"generator.floor_plan.rooms.{i}.furniture.{j}.{'name' if f.name is not None else 'kind'}",
+                    named += [(f"generator.floor_plan.rooms.{i}.furniture.{j}.{_name_key(f)}",
                                f"{r.name}/{f.stable_name}") for j, f in enumerate(r.furniture)]
+        named += [(f"imports.{i}.name", spec.name) for i, spec in enumerate(self.imports)]
         where: dict[str, list[str]] = {}
         for key, name in named:
             where.setdefault(name, []).append(key)

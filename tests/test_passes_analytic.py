@@ -285,8 +285,12 @@ def test_blender_camera_reproduces_track_at_every_frame(cube_render):
         bpy.context.scene.frame_set(int(frame))
         got = np.array(bpy.context.scene.camera.matrix_world)
         np.testing.assert_allclose(got, scene.camera.camera_to_world_blender(int(frame)), atol=1e-6)
-    obj = bpy.data.objects["cube"]
-    assert obj.pass_index == 1 and obj.data.uv_layers["UVMap"].active_render
+    obj = bpy.data.objects["greybox_scene"]  # every object in one mesh, the instance id per face
+    ids = np.empty(len(obj.data.polygons), dtype=np.float32)
+    obj.data.attributes["greybox_instance"].data.foreach_get("value", ids)
+    expected = np.concatenate([np.full(len(o.triangles), o.instance_id) for o in scene.objects])
+    np.testing.assert_array_equal(ids, expected)
+    assert obj.data.uv_layers["UVMap"].active_render
 
 
 # --------------------------------------------------------------------------------------------

@@ -82,9 +82,16 @@ def room_scene(room_file) -> Scene:
 
 
 def _raw_npz(path: Path) -> tuple[dict, dict]:
-    """scene.npz read with numpy alone (not through Scene.load_npz): (header, arrays)."""
+    """scene.npz read with numpy alone (not through Scene.load_npz): (header, arrays), with each
+    object's rows of the joined arrays also as ``object_<i>_<name>``."""
     with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
+    v_ends, t_ends = np.cumsum(arrays["object_vertex_counts"]), np.cumsum(arrays["object_triangle_counts"])
+    for i in range(len(v_ends)):
+        v0, t0 = v_ends[i] - arrays["object_vertex_counts"][i], t_ends[i] - arrays["object_triangle_counts"][i]
+        arrays[f"object_{i}_vertices"] = arrays["vertices"][v0:v_ends[i]]
+        for name in ("triangles", "uvs", "normals"):
+            arrays[f"object_{i}_{name}"] = arrays[name][t0:t_ends[i]]
     return json.loads(bytes(arrays.pop("scene_json")).decode()), arrays
 
 
@@ -98,7 +105,7 @@ def test_layout_agrees_with_the_geometry_in_scene_npz(room_scene, tmp_path):
     assert sorted(written) == sorted([SCENE_NPZ, LAYOUT_JSON])
     header, arrays = _raw_npz(tmp_path / SCENE_NPZ)
     layout = json.loads((tmp_path / LAYOUT_JSON).read_text())
-    assert header["format"] == "greybox.scene" and header["version"] == 1 and layout["schema"] == 1
+    assert header["format"] == "greybox.scene" and header["version"] == 2 and layout["schema"] == 1
     assert [o["name"] for o in layout["objects"]] == [o["name"] for o in header["objects"]]
     names = palette()
     all_vertices = []
