@@ -146,6 +146,10 @@ class ModelFormatError(ValueError):
     """A file whose structure greybox cannot read (the importer is then asked, for its own message)."""
 
 
+class ReferenceRefused(ValueError):
+    """A reference greybox never follows (a URL, a resolver scheme): always refused."""
+
+
 def _read_head(path: Path, size: int) -> bytes:
     with open(path, "rb") as handle:
         return handle.read(size)
@@ -170,7 +174,7 @@ def gltf_json(path: Path) -> dict:
         version, length = struct.unpack_from("<II", data, 4)
         chunk_length, chunk_type = struct.unpack_from("<II", data, 12)
         if version != 2 or chunk_type != 0x4E4F534A or 20 + chunk_length > len(data):
-            raise ModelFormatError(f"a .glb of version {version} or without a JSON chunk (glTF 2.0 is read)")
+            raise ModelFormatError(f"a .glb of version {version}, or without its JSON chunk (glTF 2.0 is read)")
         text = data[20:20 + chunk_length]
     else:
         text = data
@@ -192,7 +196,7 @@ def _gltf_references(path: Path) -> list[Reference]:
             if not isinstance(uri, str) or uri.startswith("data:"):
                 continue
             if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", uri):
-                raise ModelFormatError(f"the {kind} {uri!r} is a URL; greybox reads local files only")
+                raise ReferenceRefused(f"the {kind} {uri!r} is a URL; greybox reads local files only")
             target = _gltf_uri_path(path, uri)
             refs.append(_image_reference(path, target, uri) if kind == "image" else Reference(path, target, kind, uri))
     return refs
@@ -246,7 +250,7 @@ def _usd_asset_target(layer_dir: Path, text: str) -> Path | None:
     if not text:
         return None  # an internal reference (@@</Prim>)
     if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*:", text) and not re.match(r"^[A-Za-z]:[\\/]", text):
-        raise ModelFormatError(f"the asset path @{text}@ uses a resolver scheme; greybox reads local files only")
+        raise ReferenceRefused(f"the asset path @{text}@ uses a resolver scheme; greybox reads local files only")
     text = re.sub(r"\[.*\]$", "", text)  # package-relative part: the package itself is the file read
     return Path(os.path.normpath(os.path.join(layer_dir, text.replace("\\", "/"))))
 
@@ -789,6 +793,8 @@ def model_inputs(file: str, roots: ModelRoots, key: str) -> ModelInputs:
             raise _problem(key, file, f"refers to more than {MAX_REFERENCED_FILES} files")
         try:
             found = references(current)
+        except ReferenceRefused as err:
+            raise _problem(key, file, f"{current.name} {err}") from None
         except ModelFormatError as err:
             if current == path:
                 continue  # the importer is asked next, and says what it finds wrong
@@ -844,8 +850,10 @@ def usda_stage_metadata(text: str) -> dict:
     body = _strip_usda_comments(text)
     start = body.find("(")
     head = body[start:_matching(body, start) + 1] if start != -1 and not body[:start].strip().replace("#usda 1.0", "") else ""
-    meters = re.search(r"\bmetersPerUnit\s*=\s*([-+0-9.eE]+)", head)
-    up = re.search(r"\bupAxis\s*=\s*\"([YZyz])\"", head)
+    bare = re.sub(r'"""(?:[^\\]|\\.)*?"""|\'\'\'.*?\'\'\'|"(?:[^"\\\n]|\\.)*"', lambda m: '"' + " " * (len(m.group()) - 2) + '"'
+                  if not re.fullmatch(r'"[YZyz]"', m.group()) else m.group(), head, flags=re.S)  # string contents blanked
+    meters = re.search(r"\bmetersPerUnit\s*=\s*([-+0-9.eE]+)", bare)
+    up = re.search(r"\bupAxis\s*=\s*\"([YZyz])\"", bare)
     return {"metersPerUnit": float(meters.group(1)) if meters else 0.01, "upAxis": up.group(1).upper() if up else "Y",
             "given": {"metersPerUnit": meters is not None, "upAxis": up is not None}}
 

@@ -249,8 +249,9 @@ def _mapped_paths(bpy, roots: list[FileNode], merged: bool = False) -> dict[str,
 def _load_gltf(bpy, path: Path, spec, key: str, scratch: Path) -> _Loaded:
     try:
         doc = gltf_json(path)
-    except ModelFormatError as err:
-        raise _error(key, spec.file, f"not a glTF 2.0 file: {err}") from None
+    except ModelFormatError as err:  # the importer's own words first
+        _run_importer(bpy.ops.import_scene.gltf, key, spec.file, dict(filepath=str(path), import_pack_images=False))
+        raise _error(key, spec.file, f"not a glTF 2.0 file greybox can read: {err}") from None
     nodes = doc.get("nodes") if isinstance(doc.get("nodes"), list) else []
     # a private copy whose nodes carry their index (the importer copies node extras onto objects)
     for i, node in enumerate(nodes):
@@ -533,8 +534,9 @@ class _Instance:
     mesh_key: str
 
 
-def _geometry_instances(bpy, depsgraph, paths: dict[str, str]) -> list[tuple[_Instance, object]]:
-    """(instance, evaluated object) for every piece of geometry Blender evaluates, with its node path."""
+def _geometry_instances(bpy, depsgraph, paths: dict[str, str]) -> list[_Instance]:
+    """Every piece of geometry Blender evaluates, with its node path, in the depsgraph's order
+    (the evaluated objects of instances live only while iterating: :func:`_instance_meshes` reads them)."""
     found = []
     for inst in depsgraph.object_instances:
         ev = inst.object
@@ -550,8 +552,29 @@ def _geometry_instances(bpy, depsgraph, paths: dict[str, str]) -> list[tuple[_In
             holder = original
             path = paths.get(original.name, f"/{path_segment(original.name)}")
         data = getattr(ev, "data", None)
-        found.append((_Instance(path, original, holder, matrix, f"{ev.name}|{data.name if data is not None else ''}"), ev))
+        found.append(_Instance(path, original, holder, matrix, f"{ev.name}|{data.name if data is not None else ''}"))
     return found
+
+
+def _instance_meshes(depsgraph, wanted: set[int]) -> dict[int, dict | None]:
+    """{index in :func:`_geometry_instances`' order: mesh arrays} for the ``wanted`` pieces, read while
+    iterating (one read per evaluated mesh: instances of one object share it)."""
+    cache: dict[str, dict | None] = {}
+    out: dict[int, dict | None] = {}
+    index = -1
+    for inst in depsgraph.object_instances:
+        ev = inst.object
+        if ev.type not in GEOMETRY_TYPES:
+            continue
+        index += 1
+        if index not in wanted:
+            continue
+        data = getattr(ev, "data", None)
+        key = f"{ev.name}|{data.name if data is not None else ''}|{inst.is_instance}"
+        if key not in cache:
+            cache[key] = _mesh_arrays(ev)
+        out[index] = cache[key]
+    return out
 
 
 def _mesh_arrays(ev) -> dict | None:
@@ -631,16 +654,16 @@ def extract_meshes(bpy, loaded: _Loaded, spec, key: str, name_prefix: str, frame
     bscene.frame_set(int(frame))
     depsgraph = bpy.context.evaluated_depsgraph_get()
     depsgraph.update()
-    instances = _geometry_instances(bpy, depsgraph, loaded.paths)
+    instances = list(enumerate(_geometry_instances(bpy, depsgraph, loaded.paths)))
     if globs is not None:
         for pattern in globs:
-            if not any(fnmatch.fnmatchcase(i.path, pattern) for i, _ in instances):
+            if not any(fnmatch.fnmatchcase(i.path, pattern) for _, i in instances):
                 raise _error(f"{key.rsplit('.', 1)[0]}.objects", list(globs),
                              f"the glob {pattern!r} matches no object of {spec.file}; its objects are "
-                             f"{_listing(sorted(i.path for i, _ in instances))}")
-        instances = [(i, ev) for i, ev in instances if _glob_match(globs, i.path)]
+                             f"{_listing(sorted(i.path for _, i in instances))}")
+        instances = [(n, i) for n, i in instances if _glob_match(globs, i.path)]
     seen: dict[str, int] = {}
-    for inst, _ in instances:  # two pieces with one path (an instancer's repeats): number them
+    for _, inst in instances:  # two pieces with one path (an instancer's repeats): number them
         seen[inst.path] = seen.get(inst.path, 0) + 1
         if seen[inst.path] > 1:
             inst.path = f"{inst.path}#{seen[inst.path]}"
@@ -649,13 +672,11 @@ def extract_meshes(bpy, loaded: _Loaded, spec, key: str, name_prefix: str, frame
                                      f"linked duplicates each count); the instance-id pass holds at most {budget} objects "
                                      "in a scene: select fewer with objects = [\"/Building/*\", ...], or join meshes in the file")
     top = placement @ loaded.correction
-    cache: dict[str, dict | None] = {}
+    meshes = _instance_meshes(depsgraph, {n for n, _ in instances})
     records = []
     unclassified = []
-    for inst, ev in instances:
-        if inst.mesh_key not in cache:
-            cache[inst.mesh_key] = _mesh_arrays(ev)
-        arrays = cache[inst.mesh_key]
+    for n, inst in instances:
+        arrays = meshes.get(n)
         if arrays is None:
             continue
         class_id = _class_of(bpy, inst, arrays, spec, key) if classify else 0

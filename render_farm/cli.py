@@ -95,30 +95,44 @@ def cmd_validate(args) -> int:
 
     problems: list[dict] = []
     asset_roots = _asset_roots(args.asset_roots)
+    loaded_all = []
     for name in args.files:
         try:
-            loaded = load_template(name, args.overrides)
+            loaded_all.append((name, load_template(name, args.overrides)))
         except InputError as err:
             found = err.problems or [{"file": name, "key": "", "value": None, "message": str(err)}]
             problems.extend(found)
             if not args.json:
                 for problem in found:
                     print(format_problem(problem) if err.problems else f"{name}: {problem['message']}", file=sys.stderr)
-            continue
-        try:  # the same build check a job runs before writing anything, and its reference images
-            check_scenes_build([(name, loaded.template, loaded.resolved, loaded.source)], asset_roots=asset_roots)
-            if loaded.template.style.stylizer == "diffusion":
-                from scenes.reference_images import reference_image_files
-
-                reference_image_files(loaded.template, loaded.source)
+    failed: set[str] = set()
+    if loaded_all:
+        try:  # the same build check a job runs before writing anything (models: one Blender subprocess for all)
+            check_scenes_build([(name, l.template, l.resolved, l.source) for name, l in loaded_all], asset_roots=asset_roots)
         except InputError as err:
             problems.extend(err.problems)
-            if not args.json:
-                for problem in err.problems:
-                    print(f"{name}: {problem['message']}", file=sys.stderr)
+            for problem in err.problems:
+                failed.update(label for label, _ in loaded_all if label in str(problem["file"]).split(", "))
+                if not args.json:
+                    print(f"{problem['file']}: {problem['message']}", file=sys.stderr)
+    for name, loaded in loaded_all:  # and the reference images a diffusion style reads
+        if name in failed or loaded.template.style.stylizer != "diffusion":
             continue
-        if not args.json:
-            print(f"{name}: valid")
+        from scenes.reference_images import reference_image_files
+
+        try:
+            reference_image_files(loaded.template, loaded.source)
+        except InputError as err:
+            failed.add(name)
+            found = err.problems or [{"file": name, "key": "", "value": None, "message": str(err)}]
+            problems.extend(found)
+            if not args.json:
+                for problem in found:
+                    print(f"{name}: {problem['message']}", file=sys.stderr)
+    if not args.json:
+        for name, _ in loaded_all:
+            if name not in failed:
+                print(f"{name}: valid")
     if args.json:
         print(json.dumps([problem_as_json(p) for p in problems], indent=2, allow_nan=False))
     return EXIT_BAD_INPUT if problems else EXIT_OK
