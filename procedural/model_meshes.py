@@ -161,15 +161,46 @@ def valid_file_uvs(meshes: ModelMeshes) -> np.ndarray:
 
 
 def _triangles_overlap(a: np.ndarray, b: np.ndarray, tolerance: float) -> np.ndarray:
-    """(P,) bool: triangles a[i] and b[i] (P, 3, 2) overlap deeper than ``tolerance`` (separating axes)."""
-    edges = np.concatenate([np.roll(a, -1, axis=1) - a, np.roll(b, -1, axis=1) - b], axis=1)  # (P, 6, 2)
-    axes = np.stack([-edges[..., 1], edges[..., 0]], axis=-1)
-    length = np.linalg.norm(axes, axis=-1, keepdims=True)
-    axes = np.divide(axes, length, out=np.zeros_like(axes), where=length > 0)
-    pa = np.einsum("pkd,pcd->pkc", axes, a)  # (P, 6, 3)
-    pb = np.einsum("pkd,pcd->pkc", axes, b)
-    separated = (pa.max(axis=2) <= pb.min(axis=2) + tolerance) | (pb.max(axis=2) <= pa.min(axis=2) + tolerance)
-    return ~separated.any(axis=1)
+    """(P,) bool: triangles a[i] and b[i] (P, 3, 2) overlap deeper than ``tolerance``.
+
+    Bounding boxes apart: no overlap. Two triangles that share an edge (the common case of a valid
+    layout) overlap only when their third corners lie on the same side of it. Otherwise: separating
+    axes (the six edge normals)."""
+    out = np.zeros(len(a), dtype=bool)
+    boxes = ~((a.max(axis=1) <= b.min(axis=1) + tolerance) | (b.max(axis=1) <= a.min(axis=1) + tolerance)).any(axis=1)
+    idx = np.flatnonzero(boxes)
+    if len(idx) == 0:
+        return out
+    a, b = a[idx], b[idx]
+    same = np.all(a[:, :, None, :] == b[:, None, :, :], axis=-1)  # (P, 3, 3): corner i of a == corner j of b
+    shared = same.sum(axis=(1, 2))
+    edge = shared == 2
+    rest = ~edge
+    if edge.any():
+        e = np.flatnonzero(edge)
+        ia = same[e].any(axis=2)  # corners of a on the shared edge
+        ib = same[e].any(axis=1)
+        p0 = a[e][ia].reshape(-1, 2, 2)  # the shared edge's two points
+        pa = a[e][~ia].reshape(-1, 2)  # the third corners
+        pb = b[e][~ib].reshape(-1, 2)
+        d = p0[:, 1] - p0[:, 0]
+        sa = _cross2(d, pa - p0[:, 0])
+        sb = _cross2(d, pb - p0[:, 0])
+        length = np.linalg.norm(d, axis=1)
+        # the same side, and both further from the edge than the tolerance: folded over
+        out[idx[e]] = (sa * sb > 0) & (np.minimum(np.abs(sa), np.abs(sb)) > tolerance * length)
+    if rest.any():
+        r = np.flatnonzero(rest)
+        ar, br = a[r], b[r]
+        edges = np.concatenate([np.roll(ar, -1, axis=1) - ar, np.roll(br, -1, axis=1) - br], axis=1)  # (P, 6, 2)
+        axes = np.stack([-edges[..., 1], edges[..., 0]], axis=-1)
+        length = np.sqrt(axes[..., 0] ** 2 + axes[..., 1] ** 2)[..., None]
+        axes = np.divide(axes, length, out=np.zeros_like(axes), where=length > 0)
+        pa = axes[:, :, None, 0] * ar[:, None, :, 0] + axes[:, :, None, 1] * ar[:, None, :, 1]  # (P, 6, 3)
+        pb = axes[:, :, None, 0] * br[:, None, :, 0] + axes[:, :, None, 1] * br[:, None, :, 1]
+        separated = (pa.max(axis=2) <= pb.min(axis=2) + tolerance) | (pb.max(axis=2) <= pa.min(axis=2) + tolerance)
+        out[idx[r]] = ~separated.any(axis=1)
+    return out
 
 
 def polygon_islands(vertices: np.ndarray, triangles: np.ndarray, polygons: np.ndarray) -> Mesh:

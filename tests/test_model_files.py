@@ -275,8 +275,9 @@ def test_file_uvs_are_used_only_inside_the_unit_square_and_without_overlaps():
     sliver[1] += [1e-5, -1e-5]  # overlapping by much less than a texel of a 2048 atlas
     collapsed = np.zeros((1, 3, 2))  # a whole triangle on one point
     missing = np.full((1, 3, 2), np.nan)
-    ok = valid_file_uvs(_meshes([quad, np.array(grid), shifted, tiled, stacked, sliver, collapsed, missing]))
-    assert ok.tolist() == [True, True, False, False, False, True, False, False]
+    folded = np.array([[[0, 0], [1, 0], [1, 1]], [[1, 0], [0, 0], [0.5, 0.4]]], dtype=float)  # an edge shared, folded over
+    ok = valid_file_uvs(_meshes([quad, np.array(grid), shifted, tiled, stacked, sliver, collapsed, missing, folded]))
+    assert ok.tolist() == [True, True, False, False, False, True, False, False, False]
 
 
 def test_polygon_islands_pack_one_island_per_polygon_at_real_size():

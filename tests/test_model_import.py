@@ -631,3 +631,58 @@ def test_touching_a_model_re_renders_what_depends_on_it_and_nothing_else(models,
     assert (out / "b" / "passes" / "0001.exr").read_bytes() == before_b
     layout = json.loads((out / "a" / SCENE_NPZ.replace("scene.npz", "layout.json")).read_text())
     assert layout["objects"][0]["bounds"]["min"][1] == pytest.approx(4.0, abs=1e-5)
+
+
+def test_binary_usd_imports_where_the_release_keeps_prim_names_and_is_refused_on_4_2(models, tmp_path):
+    """Blender's own .usdc of the house: 4.5 and 5.0 import it with the file's prim paths; 4.2's importer
+    drops transform names and ignores metersPerUnit, and greybox reads those from text layers only."""
+    import bpy
+
+    from passes.blender_compat import running_blender_version
+    from passes.blender_render import _quiet_stdout
+
+    with _quiet_stdout():
+        build_house(bpy)
+        bpy.ops.wm.usd_export(filepath=str(tmp_path / "house.usdc"))
+    path = write_template(tmp_path, "usdc", imports=[{**HOUSE, "file": "house.usdc"}])
+    if running_blender_version().startswith("4.2."):
+        with pytest.raises(InputError, match=r"binary USD layer.*\.usda"):
+            build(path)
+        return
+    objects = _by_path(build(path))
+    # Blender writes each object as a transform prim holding its mesh prim, under a root prim of its own
+    assert "/root/Building/Wall/Wall" in objects and "/root/Building/Door/Door" in objects
+    assert _close(_bounds(objects["/root/Building/Wall/Wall"]), WALL)
+    assert objects["/root/Building/Door/Door"].semantic_class_id == CLASS["door"]  # the transform's greybox_class
+
+
+def _other_pythons() -> list[str]:
+    return [p for p in os.environ.get("GREYBOX_OTHER_BLENDER_PYTHONS", "").split(os.pathsep) if p]
+
+
+@pytest.mark.skipif(not _other_pythons(), reason="set GREYBOX_OTHER_BLENDER_PYTHONS to other bpy environments' Pythons (.ci/run does)")
+def test_a_blend_saved_by_5_0_is_refused_by_4_2_naming_both_releases(models, tmp_path):
+    from importlib.metadata import version
+
+    pythons = {version("bpy")[:3]: sys.executable}
+    for python in _other_pythons():
+        release = subprocess.run([python, "-c", "import importlib.metadata as m; print(m.version('bpy'))"], capture_output=True,
+                                 text=True, timeout=60, check=True).stdout.strip()
+        pythons.setdefault(release[:3], python)
+    if "5.0" not in pythons or "4.2" not in pythons:
+        pytest.skip("needs Blender 5.0 and 4.2")
+    save = ("import bpy\nbpy.ops.wm.read_factory_settings(use_empty=True)\n"
+            "m = bpy.data.meshes.new('T'); m.from_pydata([(0, 3, 0), (1, 3, 0), (1, 3, 1)], [], [(0, 1, 2)])\n"
+            "bpy.context.scene.collection.objects.link(bpy.data.objects.new('T', m))\n"
+            f"bpy.ops.wm.save_as_mainfile(filepath={str(tmp_path / 'new.blend')!r})\n")
+    subprocess.run([pythons["5.0"], "-c", save], capture_output=True, timeout=300, check=True)
+    write_template(tmp_path, "newer", imports=[{"name": "n", "file": "new.blend", "class": "wall"}])
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GREYBOX_STORE": str(tmp_path / "store")}
+    results = {}
+    for series in ("4.2", "5.0"):
+        proc = subprocess.run([pythons[series], "-m", "render_farm.cli", "validate", "newer.toml"], capture_output=True, text=True,
+                              timeout=600, cwd=str(tmp_path), env=env)
+        results[series] = proc
+    assert results["5.0"].returncode == 0, results["5.0"].stderr[-2000:]
+    assert results["4.2"].returncode == 2 and "new.blend" in results["4.2"].stderr
+    assert "Blender 5.0" in results["4.2"].stderr and "4.2" in results["4.2"].stderr and "Traceback" not in results["4.2"].stderr
