@@ -55,7 +55,7 @@ def sha256_of(path: Path) -> str:
 def _problem(key: str, value, message: str) -> InputError:
     shown = repr(value) if not isinstance(value, str) or len(value) <= 200 else repr(value[:197] + "...")
     text = f"{key} = {shown}: {message}"
-    return InputError(text, [{"file": "", "key": key, "value": value, "message": message}])
+    return InputError(text, [{"file": "", "key": key, "value": value, "message": text}])  # the whole line
 
 
 # --------------------------------------------------------------------------------------------

@@ -86,7 +86,8 @@ def needs_import(template) -> bool:
 
 def _error(key: str, value, message: str) -> InputError:
     shown = repr(value) if not isinstance(value, str) or len(value) <= 200 else repr(value[:197] + "...")
-    return InputError(f"{key} = {shown}: {message}", [{"file": "", "key": key, "value": value, "message": message}])
+    line = f"{key} = {shown}: {message}"  # the whole line, as procedural.floor_plan.plan_problem's
+    return InputError(line, [{"file": "", "key": key, "value": value, "message": line}])
 
 
 def _listing(items, limit: int = _MAX_LISTED) -> str:

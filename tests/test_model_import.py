@@ -472,7 +472,7 @@ def test_an_asset_is_placed_by_the_rules_at_its_measured_bounds(models, tmp_path
     lo, hi = cabinet.vertices.min(0), cabinet.vertices.max(0)
     np.testing.assert_allclose(hi - lo, [0.8, 0.45, 1.2], atol=1e-5)  # the model's bounds (handle included), turned 180
     assert lo[2] == pytest.approx(0.0, abs=1e-9)  # its base on the floor
-    from procedural.room_layout import WALL_GAP
+    from procedural.furniture_placement import WALL_GAP
 
     assert hi[1] == pytest.approx(3.5 - WALL_GAP, abs=1e-6)  # its back against the north wall
     handle = cabinet.vertices[cabinet.vertices[:, 2] > 0.55]
@@ -483,6 +483,63 @@ def test_an_asset_is_placed_by_the_rules_at_its_measured_bounds(models, tmp_path
     assert record["source"]["kind"] == "import" and record["source"]["file"] == "assets/cabinet.glb"
     assert record["placement"]["rule"] == "against_wall" and record["placement"]["wall"] == "north"
     assert record["placement"]["size"] == pytest.approx([0.8, 0.45, 1.2], abs=1e-6) and not record["placement"]["size_drawn"]
+
+
+def _plan_template(folder: Path, name: str, study_furniture, living_furniture) -> Path:
+    """Two rooms of a floor plan sharing the wall x = 4 (a door in it): living [0, 4] x [0, 3.5] and
+    study [4, 7] x [0, 3.5], walls 0.2 thick (interiors inset by 0.1)."""
+    lines = ["schema_version = 1", f'name = "{name}"', "seed = 3", "[generator]", 'kind = "floor_plan"',
+             "[generator.floor_plan]", "wall_thickness = 0.2", "height = 2.5",
+             "[[generator.floor_plan.rooms]]", 'name = "living"', "rect = [0.0, 0.0, 4.0, 3.5]",
+             f"furniture = {toml_value(list(living_furniture))}",
+             "[[generator.floor_plan.rooms]]", 'name = "study"', "rect = [4.0, 0.0, 3.0, 3.5]",
+             f"furniture = {toml_value(list(study_furniture))}",
+             "[[generator.floor_plan.doors]]", 'between = ["living", "study"]', "wall = 1", "offset = 0.8",
+             "[camera]", "focal_length = 20.0", "[camera.path]", 'kind = "static"', "position = [2.0, 0.5, 1.5]",
+             "look_at = [2.0, 3.0, 0.75]", "[render]", "resolution = [64, 48]", "frame_start = 1", "frame_end = 2"]
+    path = folder / f"{name}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_assets_are_furniture_in_a_floor_plans_rooms_by_their_class_rules(models, tmp_path):
+    """The cabinet model against the study's north edge (edge 2) and, as a chair, at the living
+    room's table: placed by the rules of the class's kind, at the model's own bounds."""
+    from procedural.furniture_placement import WALL_GAP
+
+    path = _plan_template(models, "plan_assets",
+                          [{"kind": "asset", "file": "assets/cabinet.glb", "class": "cabinet", "wall": 2}],
+                          [{"kind": "table", "name": "table", "size": [1.2, 0.8, 0.75]},
+                           {"kind": "asset", "name": "seat", "file": "assets/cabinet.glb", "class": "chair"}])
+    scene = build(path)
+    objects = {o.name: o for o in scene.objects}
+    cabinet, seat, table = objects["study/cabinet"], objects["living/seat"], objects["living/table"]
+    assert cabinet.kind == seat.kind == "asset" and table.kind == "table"
+    assert cabinet.semantic_class_id == CLASS["cabinet"] and seat.semantic_class_id == CLASS["chair"]
+    for model in (cabinet, seat):
+        lo, hi = model.vertices.min(0), model.vertices.max(0)
+        extent = np.sort((hi - lo)[:2])
+        np.testing.assert_allclose(extent, [0.45, 0.8], atol=1e-5)  # the model's footprint, however turned
+        assert hi[2] - lo[2] == pytest.approx(1.2, abs=1e-5) and lo[2] == pytest.approx(0.0, abs=1e-9)
+    lo, hi = cabinet.vertices.min(0), cabinet.vertices.max(0)
+    assert hi[1] == pytest.approx(3.5 - 0.1 - WALL_GAP, abs=1e-6)  # its back against the study's north wall
+    assert lo[0] >= 4.1 - 1e-6 and hi[0] <= 6.9 + 1e-6  # inside the study
+    np.testing.assert_allclose(hi - lo, [0.8, 0.45, 1.2], atol=1e-5)
+    slo, shi = seat.vertices.min(0), seat.vertices.max(0)
+    assert slo[0] >= 0.1 - 1e-6 and shi[0] <= 3.9 + 1e-6 and slo[1] >= 0.1 - 1e-6 and shi[1] <= 3.4 + 1e-6  # the living room
+    scene_stage.write_scene_data(scene, tmp_path)
+    records = {o["name"]: o for o in json.loads((tmp_path / LAYOUT_JSON).read_text())["objects"]}
+    cab, st = records["study/cabinet"], records["living/seat"]
+    assert cab["source"]["kind"] == "import" and cab["source"]["file"] == "assets/cabinet.glb"
+    assert cab["source"]["template_key"] == "generator.floor_plan.rooms.1.furniture.0"
+    assert cab["placement"]["rule"] == "against_wall" and cab["placement"]["wall"] == 2 and cab["placement"]["room"] == "study"
+    assert st["placement"]["rule"] == "at_table" and st["placement"]["anchor"] == "living/table"
+    assert st["placement"]["rules_of"] == "chair" and st["placement"]["measured"] and not st["placement"]["size_drawn"]
+    # an edge the room does not have: one problem at its key path, before anything is built
+    bad = _plan_template(models, "plan_bad_edge", [{"kind": "asset", "file": "assets/cabinet.glb", "class": "cabinet", "wall": 9}], [])
+    with pytest.raises(InputError) as err:
+        build(bad)
+    assert [p["key"] for p in err.value.problems] == ["generator.floor_plan.rooms.1.furniture.0.wall"]
 
 
 # --------------------------------------------------------------------------------------------
