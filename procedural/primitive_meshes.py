@@ -241,6 +241,115 @@ def _shelf_layout(widths: np.ndarray, heights: np.ndarray, order: np.ndarray, sc
     return offsets
 
 
+_SMALL_LAYOUT = 64  # islands up to which _shelf_layout loops in Python
+_LAYOUT_CACHE: dict[tuple, tuple[float, np.ndarray]] = {}  # (extents, gap) -> (scale, offsets)
+_LAYOUT_CACHE_MAX = 4096
+
+
+def _small_shelf_layout(widths: np.ndarray, heights: np.ndarray, order: np.ndarray):
+    """(fits, layout): :func:`_shelf_layout` for a few islands as a loop in Python floats (the same
+    products and additions in the same order, so the same bits, without numpy's cost per call);
+    ``fits(scale, gap)`` only says whether they fit."""
+    ws, hs, where = widths[order].tolist(), heights[order].tolist(), order.tolist()
+    count = len(ws)
+
+    def fits(scale: float, gap: float) -> bool:
+        margin = gap / 2.0
+        limit = 1.0 - margin
+        x, y, row_h = margin, margin, 0.0
+        for k in range(count):
+            w = ws[k] * scale
+            if margin + w > limit:
+                return False
+            if x + w > limit:
+                y += row_h + gap
+                x, row_h = margin, 0.0
+            x += w + gap
+            h = hs[k] * scale
+            if h > row_h:
+                row_h = h
+        return not (y + row_h > limit)
+
+    def layout(_w, _h, _order, scale: float, gap: float):
+        margin = gap / 2.0
+        limit = 1.0 - margin
+        scaled = [w * scale for w in ws]
+        if any(margin + w > limit for w in scaled):
+            return None
+        x, y, row_h = margin, margin, 0.0
+        placed = [None] * count
+        for k in range(count):
+            w = scaled[k]
+            if x + w > limit:
+                y += row_h + gap
+                x, row_h = margin, 0.0
+            placed[k] = (x, y)
+            x += w + gap
+            row_h = max(row_h, hs[k] * scale)
+        if y + row_h > limit:
+            return None
+        offsets = np.zeros((count, 2))
+        offsets[where] = placed
+        return offsets
+
+    return fits, layout
+
+
+def _packed_layout(widths: np.ndarray, heights: np.ndarray, gap: float) -> tuple[float, np.ndarray]:
+    """(common scale, island offsets) of the shelf packing; remembered by the islands' extents, so
+    the copies of one mesh (an imported file's linked duplicates) are packed once."""
+    key = (widths.tobytes(), heights.tobytes(), float(gap))
+    hit = _LAYOUT_CACHE.get(key)
+    if hit is not None:
+        return hit[0], hit[1].copy()
+    n = len(widths)
+    order = np.lexsort((np.arange(n), -widths, -heights))  # tallest rows first, stable
+    layout = _shelf_layout
+    if n <= _SMALL_LAYOUT:
+        fits, layout = _small_shelf_layout(widths, heights, order)
+        # the same bisection on the fit alone; best is always the layout at ``low``
+        low, high = 0.0, (1.0 - gap) / float(max(widths.max(), heights.max()))
+        if fits(high, gap):
+            low = high
+        else:
+            if not fits(0.0, gap):
+                raise ValueError(f"{n} UV islands do not fit in [0, 1]^2 with gap {gap}")
+            for _ in range(40):
+                mid = 0.5 * (low + high)
+                if fits(mid, gap):
+                    low = mid
+                else:
+                    high = mid
+        best = layout(widths, heights, order, low, gap)
+        _remember(key, low, best)
+        return low, best
+
+    # the largest common scale that fits (bisection on a monotone-enough shelf packing)
+    low, high = 0.0, (1.0 - gap) / float(max(widths.max(), heights.max()))
+    best = layout(widths, heights, order, high, gap)
+    if best is not None:
+        low = high
+    else:
+        best = layout(widths, heights, order, 0.0, gap)
+        if best is None:
+            raise ValueError(f"{n} UV islands do not fit in [0, 1]^2 with gap {gap}")
+        for _ in range(40):
+            mid = 0.5 * (low + high)
+            found = layout(widths, heights, order, mid, gap)
+            if found is None:
+                high = mid
+            else:
+                low, best = mid, found
+    _remember(key, low, best)
+    return low, best
+
+
+def _remember(key: tuple, scale: float, offsets: np.ndarray) -> None:
+    if len(_LAYOUT_CACHE) >= _LAYOUT_CACHE_MAX:
+        _LAYOUT_CACHE.clear()
+    _LAYOUT_CACHE[key] = (scale, offsets.copy())
+
+
 def pack_uvs(mesh: Mesh, gap: float = UV_GAP) -> np.ndarray:
     """Final UVs (T, 3, 2) float32 of one object: islands at one common scale (uniform texel
     density), rotated landscape, shelf-packed inside [0, 1]^2 with ``gap`` between islands."""
@@ -258,25 +367,7 @@ def pack_uvs(mesh: Mesh, gap: float = UV_GAP) -> np.ndarray:
     rotate = extent[:, 1] > extent[:, 0] + 1e-12
     widths = np.where(rotate, extent[:, 1], extent[:, 0])
     heights = np.where(rotate, extent[:, 0], extent[:, 1])
-    order = np.lexsort((np.arange(n), -widths, -heights))  # tallest rows first, stable
-
-    # the largest common scale that fits (bisection on a monotone-enough shelf packing)
-    low, high = 0.0, (1.0 - gap) / float(max(widths.max(), heights.max()))
-    best = _shelf_layout(widths, heights, order, high, gap)
-    if best is not None:
-        low = high
-    else:
-        best = _shelf_layout(widths, heights, order, 0.0, gap)
-        if best is None:
-            raise ValueError(f"{n} UV islands do not fit in [0, 1]^2 with gap {gap}")
-        for _ in range(40):
-            mid = 0.5 * (low + high)
-            layout = _shelf_layout(widths, heights, order, mid, gap)
-            if layout is None:
-                high = mid
-            else:
-                low, best = mid, layout
-    scale = low
+    scale, best = _packed_layout(widths, heights, gap)
 
     local = mesh.island_uvs - lo[ids][:, None, :]
     rot = rotate[ids][:, None]

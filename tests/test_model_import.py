@@ -743,3 +743,26 @@ def test_a_blend_saved_by_5_0_is_refused_by_4_2_naming_both_releases(models, tmp
     assert results["5.0"].returncode == 0, results["5.0"].stderr[-2000:]
     assert results["4.2"].returncode == 2 and "new.blend" in results["4.2"].stderr
     assert "Blender 5.0" in results["4.2"].stderr and "4.2" in results["4.2"].stderr and "Traceback" not in results["4.2"].stderr
+
+
+def test_the_readme_example_project_builds_its_models_and_places_them(tmp_path):
+    """passes/example_models.py (the README's example): the bookshelf lands where the template puts
+    it with the file's node paths and the class rules, the armchair asset by the armchair's rules."""
+    from passes.example_models import write_example_project
+
+    path = write_example_project(tmp_path / "example")
+    with pytest.raises(FileExistsError):
+        write_example_project(tmp_path / "example")  # nothing overwritten
+    scene = build(path)
+    shelf = {p: o for p, o in _by_path(scene).items() if o.name.startswith("bookshelf/")}
+    assert sorted(p for p in shelf if "/Book_" in p) == [f"/Bookshelf/Book_{k}" for k in range(1, 7)]
+    assert {shelf[p].semantic_class_id for p in shelf if "/Book_" in p} == {resolve_class("book").class_id}
+    assert {shelf[p].semantic_class_id for p in shelf if "/Frame_" in p} == {resolve_class("shelf").class_id}
+    everything = np.concatenate([o.vertices for o in shelf.values()])
+    np.testing.assert_allclose(everything.min(0), [1.4, 3.375, 0.0], atol=1e-5)  # the file's frame + position
+    np.testing.assert_allclose(everything.max(0), [2.6, 3.725, 1.8], atol=1e-5)
+    (chair,) = [o for o in scene.objects if o.kind == "asset"]
+    assert chair.semantic_class_id == resolve_class("armchair").class_id
+    lo, hi = chair.vertices.min(0), chair.vertices.max(0)
+    assert hi[2] - lo[2] == pytest.approx(0.85, abs=1e-5) and lo[2] == pytest.approx(0.0, abs=1e-9)
+    assert chair.source.placement["rule"] == "around_table" and chair.source.placement["anchor"] == "coffee_table"
