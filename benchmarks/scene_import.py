@@ -172,19 +172,23 @@ def measure_passes(folder: Path | None, frames: int, threads: int, resolution: i
     try:
         first = template.render.frame_start
         render_pass_frames(template, scene, [first], scratch / "warm", renderer=renderer)
-        per_frame = []
+        per_frame, cpu, blender = [], [], []
         for frame in range(first + 1, first + 1 + frames):
-            started = time.perf_counter()
+            started, cpu0 = time.perf_counter(), time.process_time()
             render_pass_frames(template, scene, [frame], scratch / "timed", renderer=renderer)
             per_frame.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - cpu0)
+            blender.append(renderer.timings.get("render", float("nan")))
         renderer.close()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return {"setup_s": setup, "s_per_frame": statistics.median(per_frame), "peak_mb": _peak_mb(),
+    return {"setup_s": setup, "s_per_frame": statistics.median(per_frame), "cpu_per_frame": statistics.median(cpu),
+            "blender_per_frame": statistics.median(blender), "peak_mb": _peak_mb(),
             "objects": len(scene.objects), "triangles": int(sum(len(o.triangles) for o in scene.objects))}
 
 
 def _child(*args: str) -> dict:
+    print(f"[{time.strftime('%H:%M:%S')}] {' '.join(args[:1] + args[2:])}", file=sys.stderr, flush=True)
     proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, cwd=REPO_ROOT,
                           env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     if proc.returncode != 0:
@@ -242,15 +246,19 @@ def main() -> None:
     print(f"| greybox's UVs (file UV check, packing) | | | {imported['uvs_s']:.2f} | |")
     print(f"| scene build in all (build_shot_scene) | | | {imported['total_s']:.2f} | {imported['peak_mb']:.0f} MB |")
     print(f"| (before it: importing bpy) | | | {imported['bpy_s']:.2f} | |\n")
-    print("| passes | scene | objects | triangles | renderer set-up s | s/frame | vs living room | peak RSS |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    base = {r["mode"]: r["s_per_frame"] for r in rows if r["scene"] == "living room"}
+    print("| passes | scene | objects | triangles | renderer set-up s | s/frame | of it Blender's render | CPU s/frame "
+          "| vs living room (s, CPU s) | peak RSS |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    base = {r["mode"]: r for r in rows if r["scene"] == "living room"}
     for r in rows:
+        b = base[r["mode"]]
         print(f"| {r['mode']} | {r['scene']} | {r['objects']} | {r['triangles']} | {r['setup_s']:.2f} | "
-              f"{r['s_per_frame']:.2f} | {r['s_per_frame'] / base[r['mode']]:.1f}x | {r['peak_mb']:.0f} MB |")
+              f"{r['s_per_frame']:.2f} | {r['blender_per_frame']:.2f} | {r['cpu_per_frame']:.2f} | "
+              f"{r['s_per_frame'] / b['s_per_frame']:.1f}x, {r['cpu_per_frame'] / b['cpu_per_frame']:.1f}x | {r['peak_mb']:.0f} MB |")
     print("\njoined: what greybox renders (one mesh, the instance id an AOV); per_object: one Blender object per "
           "scene object (before; its instance pass is not read). s/frame: render_pass_frames per frame on a warm "
-          "renderer (render, EXR, control images with the line pass), median.")
+          "renderer (render, EXR, control images with the line pass), median; CPU s: the worker process's CPU "
+          "seconds per frame (all threads; steadier than wall seconds on a shared machine).")
 
 
 if __name__ == "__main__":

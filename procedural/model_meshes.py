@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from procedural.primitive_meshes import Mesh, pack_uvs
+from procedural.primitive_meshes import UV_GAP, Mesh, pack_uvs, packed_layout
 from scenes.scene_data import ObjectSource, SceneObject
 
 UV_TEXEL = 1.0 / 2048.0  # the largest keyframe atlas (stylize.keyframe_atlas.atlas_size_for's max_size)
@@ -230,9 +230,59 @@ def polygon_islands(vertices: np.ndarray, triangles: np.ndarray, polygons: np.nd
 # --------------------------------------------------------------------------------------------
 
 
+def packed_polygon_uvs(meshes: ModelMeshes, which: np.ndarray, gap: float = UV_GAP) -> np.ndarray:
+    """(sum T, 3, 2) float32: for the objects ``which`` (M,) bool, the UVs
+    ``pack_uvs(polygon_islands(...))`` gives each (one island per polygon, packed per object), in
+    one pass over the joined arrays (the per-object steps, row by row, for every object at once;
+    only each object's packing scale is searched object by object); NaN for the others."""
+    out = np.full((len(meshes.triangles), 3, 2), np.nan, dtype=np.float32)
+    owner = np.repeat(np.arange(len(meshes), dtype=np.int64), meshes.triangle_counts)
+    rows = np.flatnonzero(which[owner] & (meshes.triangle_counts[owner] > 0))
+    if len(rows) == 0:
+        return out
+    own = owner[rows]
+    corners = meshes.corners()[rows]
+    # polygon_islands: an island per (object, polygon), in each object's polygon order
+    _, island = np.unique(own * (int(meshes.polygons.max(initial=0)) + 1) + meshes.polygons[rows], return_inverse=True)
+    normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    n_islands = int(island.max()) + 1
+    summed = np.zeros((n_islands, 3))
+    np.add.at(summed, island, normal)
+    length = np.linalg.norm(summed, axis=1, keepdims=True)
+    n = np.divide(summed, length, out=np.tile([0.0, 0.0, 1.0], (n_islands, 1)), where=length > 1e-300)
+    helper = np.where(np.abs(n[:, 2:3]) < 0.9, [[0.0, 0.0, 1.0]], [[1.0, 0.0, 0.0]])
+    u = np.cross(helper, n)
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    v = np.cross(n, u)
+    island_uvs = np.stack([np.einsum("tcd,td->tc", corners, u[island]), np.einsum("tcd,td->tc", corners, v[island])], axis=-1)
+    # pack_uvs: island extents, landscape turn, the shelf packing's scale per object
+    corner_ids = np.repeat(island, 3)
+    lo = np.full((n_islands, 2), np.inf)
+    hi = np.full((n_islands, 2), -np.inf)
+    np.minimum.at(lo, corner_ids, island_uvs.reshape(-1, 2))
+    np.maximum.at(hi, corner_ids, island_uvs.reshape(-1, 2))
+    extent = np.maximum(hi - lo, 1e-9)
+    rotate = extent[:, 1] > extent[:, 0] + 1e-12
+    widths = np.where(rotate, extent[:, 1], extent[:, 0])
+    heights = np.where(rotate, extent[:, 0], extent[:, 1])
+    island_owner = np.zeros(n_islands, dtype=np.int64)
+    island_owner[island] = own
+    bounds = np.flatnonzero(np.r_[True, island_owner[1:] != island_owner[:-1], True])
+    scale = np.zeros(n_islands)
+    offsets = np.zeros((n_islands, 2))
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        scale[a:b], offsets[a:b] = packed_layout(widths[a:b], heights[a:b], gap)
+    local = island_uvs - lo[island][:, None, :]
+    rotated = np.stack([extent[island, 1][:, None] - local[..., 1], local[..., 0]], axis=-1)
+    local = np.where(rotate[island][:, None, None], rotated, local)
+    out[rows] = np.clip(offsets[island][:, None, :] + scale[island][:, None, None] * local, 0.0, 1.0).astype(np.float32)
+    return out
+
+
 def scene_objects(meshes: ModelMeshes, *, kind: str, import_name: str, template_key: str, file: str) -> list[SceneObject]:
     """One :class:`SceneObject` per object of ``meshes`` (instance id 0), each with its UVs decided."""
     valid = valid_file_uvs(meshes)
+    packed = packed_polygon_uvs(meshes, ~valid)
     v_off, t_off = meshes.offsets()
     out = []
     for i, name in enumerate(meshes.names):
@@ -243,7 +293,7 @@ def scene_objects(meshes: ModelMeshes, *, kind: str, import_name: str, template_
         if valid[i]:
             uvs, where = np.ascontiguousarray(meshes.uvs[t0:t1], dtype=np.float32), "file"
         else:
-            uvs, where = pack_uvs(polygon_islands(vertices, triangles, meshes.polygons[t0:t1])), "packed"
+            uvs, where = np.ascontiguousarray(packed[t0:t1]), "packed"
         out.append(SceneObject(
             name=name, kind=kind, semantic_class_id=int(meshes.class_ids[i]), instance_id=0,
             vertices=np.ascontiguousarray(vertices), triangles=np.ascontiguousarray(triangles, dtype=np.int32), uvs=uvs,

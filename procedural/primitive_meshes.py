@@ -295,7 +295,7 @@ def _small_shelf_layout(widths: np.ndarray, heights: np.ndarray, order: np.ndarr
     return fits, layout
 
 
-def _packed_layout(widths: np.ndarray, heights: np.ndarray, gap: float) -> tuple[float, np.ndarray]:
+def packed_layout(widths: np.ndarray, heights: np.ndarray, gap: float) -> tuple[float, np.ndarray]:
     """(common scale, island offsets) of the shelf packing; remembered by the islands' extents, so
     the copies of one mesh (an imported file's linked duplicates) are packed once."""
     key = (widths.tobytes(), heights.tobytes(), float(gap))
@@ -367,7 +367,7 @@ def pack_uvs(mesh: Mesh, gap: float = UV_GAP) -> np.ndarray:
     rotate = extent[:, 1] > extent[:, 0] + 1e-12
     widths = np.where(rotate, extent[:, 1], extent[:, 0])
     heights = np.where(rotate, extent[:, 0], extent[:, 1])
-    scale, best = _packed_layout(widths, heights, gap)
+    scale, best = packed_layout(widths, heights, gap)
 
     local = mesh.island_uvs - lo[ids][:, None, :]
     rot = rotate[ids][:, None]

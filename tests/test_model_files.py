@@ -331,6 +331,53 @@ def test_the_row_at_a_time_shelf_layout_is_the_loop_exactly():
                 assert np.array_equal(fast, loop)
 
 
+def test_the_python_shelf_layout_of_a_few_islands_is_the_loop_exactly():
+    from procedural.primitive_meshes import _small_shelf_layout
+
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        n = int(rng.integers(1, 65))
+        w, h = rng.uniform(1e-3, 1, n) ** 2, rng.uniform(1e-3, 1, n) ** 2
+        order = np.lexsort((np.arange(n), -w, -h))
+        fits, layout = _small_shelf_layout(w, h, order)
+        for scale in (0.02, 0.2, 0.6, 1.0, float(rng.uniform(0, 2))):
+            fast, loop = layout(w, h, order, scale, 1 / 96), _shelf_layout_loop(w, h, order, scale, 1 / 96)
+            assert (fast is None) == (loop is None) == (not fits(scale, 1 / 96))
+            if fast is not None:
+                assert np.array_equal(fast, loop)
+
+
+def test_objects_packed_together_get_what_each_gets_alone():
+    """packed_polygon_uvs over joined arrays against pack_uvs(polygon_islands(...)) object by object."""
+    from procedural.model_meshes import packed_polygon_uvs
+    from procedural.primitive_meshes import _LAYOUT_CACHE
+
+    rng = np.random.default_rng(5)
+    names, verts, tris, polys = [], [], [], []
+    for k in range(40):
+        t = int(rng.integers(1, 30))
+        names.append(f"o{k}")
+        verts.append(rng.normal(size=(t + 2, 3)) * rng.uniform(0.1, 10) + rng.normal(size=3) * 100)
+        tris.append(np.stack([np.zeros(t, int), np.arange(1, t + 1), np.arange(2, t + 2)], axis=1))  # a fan
+        polys.append(np.sort(rng.integers(0, max(1, t // 2), t)))
+    counts = np.array([len(t) for t in tris])
+    meshes = ModelMeshes(names=names, node_paths=names, class_ids=[1] * 40, vertex_counts=np.array([len(v) for v in verts]),
+                         triangle_counts=counts, vertices=np.concatenate(verts), triangles=np.concatenate(tris).astype(np.int32),
+                         polygons=np.concatenate(polys), uvs=np.full((counts.sum(), 3, 2), np.nan, dtype=np.float32),
+                         transforms=np.tile(np.eye(4), (40, 1, 1)))
+    which = rng.uniform(size=40) < 0.7
+    together = packed_polygon_uvs(meshes, which)
+    _, t_off = meshes.offsets()
+    for k in range(40):
+        rows = slice(t_off[k], t_off[k] + counts[k])
+        if which[k]:
+            _LAYOUT_CACHE.clear()  # packed afresh, not remembered from the joined pass
+            alone = pack_uvs(polygon_islands(verts[k], tris[k], polys[k]))
+            assert np.array_equal(together[rows], alone), k
+        else:
+            assert np.isnan(together[rows]).all()
+
+
 def test_assets_follow_the_rules_of_their_class():
     from scenes.semantic_palette import resolve_class
 
