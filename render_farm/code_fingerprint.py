@@ -31,8 +31,10 @@ PACKAGES_ROOT = Path(__file__).resolve().parents[1]
 _TASK_GLUE = ("render_farm/stage_tasks.py",)
 
 # The scene task writes the scene, glb, cameras and blend units: the procedural builders, the
-# scene data model and layout, the camera records and the glTF/.blend export through Blender.
+# scene data model and layout, the camera records and the glTF/.blend export through Blender,
+# and the model import (files read through Blender's importers, their confinement and hashes).
 _SCENE = ("greybox/", "scenes/", "procedural/", "passes/scene_stage.py", "passes/blender_scene.py",
+          "passes/model_import.py", "passes/model_files.py",
           "passes/blender_compat.py", "passes/blender_render.py", "passes/camera_records.py", "passes/frame_passes.py",
           *_TASK_GLUE)
 
