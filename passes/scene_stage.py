@@ -79,6 +79,11 @@ def build_problems(template) -> list[dict]:
              for p in scene_problems(template)]
     if not found and _style_targets_of(template.style):
         found = style_target_problems(template)
+    if not found and template.style.brand_colors:  # what the brand colours name, on the built scene
+        from scenes.brand_targets import brand_problems
+
+        found = [{"key": key, "value": value, "message": f"{key} = {value!r}: {message}"}
+                 for key, value, message in brand_problems(template.style, build_shot_scene(template))]
     return found
 
 
@@ -152,7 +157,8 @@ def check_scenes_build(shots: Iterable[tuple[str, object, dict, str]], *, isolat
     first: dict[str, tuple[object, dict, str]] = {}
     for label, template, resolved, source in shots:
         key = canonical_hash({"scene": {k: v for k, v in resolved.items() if k not in ("name", "description", "style")},
-                              "targets": _style_targets(resolved)})
+                              "targets": _style_targets(resolved),
+                              "brand_targets": [b.get("target") for b in (resolved.get("style") or {}).get("brand_colors", [])]})
         groups.setdefault(key, []).append(label)
         first.setdefault(key, (template, resolved, source))
 
