@@ -104,5 +104,6 @@ def pooled_figures(per_frame: list[dict]) -> dict:
            "delta_e_worst_frame_mean": max(s["delta_e_max_frame_mean"] for s in per_frame), "l_std": std("l", "l2")}
     if all("l_before" in s for s in per_frame):
         out["l_std_before"] = std("l_before", "l2_before")
-        out["l_std_ratio"] = out["l_std"] / out["l_std_before"] if out["l_std_before"] > 0 else None
+        # a flat target (no texture to keep, L* spread under 0.05) has no ratio
+        out["l_std_ratio"] = out["l_std"] / out["l_std_before"] if out["l_std_before"] > 0.05 else None
     return out

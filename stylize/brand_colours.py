@@ -30,7 +30,7 @@ import numpy as np
 from scenes.brand_targets import brand_targets, parse_hex, pooled_figures
 from stylize.perceptual_colour import ciede2000, lab_to_linear, lab_to_srgb, srgb_to_lab
 
-GAMUT_TOLERANCE = 3.0  # CIEDE2000 a lightness may miss the brand chroma by and still count as holding it
+GAMUT_TOLERANCE = 5.0  # CIEDE2000 a lightness may miss the brand chroma by and still count as holding it
 KNEE = 6.0  # L*: width of the roll-off at each end of that range
 _L_GRID = np.linspace(0.0, 100.0, 2001)
 
