@@ -225,7 +225,7 @@ def build_manifest(
         manifest["consistency"] = consistency
         if style.get("stylizer") == "diffusion" and (style.get("regions") or style.get("reference_images")):
             manifest["direction"] = _direction_manifest(style, records.get("stylize", {}), frames, references, models)
-        look = _look_summary(records.get("look", {}))
+        look = _look_summary(records.get("look", {}), (style.get("look") or {}).get("from", ""))
         if look is not None:
             manifest["look"] = look
         if brand_entries:
@@ -252,18 +252,26 @@ def _brand_sums(stylize_records: dict, frames: list[int]) -> tuple[list[dict], d
     return entries, sums
 
 
-def _look_summary(look_records: dict) -> dict | None:
-    """The manifest's ``look``: its id, where it started from, and per atlas its key, size, texels
-    seen and never seen and how those were filled (the look unit's record), and the generation's figures."""
+def _look_summary(look_records: dict, requested: str = "") -> dict | None:
+    """The manifest's ``look``: its id, where it started from (the source look's id, and how this shot's
+    ``style.look.from`` named it: ``requested``), and per atlas its key, size, texels seen and never seen
+    and how those were filled (the look unit's record), and the generation's figures."""
+    from render_farm.look_plan import LOOK_ID
+
     look = look_records.get("look")
     if look is None:
         return None
     record = look.get("meta", {}).get("look") or {}
+    source = record.get("from")
+    if source:
+        requested = (requested or "").strip()
+        kind = "previous" if requested == "previous" else "id" if LOOK_ID.match(requested) else "folder"
+        source = {"id": source["id"], "kind": kind, **({"path": requested} if kind == "folder" else {})}
     atlases = {}
     for name, entry in record.get("atlases", {}).items():
         unit = look_records.get(f"atlas:{name}")
         atlases[name] = {**{k: v for k, v in entry.items() if k != "file"}, "key": unit["key"] if unit else None}
-    return {"id": look["key"], "from": record.get("from"), "generation": record.get("generation"),
+    return {"id": look["key"], "from": source, "generation": record.get("generation"),
             "generation_key": (look_records.get("generation") or {}).get("key"),
             "never_seen_texels": sum(a.get("never_seen", 0) for a in atlases.values()),
             "fill": {"seen_texels": "as the views painted them (16-bit)",

@@ -477,9 +477,9 @@ def build_look(params: dict, ctx) -> dict:
             except OSError:
                 shutil.copyfile(src, staging / rel)
             files.setdefault(name, sha256_file(staging / rel))
-        source_entry = None
-        if source is not None:
-            source_entry = {"id": source.id, **{k: v for k, v in (params.get("look_from") or {}).items() if k in ("kind", "shot", "path")}}
+        # only the source's id: the look unit is shared by every request with this key (how this job named
+        # its source, a folder, an id or 'previous', goes into its own manifest)
+        source_entry = None if source is None else {"id": source.id}
         summary = {"keyframes": record["keyframes"], "generated_frames": record["generated_frames"],
                    "denoising_steps": record["denoising_steps"]}
         look = look_record(ctx.key("look"), atlases, files, generation=summary, source=source_entry)
