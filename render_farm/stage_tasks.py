@@ -526,6 +526,11 @@ def gather_frames(params: dict, ctx) -> dict:
             if a.brand and a.instance_id not in named and a.instance_id:
                 brands.append(BrandColour(name, a.brand, [a.instance_id]))
                 named.add(a.instance_id)
+    from stylize.look_atlases import attach_fits  # each target's lightness fit, as its atlas recorded it
+
+    names = {int(o.instance_id): o.name for o in shot_scene.objects}
+    attach_fits(brands, {names[i]: atlas(names[i]) for b in brands for i in b.instance_ids
+                         if i in names and (ctx.view / atlas_relpath(names[i])).is_file()})
     events = {f: (image, mask) for f, image, mask in generation.events}
 
     # 2. Each frame

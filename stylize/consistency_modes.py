@@ -84,7 +84,7 @@ def build_look(template, job_dir: Path, shot_passes, scene, kind: str, stylizer_
     ``kind`` ``baked``: nothing is generated (what the look never saw is filled). ``generation``: a
     generation already made (read back from the store): replayed into the atlases, no generator.
     ``directions``: the frames' region prompts and reference images (diffusion), as for the other modes."""
-    from stylize.look_atlases import Generation, finish_atlases, frame_shows, initial_atlases, replay
+    from stylize.look_atlases import Generation, finish_atlases, frame_shows, inherited_fits, initial_atlases, replay
 
     style = template.style
     if min_generate_pixels is None:
@@ -110,7 +110,8 @@ def build_look(template, job_dir: Path, shot_passes, scene, kind: str, stylizer_
             steps_by_frame={p.frame: int(stylizer.counter.per_frame.get(p.frame, 0)) for p in shot_passes},
             shows=frame_shows(scene, shot_passes), generate_seconds=dict(stylizer.generate_seconds),
         )
-    return generation, finish_atlases(atlases, scene, list(brands), inherited, style)
+    return generation, finish_atlases(atlases, scene, list(brands), inherited, style,
+                                      inherited_fits(scene, source, inherited))
 
 
 def look_frames(generation, atlases: dict, shot_passes, scene, brands) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray] | None]:
@@ -118,6 +119,9 @@ def look_frames(generation, atlases: dict, shot_passes, scene, brands) -> tuple[
     from stylize.look_atlases import frame_from_look, textures_by_instance
 
     textures = textures_by_instance(atlases)
+    from stylize.look_atlases import attach_fits
+
+    attach_fits(brands, atlases)
     plain = textures_by_instance(atlases, unbranded=True) if brands else None
     events = {f: (image, mask) for f, image, mask in generation.events}
     images, unbranded = {}, ({} if brands else None)
@@ -291,13 +295,15 @@ class _FrameStylizer:
 def _flow_warp(stylizer: _FrameStylizer, shot_passes, scene, min_generate_pixels: int, first: np.ndarray | None = None,
                brands=(), unbranded: dict | None = None):
     """Frames in order, each from the previous output warped; ``first``: shot_passes[0]'s output, already known.
-    Each frame's brand colours are corrected before the next warps from it (``unbranded`` gets it before)."""
-    from stylize.brand_colours import apply_to_frame
+    The chain is unbranded (each frame warps from the one before without the brand correction, so the
+    correction is applied once, to each output: ``unbranded`` gets the chain); the first frame showing a
+    brand target fixes its lightness fit (:func:`stylize.brand_colours.fix_fits`)."""
+    from stylize.brand_colours import apply_to_frame, fix_fits
 
     def finish(p, image):
-        if unbranded is not None:
-            unbranded[p.frame] = image
-        return apply_to_frame(image, p.instance_id, brands)
+        if brands:
+            fix_fits(image, p.instance_id, brands)
+        return image
 
     from stylize.anchor_attention import AnchorState, install_anchor_attention, restore_processors
     from stylize.flow_warp import warp_with_background
@@ -338,4 +344,10 @@ def _flow_warp(stylizer: _FrameStylizer, shot_passes, scene, min_generate_pixels
         if previous_processors is not None:
             restore_processors(stylizer.instance.pipeline.unet, previous_processors)
             stylizer.anchor = None
+    if brands:
+        given = shot_passes[0].frame if first is not None else None
+        if unbranded is not None:
+            unbranded.update(images)
+        images = {p.frame: images[p.frame] if p.frame == given else apply_to_frame(images[p.frame], p.instance_id, brands)
+                  for p in shot_passes}
     return images, generated

@@ -202,7 +202,8 @@ def initial_atlases(scene, shot_passes, source: Look | None, *, max_size: int = 
     """The shot's :class:`stylize.texture_atlas.AtlasSet` (an atlas for every object), with the
     atlases of ``source`` in place for every object whose geometry it holds (their sizes, colours
     and seen texels; the environment too). Returns (atlases, {instance id: the source's seen
-    texels}: what this shot inherits and must keep bit-identical)."""
+    texels}: what this shot inherits and must keep bit-identical). A brand target's atlas starts
+    from its unbranded colours (see :func:`inherited_fits`)."""
     from stylize.texture_atlas import AtlasSet
 
     held = source.by_geometry() if source is not None else {}
@@ -219,11 +220,26 @@ def initial_atlases(scene, shot_passes, source: Look | None, *, max_size: int = 
         target = atlases.environment if inst == 0 else atlases.objects[inst]
         if stored.known.shape != target.known.shape:
             continue
-        target.colour[:] = stored.colour
+        # a brand target starts from its colours without the brand (corrected again, with the same fit, when finished)
+        target.colour[:] = stored.unbranded if stored.brand and stored.unbranded is not None else stored.colour
         target.known[:] = stored.known
         target.filled = None
         inherited[inst] = stored.known.copy()
     return atlases, inherited
+
+
+def inherited_fits(scene, source: Look | None, inherited: dict[int, np.ndarray]) -> dict:
+    """{(instance id, brand colour): lightness fit} of the source look's brand targets this shot inherits:
+    the same colour corrected with the same fit gives the source's texels bit for bit."""
+    if source is None:
+        return {}
+    held = source.by_geometry()
+    out = {}
+    for s in scene_surfaces(scene):
+        a = held.get(s["geometry"])
+        if a is not None and a.brand and a.stats.get("lightness_fit") and s["instance_id"] in inherited:
+            out[(s["instance_id"], a.brand)] = tuple(a.stats["lightness_fit"])
+    return out
 
 
 @dataclass
@@ -274,11 +290,15 @@ def replay(atlases, shot_passes, events) -> None:
         atlases.write_pixels(np.asarray(image).astype(np.float64) / 255.0, by_frame[frame], mask)
 
 
-def finish_atlases(atlases, scene, brands, inherited: dict[int, np.ndarray], style) -> dict[str, StoredAtlas]:
+def finish_atlases(atlases, scene, brands, inherited: dict[int, np.ndarray], style,
+                   inherited_fits: dict | None = None) -> dict[str, StoredAtlas]:
     """The look's finished atlases by name (see the module docstring): seen texels rounded to 16
     bits (inherited ones are already on that grid and stay bit-identical); each brand's objects'
     new seen texels corrected (``brands``: :class:`stylize.brand_colours.BrandColour`, the colours
-    this shot's objects take); the rest filled; counts recorded."""
+    this shot's objects take) with the object's lightness fit (``inherited_fits``: {(instance id,
+    brand colour): fit} of the source look, kept; otherwise fitted to the object's seen texels,
+    recorded in its stats); the rest filled; counts recorded."""
+    inherited_fits = inherited_fits or {}
     from stylize.brand_colours import apply_to_texels
     from stylize.npr_stylizer import SKY_COLOUR, class_colour_table
 
@@ -296,10 +316,15 @@ def finish_atlases(atlases, scene, brands, inherited: dict[int, np.ndarray], sty
         region = dilate(island, atlases.margin) if inst != 0 else island
         brand = brand_of.get(inst)
         unbranded = None
+        fit = None
         if brand is not None:
             unbranded = _fill(seen.copy(), known, region)
-            new = known & ~inherited.get(inst, np.zeros_like(known))
-            apply_to_texels(seen, new, brand)
+            fit = inherited_fits.get((inst, brand.color))
+            if fit is None and known.any():  # the object's lightness fit, from its unbranded seen texels
+                from stylize.perceptual_colour import srgb_to_lab
+
+                fit = brand.fit(srgb_to_lab(np.asarray(seen, np.float64)[known])[:, 0])
+            apply_to_texels(seen, known, brand, fit)  # every seen texel is unbranded here (initial_atlases)
             seen = quantise(seen)
         if known.any():
             colour, fill = _fill(seen, known, region), FILL_PUSH_PULL
@@ -308,13 +333,16 @@ def finish_atlases(atlases, scene, brands, inherited: dict[int, np.ndarray], sty
             colour = np.where(region[..., None], quantise(np.asarray(flat, np.float64))[None, None, :], 0).astype(np.float32)
             if brand is not None:
                 unbranded = colour.copy()
-                apply_to_texels(colour, region, brand)
+                fit = brand.fit(srgb_to_lab_flat(colour[region]))  # flat: one lightness, moved to where sRGB holds the brand
+                apply_to_texels(colour, region, brand, fit)
                 colour = quantise(colour)
             fill = FILL_SKY if inst == 0 else FILL_FLAT
         texels = int(island.sum())
         seen_texels = int((known & island).sum())
         stats = {"texels": texels, "seen": seen_texels, "never_seen": texels - seen_texels, "fill": fill,
                  "inherited": int((inherited[inst] & island).sum()) if inst in inherited else 0}
+        if fit is not None:
+            stats["lightness_fit"] = [round(float(v), 6) for v in fit]
         out[s["name"]] = StoredAtlas(name=s["name"], instance_id=inst, class_id=int(s["class_id"]), geometry=s["geometry"],
                                      colour=colour, known=known, brand=brand.color if brand is not None else None,
                                      unbranded=unbranded, stats=stats)
@@ -328,6 +356,22 @@ def _fill(colour: np.ndarray, known: np.ndarray, region: np.ndarray) -> np.ndarr
 
 
 # -- frames from a look -------------------------------------------------------------------------
+
+def srgb_to_lab_flat(colours: np.ndarray) -> np.ndarray:
+    from stylize.perceptual_colour import srgb_to_lab
+
+    return srgb_to_lab(np.asarray(colours, np.float64))[..., 0].ravel()
+
+
+def attach_fits(brands, atlases: dict[str, StoredAtlas]) -> None:
+    """Give each brand its objects' lightness fits as their atlases recorded them (frames then match the texels)."""
+    by_instance = {a.instance_id: a for a in atlases.values()}
+    for brand in brands:
+        for inst in brand.instance_ids:
+            a = by_instance.get(inst)
+            if a is not None and a.brand == brand.color and a.stats.get("lightness_fit"):
+                brand.fits[inst] = tuple(a.stats["lightness_fit"])
+
 
 def textures_by_instance(atlases: dict[str, StoredAtlas], *, unbranded: bool = False) -> dict[int, np.ndarray]:
     """{instance id (0: environment): the texture frames sample}, optionally without the brand correction."""
@@ -349,10 +393,11 @@ def frame_from_look(frame_passes, camera, textures: dict[int, np.ndarray], brand
             image = np.where(generated[1][..., None], np.asarray(generated[0], np.uint8), image)
         return image
 
-    image = compose(textures)
-    branded = apply_to_frame(image, frame_passes.instance_id, brands)
-    before = compose(unbranded_textures) if brands and unbranded_textures is not None else (image if brands else None)
-    return branded, before
+    if not brands:
+        return compose(textures), None
+    # the correction is applied once, to the frame gathered from the unbranded textures
+    before = compose(unbranded_textures if unbranded_textures is not None else textures)
+    return apply_to_frame(before, frame_passes.instance_id, brands), before
 
 
 # -- one object again (edits: issue 14) -----------------------------------------------------------

@@ -90,6 +90,24 @@ def test_the_correction_holds_hue_and_chroma_and_keeps_lightness_order():
     assert (np.diff(lab[order, 0]) > -0.7).all()  # monotone (up to 8-bit rounding)
 
 
+def test_a_saturated_brand_on_a_harshly_lit_object_is_fitted_into_the_lightnesses_srgb_holds_it_at():
+    from stylize.brand_colours import BrandColour
+
+    brand = BrandColour("x", "#C8102E", [1])  # sRGB holds this red's chroma only over part of L*
+    grey = np.linspace(0.05, 0.95, 400)[:, None].repeat(3, axis=1)  # L* about 4..97: wider than that part
+    out = np.rint(brand.correct(grey) * 255).astype(np.uint8)
+    before = [srgb8_to_lab(*map(int, np.rint(c * 255))) for c in grey]
+    after = [srgb8_to_lab(*map(int, c)) for c in out]
+    _, ba, bb = srgb8_to_lab(0xC8, 0x10, 0x2E)
+    assert np.mean([delta_e_2000(c, (c[0], ba, bb)) for c in after]) <= 2.0  # the oracle's reading
+    l_before, l_after = np.array([c[0] for c in before]), np.array([c[0] for c in after])
+    assert (np.diff(l_after) >= -0.5).all()  # monotone: the texture's order is kept
+    assert l_after.std() / l_before.std() > 0.4  # contrast scaled, not flattened
+    # with the identity lightness (no fit) the same ramp misses the brand colour by far more
+    plain = np.rint(brand.correct(grey, (50.0, 50.0, 1.0)) * 255).astype(np.uint8)
+    assert np.mean([delta_e_2000(c, (c[0], ba, bb)) for c in (srgb8_to_lab(*map(int, p)) for p in plain)]) > 2.0
+
+
 def test_targets_name_objects_by_name_glob_or_class_and_bad_ones_are_refused():
     from scenes.brand_targets import brand_problems, brand_targets
     from scenes.template_schema import StyleSpec

@@ -80,6 +80,13 @@ def test_a_brand_colour_change_replays_the_generation_and_reruns_only_its_atlas(
     _run(root, executor, ["a_red.toml"], "a_red_fresh", tmp_path / "empty_store")
     assert _frames(root / "a_red") == _frames(root / "a_red_fresh")
     assert _frames(root / "a_red") != _frames(root / "a")
+    # a shot starting from the red look keeps box1's red texels bit for bit (the same colour, the same lightness fit)
+    from stylize.look_atlases import read_look
+
+    _run(root, executor, ["b.toml"], "b_from_red", store, overrides=[f"style.look.from={root / 'a_red'}"])
+    red_box, inherited_box = read_look(root / "a_red").atlases["box1"], read_look(root / "b_from_red").atlases["box1"]
+    assert inherited_box.brand == "#C8102E" and red_box.stats["lightness_fit"] == inherited_box.stats["lightness_fit"]
+    np.testing.assert_array_equal(inherited_box.colour[red_box.known], red_box.colour[red_box.known])
 
 
 def test_a_shot_starting_from_a_look_keeps_its_colours(shots):
