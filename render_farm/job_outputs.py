@@ -256,7 +256,7 @@ def _look_summary(look_records: dict, requested: str = "") -> dict | None:
     """The manifest's ``look``: its id, where it started from (the source look's id, and how this shot's
     ``style.look.from`` named it: ``requested``), and per atlas its key, size, texels seen and never seen
     and how those were filled (the look unit's record), and the generation's figures."""
-    from render_farm.look_plan import LOOK_ID
+    import re
 
     look = look_records.get("look")
     if look is None:
@@ -265,7 +265,7 @@ def _look_summary(look_records: dict, requested: str = "") -> dict | None:
     source = record.get("from")
     if source:
         requested = (requested or "").strip()
-        kind = "previous" if requested == "previous" else "id" if LOOK_ID.match(requested) else "folder"
+        kind = "previous" if requested == "previous" else "id" if re.fullmatch(r"[0-9a-f]{64}", requested) else "folder"
         source = {"id": source["id"], "kind": kind, **({"path": requested} if kind == "folder" else {})}
     atlases = {}
     for name, entry in record.get("atlases", {}).items():
