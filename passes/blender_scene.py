@@ -307,3 +307,84 @@ def save_scene_blend(scene: Scene, path: str | os.PathLike) -> None:
     if "FINISHED" not in result or not tmp.is_file():
         raise RuntimeError(f"Blender did not write {path} ({result})")
     os.replace(tmp, path)
+
+
+def _texture_materials(bpy, textures: dict, folder: Path) -> None:
+    """Give every mesh object whose stable name has a texture a material with it as base colour:
+    an image (sRGB, packed) on the object's UV map through a Principled BSDF. ``textures``:
+    {stable name: (S, S', 3) uint8, row 0 at v = 0}; each is written as a PNG in ``folder`` first
+    (our own encoder, so the packed and exported bytes are those), then loaded."""
+    from greybox.atomic_files import encode_png
+    from passes.blender_compat import new_node_material
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, obj in enumerate(o for o in bpy.context.scene.objects if o.type == "MESH" and o.name in textures):
+        pixels = np.asarray(textures[obj.name], dtype=np.uint8)
+        path = folder / f"texture_{index:05d}.png"
+        path.write_bytes(encode_png(np.ascontiguousarray(pixels[::-1])))  # PNG rows run from the top (v = 1) down
+        image = bpy.data.images.load(str(path))
+        image.name = f"{obj.name}_look"
+        image.colorspace_settings.name = "sRGB"
+        image.pack()
+        mat = new_node_material(bpy.data, f"{obj.name}_look")
+        nodes, links = mat.node_tree.nodes, mat.node_tree.links
+        bsdf = next((n for n in nodes if n.type == "BSDF_PRINCIPLED"), None) or nodes.new("ShaderNodeBsdfPrincipled")
+        out = next((n for n in nodes if n.type == "OUTPUT_MATERIAL"), None) or nodes.new("ShaderNodeOutputMaterial")
+        if not bsdf.outputs["BSDF"].links:
+            links.new(bsdf.outputs["BSDF"], out.inputs["Surface"])
+        tex = nodes.new("ShaderNodeTexImage")
+        tex.image = image
+        tex.interpolation = "Linear"
+        uv = nodes.new("ShaderNodeUVMap")
+        uv.uv_map = UV_LAYER_NAME
+        links.new(uv.outputs["UV"], tex.inputs["Vector"])
+        links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+        obj.data.materials.clear()
+        obj.data.materials.append(mat)
+
+
+def export_textured_scene(scene: Scene, textures: dict, glb_path: str | os.PathLike,
+                          blend_path: str | os.PathLike | None = None) -> None:
+    """``scene`` as :func:`export_scene_gltf` writes it, each object with its look's atlas as its
+    base-colour texture on its UV map (``textures``: {stable name: (S, S', 3) uint8 sRGB}), through
+    Blender's glTF exporter (materials exported, images as PNG inside the .glb); with ``blend_path``
+    also a .blend with the images packed. Replaces Blender's current data."""
+    import bpy
+
+    from passes.blender_compat import keep_exit_clean
+    from passes.blender_render import _quiet_stdout
+
+    keep_exit_clean()
+    glb_path = Path(glb_path)
+    glb_path.parent.mkdir(parents=True, exist_ok=True)
+    instantiate_scene(scene, object_frames=True)
+    _scene_properties(bpy.context.scene, scene)
+    _texture_materials(bpy, textures, glb_path.parent / f".textures-{os.getpid()}")
+    tmp = _temporary(glb_path)
+    options = dict(
+        filepath=str(tmp), export_format="GLB", check_existing=False,
+        use_selection=False, use_visible=False, use_renderable=False, use_active_collection=False,
+        export_extras=True, export_yup=True, export_apply=False,
+        export_texcoords=True, export_normals=True, export_tangents=False, export_materials="EXPORT",
+        export_image_format="AUTO", export_cameras=True, export_lights=False, export_draco_mesh_compression_enable=False,
+        export_animations=True, export_frame_range=True, export_force_sampling=True, export_frame_step=1,
+        export_anim_slide_to_zero=False, export_optimize_animation_size=False, export_current_frame=False,
+    )
+    known = {prop.identifier for prop in bpy.ops.export_scene.gltf.get_rna_type().properties}
+    with _quiet_stdout():
+        result = bpy.ops.export_scene.gltf(**{k: v for k, v in options.items() if k in known})
+    if "FINISHED" not in result or not tmp.is_file():
+        raise RuntimeError(f"Blender's glTF exporter did not write {glb_path} ({result})")
+    os.replace(tmp, glb_path)
+    if blend_path is not None:
+        blend_path = Path(blend_path)
+        tmp = _temporary(blend_path)
+        with _quiet_stdout():
+            result = bpy.ops.wm.save_as_mainfile(filepath=str(tmp), copy=True, compress=False, relative_remap=False,
+                                                 check_existing=False)
+        if "FINISHED" not in result or not tmp.is_file():
+            raise RuntimeError(f"Blender did not write {blend_path} ({result})")
+        os.replace(tmp, blend_path)
+    import shutil
+
+    shutil.rmtree(glb_path.parent / f".textures-{os.getpid()}", ignore_errors=True)

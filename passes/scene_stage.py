@@ -139,6 +139,12 @@ def build_outcome(template, roots=None) -> tuple[list[dict], dict[str, str]]:
              for p in scene_problems(template, **kw)]
     if not found and _style_targets_of(template.style):
         found = style_target_problems(template, **kw)
+    if not found and template.style.brand_colors:  # what the brand colours name, on the built scene
+        from procedural.scene_builder import build_scene
+        from scenes.brand_targets import brand_problems
+
+        found = [{"key": key, "value": value, "message": f"{key} = {value!r}: {message}"}
+                 for key, value, message in brand_problems(template.style, build_scene(template, **kw))]
     return found, files
 
 
@@ -237,7 +243,8 @@ def check_scenes_build(shots: Iterable[tuple[str, object, dict, str]], *, isolat
         needs = build_needs_blender(template)
         folder = str(folders.get(label) or (template_folder(source) if needs else ""))
         key = canonical_hash({"scene": {k: v for k, v in resolved.items() if k not in ("name", "description", "style")},
-                              "targets": _style_targets(resolved), "folder": folder if needs else None})
+                              "targets": _style_targets(resolved), "folder": folder if needs else None,
+                              "brand_targets": [b.get("target") for b in (resolved.get("style") or {}).get("brand_colors", [])]})
         groups.setdefault(key, []).append(label)
         first.setdefault(key, (template, resolved, source, folder))
 

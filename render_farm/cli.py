@@ -30,7 +30,7 @@ def _add_job_options(p: argparse.ArgumentParser, render: bool) -> None:
     p.add_argument("--sweep", dest="sweeps", action="append", default=[], metavar="KEY.PATH=[V1,V2,...]",
                    help="one shot per value (TOML list), each in its own subfolder; repeatable (all combinations)")
     if render:
-        p.add_argument("--stylizer", choices=("diffusion", "npr"), help="default: the template's style.stylizer")
+        p.add_argument("--stylizer", choices=("diffusion", "npr", "baked"), help="default: the template's style.stylizer (baked: from style.look.from, no denoising)")
         p.add_argument("--model", metavar="ID_OR_DIR", help="base model: hub id or local diffusers folder")
         p.add_argument("--controlnet", dest="controlnets", action="append", default=[], metavar="PASS=ID_OR_DIR",
                        help="replace the template's ControlNets (PASS: depth, normal, seg, lines); repeatable")

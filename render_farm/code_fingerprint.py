@@ -46,9 +46,18 @@ STAGE_SOURCES: dict[str, tuple[str, ...]] = {
     # and the per-frame figures recorded with them.
     "stylize": ("greybox/", "scenes/", "stylize/", "passes/frame_passes.py", "passes/pass_exr.py", "passes/depth_tolerance.py",
                 "passes/cryptomatte.py", "render_farm/task_memory.py", "render_farm/frame_figures.py", *_TASK_GLUE),
+    # A shot's look (keyframes, baked): its generation, atlases and record, written by the stylizers.
+    "look": ("greybox/", "scenes/", "stylize/", "passes/frame_passes.py", "passes/pass_exr.py", "passes/depth_tolerance.py",
+             "passes/cryptomatte.py", "render_farm/task_memory.py", "render_farm/frame_figures.py", *_TASK_GLUE),
+    "atlas": ("greybox/", "scenes/", "stylize/", "passes/frame_passes.py", "passes/pass_exr.py", "passes/depth_tolerance.py",
+              "passes/cryptomatte.py", "render_farm/task_memory.py", "render_farm/frame_figures.py", *_TASK_GLUE),
+    # scene/textured.glb and .blend: the scene's export through Blender, with the look's atlases as textures.
+    "textured": (*_SCENE, "stylize/", "passes/pass_exr.py", "passes/depth_tolerance.py", "passes/cryptomatte.py",
+                 "render_farm/task_memory.py", "render_farm/frame_figures.py"),
     # video and contact sheet from the view's frames and control images.
     "assemble": ("greybox/", "render_farm/job_outputs.py", "passes/frame_passes.py", "passes/pass_exr.py",
-                 "passes/cryptomatte.py", "scenes/semantic_palette.py", "stylize/frame_seeds.py", *_TASK_GLUE),
+                 "passes/cryptomatte.py", "scenes/semantic_palette.py", "scenes/brand_targets.py", "stylize/frame_seeds.py",
+                 *_TASK_GLUE),
 }
 
 

@@ -41,14 +41,15 @@ from render_farm.task_store import TaskStore, default_store_root
 GRAPH_FILE = "graph.json"
 RUN_LOG = "run_log.jsonl"
 VIEW_ENTRIES = ("passes", "control", "frames", "video.mp4", "contact_sheet.png", "manifest.json", "cameras.json",
-                "video.mov", "review.html", "review_proxy.mp4", "comfyui", "scene")
+                "video.mov", "review.html", "review_proxy.mp4", "comfyui", "scene", "look")
 META_DIR = ".greybox"
 # What greybox writes in DIR and in each shot's folder: each must be a real folder or file of DIR.
 VIEW_FOLDERS = ("", "passes", "frames", "control", "control/depth", "control/normal", "control/seg", "control/lines",
-                "comfyui", "comfyui/masks", "scene")
+                "comfyui", "comfyui/masks", "scene", "look", "look/atlases", "look/generated")
 VIEW_FILES = ("manifest.json", "cameras.json", "video.mp4", "contact_sheet.png", "video.mov", "review.html",
               "review_proxy.mp4", "comfyui/workflow_api.json", "comfyui/README.txt",
-              "scene/scene.npz", "scene/layout.json", "scene/scene.glb", "scene/scene.blend")
+              "scene/scene.npz", "scene/layout.json", "scene/scene.glb", "scene/scene.blend",
+              "scene/textured.glb", "scene/textured.blend", "look/look.json", "look/generation.json")
 
 
 @dataclass
@@ -260,6 +261,9 @@ def _write_manifests(job_dir: Path, shots: list[Shot], graph: JobGraph, result: 
         for kind in ("scene", "assemble"):
             for record in shot_records.get(kind, {}).values():
                 files.update({rel: info["sha256"] for rel, info in record["outputs"].items()})
+        for kind in ("textured",):
+            for record in shot_records.get(kind, {}).values():
+                files.update({rel: info["sha256"] for rel, info in record["outputs"].items()})
         manifest = build_manifest(
             shot={"name": shot.name, "source": shot.source, "template_hash": shot.template_hash,
                   "resolved": shot.resolved, "overrides": shot.overrides},
@@ -377,6 +381,11 @@ def run_job(
     store_root = Path(store).expanduser() if store else default_store_root()
     _check_writable(job_dir, "--out")
     _check_writable(store_root.absolute(), "--store")
+    look_sources: dict = {}
+    if request.command == "render":  # style.look.from: a look in the store, or the shot before (render_farm/look_plan.py)
+        from render_farm.look_plan import resolve_look_sources
+
+        look_sources = resolve_look_sources(shots, store_root)
 
     # 2. Resolve model weights before anything renders (exit 3 at once).
     models: dict[str, dict | None] = {}
@@ -430,6 +439,7 @@ def run_job(
             task_timeout_s=request.task_timeout_s, models=models, model_override=request.model,
             controlnet_overrides=request.controlnets, gpu=gpu, max_memory=max_memory, references=references,
             scene_files=scene_files, asset_roots=request.asset_roots,
+            look_sources=look_sources,
         )
         meta = job_dir / META_DIR
         write_json_confined(job_dir, f"{META_DIR}/{GRAPH_FILE}", {"tasks": graph.summary()})

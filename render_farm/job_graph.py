@@ -4,7 +4,7 @@ A :class:`Task` is one piece of work a worker runs (``fn``, a ``module:function`
 ``params``). Its outputs are cached in the store per *unit* (a frame's passes, a frame's stylised
 image, a shot's video): ``units`` lists ``(name, key)``; a task whose every unit is in the store is
 done without running. A task whose keys depend on what its upstream units recorded (region prompts keyed by the frames
-that show their objects) names ``keys_from``: the scheduler computes its units once its
+that show their objects; the atlases a keyframes frame reads, known once the shot's look is planned) names ``keys_from``: the scheduler computes its units once its
 dependencies are done, before looking for them in the store. ``deps`` are task ids that must finish first: passes before stylisation,
 frame t-1 before frame t (flow warping), keyframes before the frames that gather from them,
 every frame before assembly.

@@ -188,6 +188,7 @@ def build_manifest(
                 if meta.get("warp_error"):
                     warp_by_frame[frame_name(f)] = meta["warp_error"]
     style = resolved["style"]
+    brand_entries, brand_sums = _brand_sums(records.get("stylize", {}), frames)
     style_seed = resolved["seed"] if style.get("seed") is None else style["seed"]
     seeds: dict = {"scene": resolved["seed"]}
     if stylized:
@@ -229,7 +230,59 @@ def build_manifest(
         manifest["consistency"] = consistency
         if style.get("stylizer") == "diffusion" and (style.get("regions") or style.get("reference_images")):
             manifest["direction"] = _direction_manifest(style, records.get("stylize", {}), frames, references, models)
+        look = _look_summary(records.get("look", {}), (style.get("look") or {}).get("from", ""))
+        if look is not None:
+            manifest["look"] = look
+        if brand_entries:
+            from scenes.brand_targets import pooled_figures
+
+            manifest["brand_colors"] = [{**entry, **pooled_figures(brand_sums.get(str(k), []))}
+                                        for k, entry in enumerate(brand_entries)]
     return manifest
+
+
+def _brand_sums(stylize_records: dict, frames: list[int]) -> tuple[list[dict], dict[str, list[dict]]]:
+    """The brand colour entries the frames recorded, and per entry the figures' sums of each frame."""
+    entries: list[dict] = []
+    sums: dict[str, list[dict]] = {}
+    for f in frames:
+        record = stylize_records.get(f)
+        brand = ((record or {}).get("meta") or {}).get("brand_colors")
+        if not brand:
+            continue
+        if len(brand["entries"]) > len(entries):
+            entries = brand["entries"]
+        for k, s in brand["sums"].items():
+            sums.setdefault(k, []).append(s)
+    return entries, sums
+
+
+def _look_summary(look_records: dict, requested: str = "") -> dict | None:
+    """The manifest's ``look``: its id, where it started from (the source look's id, and how this shot's
+    ``style.look.from`` named it: ``requested``), and per atlas its key, size, texels seen and never seen
+    and how those were filled (the look unit's record), and the generation's figures."""
+    import re
+
+    look = look_records.get("look")
+    if look is None:
+        return None
+    record = look.get("meta", {}).get("look") or {}
+    source = record.get("from")
+    if source:
+        requested = (requested or "").strip()
+        kind = "previous" if requested == "previous" else "id" if re.fullmatch(r"[0-9a-f]{64}", requested) else "folder"
+        source = {"id": source["id"], "kind": kind, **({"path": requested} if kind == "folder" else {})}
+    atlases = {}
+    for name, entry in record.get("atlases", {}).items():
+        unit = look_records.get(f"atlas:{name}")
+        atlases[name] = {**{k: v for k, v in entry.items() if k != "file"}, "key": unit["key"] if unit else None}
+    return {"id": look["key"], "from": source, "generation": record.get("generation"),
+            "generation_key": (look_records.get("generation") or {}).get("key"),
+            "never_seen_texels": sum(a.get("never_seen", 0) for a in atlases.values()),
+            "fill": {"seen_texels": "as the views painted them (16-bit)",
+                     "never_seen_texels": "push-pull (Gortler et al. 1996) from the seen texels of the same atlas; an "
+                                          "object no view saw: its flat NPR class colour (the background: the NPR sky)"},
+            "atlases": atlases}
 
 
 def _direction_manifest(style: dict, stylize_records: dict, frames: list[int], references: list[dict] | None,

@@ -288,18 +288,23 @@ def build_graph(
     references: dict[str, list[dict]] | None = None,
     scene_files: dict[str, dict[str, str]] | None = None,
     asset_roots=(),
+    look_sources: dict[str, dict | None] | None = None,
 ) -> JobGraph:
     """The job's task graph; ``models[shot.name]`` is ``ResolvedModels.manifest()`` for diffusion shots.
     ``max_memory`` (bytes) is each task's memory budget (None: what its machine has free).
     ``references[shot.name]``: the shot's checked reference images (``ReferenceFile.to_json()``).
     ``scene_files[shot.name]``: {label: sha256} of the model files the shot's scene reads (from the
-    build check, :func:`passes.scene_stage.check_scenes_build`); ``asset_roots``: the ``--asset-root`` folders."""
+    build check, :func:`passes.scene_stage.check_scenes_build`); ``asset_roots``: the ``--asset-root`` folders.
+    ``look_sources[shot.name]``: where the shot's look starts from (:func:`render_farm.look_plan.resolve_look_sources`);
+    shots in ``keyframes`` or ``baked`` get the look's tasks (:mod:`render_farm.look_plan`)."""
     from passes.blender_compat import installed_blender_version
     from scenes.scene_data import SCENE_FORMAT_VERSION
 
     graph = JobGraph()
     models = models or {}
     references = references or {}
+    look_sources = look_sources or {}
+    look_tasks: dict[str, str] = {}
     blender = installed_blender_version()  # the bpy distribution's version; bpy is not imported here
     for shot in shots:
         prefix = f"{shot.name}/" if shot.folder else ""
@@ -362,6 +367,15 @@ def build_graph(
             shot_models = {k: v for k, v in shot_models.items() if k != "ip_adapter"}
         settings = {"threads": threads, "models": shot_models,
                     "model_override": model_override, "controlnet_overrides": controlnet_overrides or {}}
+        from render_farm.look_plan import makes_look
+
+        if makes_look(style):  # the look, then frames gathered from it (render_farm/look_plan.py)
+            _add_look_tasks(graph, shot, prefix, view, common, scene_key, scene_task.task_id, passes_key, chunk_of,
+                            settings, look_sources.get(shot.name), look_tasks, threads=threads, gpu=gpu,
+                            timeout=task_timeout_s, blender=blender, model_override=model_override,
+                            controlnet_overrides=controlnet_overrides, references=references.get(shot.name),
+                            ip_adapter=ip_adapter)
+            continue
         plan = stylize_batches(style.consistency.mode, shot.frames, style.batch_size, start)
         is_directed = directed(style)
         regions, refs = _direction_entries(resolved, references.get(shot.name))
@@ -424,3 +438,77 @@ def build_graph(
             timeout_s=task_timeout_s or (300.0 + 2.0 * len(shot.frames)), keys_from=asm_keys_from,
         ))
     return graph
+
+
+def _add_look_tasks(graph: JobGraph, shot: Shot, prefix: str, view: str, common: dict, scene_key: str, scene_task: str,
+                    passes_key: dict[int, str], chunk_of: dict[int, str], settings: dict, source: dict | None,
+                    look_tasks: dict[str, str], *, threads: int, gpu: bool, timeout: float | None, blender: str,
+                    model_override, controlnet_overrides, references: list[dict] | None = None, ip_adapter=None) -> None:
+    """A look shot's tasks: ``look``, ``stylize`` (gathered frames), ``textured``, ``assemble`` (keys at run time).
+    Regions and reference images (diffusion) direct the look's generation: their entries (a reference
+    image by its bytes' sha256) and the IP-Adapter go into its key."""
+    from render_farm import look_plan
+
+    template, resolved = shot.template, shot.resolved
+    style = template.style
+    frames = shot.frames
+    passes_tasks = list(dict.fromkeys(chunk_of[f] for f in frames))
+    look_from = {"kind": None}
+    key_source = None
+    deps = [scene_task, *passes_tasks]
+    if source is not None and source["kind"] == "previous":
+        prev_task = look_tasks[source["shot"]]
+        deps.append(prev_task)
+        key_source = {"task": prev_task}
+        look_from = {"kind": "previous", "shot": source["shot"], "view": graph.tasks[prev_task].view}
+    elif source is not None:
+        key_source = {"id": source["id"], "record": source.get("record")}
+        look_from = {"kind": source["kind"], "id": source["id"], "path": source.get("path")}
+    diffusion = style.stylizer == "diffusion"
+    look_task = graph.add(Task(
+        f"{prefix}look", "look", look_plan.LOOK_FN,
+        {**common, "stylizer": style.stylizer, "model_override": model_override,
+         "controlnet_overrides": controlnet_overrides or {}, "look_from": look_from, "reference_files": references or [],
+         "keys": {"scene_task": scene_task, "frames": frames, "passes": {str(f): passes_key[f] for f in frames},
+                  "generation": {**look_plan.generation_inputs(resolved), "settings": settings,
+                                 **({"direction": _direction_entries(resolved, references),
+                                     "ip_adapter": ip_adapter if style.reference_images else None}
+                                    if diffusion and directed(style) else {})},
+                  "source": key_source,
+                  "brands": [dict(b) for b in resolved["style"].get("brand_colors", [])]}},
+        deps=tuple(dict.fromkeys(deps)), shot=shot.name, view=view, frames=tuple(frames), num_cpus=threads,
+        num_gpus=1.0 if (gpu and diffusion) else 0.0, threads=threads,
+        timeout_s=timeout or (600.0 + 600.0 * len(frames)), keys_from=look_plan.LOOK_KEYS_FN,
+    ))
+    look_tasks[shot.name] = look_task.task_id
+    name = frame_name(frames[0]) if len(frames) == 1 else f"{frame_name(frames[0])}-{frame_name(frames[-1])}"
+    gather = graph.add(Task(
+        f"{prefix}stylize/{name}", "stylize", look_plan.GATHER_FN,
+        {**common, "stylizer": style.stylizer, "sequence": list(frames),
+         "keys": {"look_task": look_task.task_id, "frames": frames, "scene": scene_key,
+                  "passes": {str(f): passes_key[f] for f in frames},
+                  "base": {"resolution": list(template.render.resolution), "mode": style.consistency.mode,
+                           "stylizer": style.stylizer}}},
+        deps=(look_task.task_id,), shot=shot.name, view=view, frames=tuple(frames), num_cpus=threads, threads=threads,
+        timeout_s=timeout or (300.0 + 60.0 * len(frames)), keys_from=look_plan.GATHER_KEYS_FN,
+    ))
+    textured_inputs = {"blender": blender, "blend": bool(template.passes.save_blend)}
+    graph.add(Task(
+        f"{prefix}textured", "textured", look_plan.TEXTURED_FN,
+        {**common, "blender": blender, "save_blend": textured_inputs["blend"],
+         "keys": {"look_task": look_task.task_id, "scene": scene_key, "inputs": textured_inputs}},
+        deps=(look_task.task_id,), shot=shot.name, view=view, threads=1, timeout_s=timeout or 900.0,
+        keys_from=look_plan.TEXTURED_KEYS_FN,
+    ))
+    fps = template.render.fps
+    controls = list(template.passes.control)
+    video = {"video_codec": template.render.video_codec, "video_quality": template.render.video_quality}
+    inputs = {"fps": fps, "frames": frames, "controls": controls, **video}
+    graph.add(Task(
+        f"{prefix}assemble", "assemble", ASSEMBLE_FN,
+        {"frames": frames, "fps": fps, "controls": controls, **video,
+         "keys": {"inputs": inputs, "frames": frames, "stylize_tasks": [gather.task_id],
+                  "passes": {str(f): passes_key[f] for f in frames}}},
+        deps=(gather.task_id,), shot=shot.name, view=view, threads=1,
+        timeout_s=timeout or (300.0 + 2.0 * len(frames)), keys_from=look_plan.ASSEMBLE_KEYS_FN,
+    ))

@@ -223,7 +223,7 @@ class _RecordedRequest(BaseModel):
     overrides: list[str] = []
     sweeps: list[str] = []
     frames: str | None = None
-    stylizer: Literal["diffusion", "npr"] | None = None
+    stylizer: Literal["diffusion", "npr", "baked"] | None = None
     model: str | None = None
     controlnets: dict[str, str] = {}
     consistency: Literal["per_frame", "flow_warp", "keyframes"] | None = None

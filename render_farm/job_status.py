@@ -156,6 +156,29 @@ def format_manifest(manifest: dict, max_frames: int = 50) -> str:
     if "short_mae" in warp or "long_mae" in warp:
         lines.append("  E_warp (exact flow, mean abs. RGB 0..1): " + ", ".join(
             f"{label} {warp[key]:.4f}" for key, label in (("short_mae", "short range"), ("long_mae", "long range")) if key in warp))
+    look = manifest.get("look")
+    if look:
+        source = look.get("from") or {}
+        origin = f"from look {source['id']}" + (f" ({source.get('kind')}" + (f" {source['shot']}" if source.get("shot") else "")
+                                                 + (f" {source['path']}" if source.get("path") else "") + ")") if source else "new"
+        lines.append(f"  look: {look['id']}  ({origin})")
+        atlases = look.get("atlases", {})
+        seen = sum(a.get("seen", 0) for a in atlases.values())
+        total = sum(a.get("texels", 0) for a in atlases.values())
+        lines.append(f"    {len(atlases)} atlases, {seen} of {total} texels seen, {look.get('never_seen_texels', 0)} never seen "
+                     "(filled: push-pull from the seen ones; flat class colour where an object was never seen)")
+        for name, a in atlases.items():
+            size = "x".join(str(v) for v in a.get("size", []))
+            extra = f", brand {a['brand']}" if a.get("brand") else ""
+            extra += f", {a['inherited']} from the source look" if a.get("inherited") else ""
+            lines.append(f"    {name:<24} {size:>9}  seen {a.get('seen', 0)}/{a.get('texels', 0)}{extra}  atlas {str(a.get('key'))[:16]}")
+    for brand in manifest.get("brand_colors") or []:
+        if brand.get("pixels"):
+            ratio = brand.get("l_std_ratio")
+            lines.append(f"  brand colour {brand['color']} on {brand['target']}: mean CIEDE2000 {brand['delta_e_mean']:.3f} "
+                         f"(worst frame {brand['delta_e_worst_frame_mean']:.3f}), L* std {brand['l_std']:.2f}"
+                         + (f" ({ratio:.2f} of before the correction)" if ratio is not None else "")
+                         + f", {brand['pixels']} pixels in {brand['frames']} frames")
     models = manifest.get("models")
     if models:
         base = models["base"]

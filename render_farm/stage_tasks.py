@@ -328,6 +328,10 @@ def stylize_batch(params: dict, ctx) -> dict:
                 frame_meta["warp_error"] = warp_errors[frame]
             if frame in result.directed:  # the regions and reference images applied to it
                 frame_meta["directed"] = result.directed[frame]
+            if result.brands:  # the brand colours' figures' sums (render_farm/job_outputs.py pools them)
+                frame_meta["brand_colors"] = {
+                    "entries": [b.record() for b in result.brands],
+                    "sums": {str(k): v for k, v in result.brand_sums.get(frame, {}).items() if v is not None}}
             ctx.commit(unit, staging, frame_meta)
     finally:
         shutil.rmtree(batch_dir, ignore_errors=True)
@@ -347,3 +351,275 @@ def assemble_shot(params: dict, ctx) -> None:
     write_video(ctx.view, frames, params["fps"], staging / VIDEO_FILES[codec], codec, params.get("video_quality"))
     write_contact_sheet(ctx.view, frames, params["controls"], staging / "contact_sheet.png")
     ctx.commit(unit, staging, {})
+
+
+# -- looks: keyframes and the baked stylizer (render_farm/look_plan.py) ---------------------------
+
+def _look_source(look_from: dict, store, view: Path):
+    """The :class:`stylize.look_atlases.Look` a shot starts from (read from the store), or None."""
+    import json
+
+    from stylize.look_atlases import LOOK_JSON, read_look
+
+    kind = (look_from or {}).get("kind")
+    if not kind:
+        return None
+    if kind == "previous":
+        look_id = json.loads((Path(look_from["view"]) / LOOK_JSON).read_text(encoding="utf-8"))["id"]
+    else:
+        look_id = look_from["id"]
+    record, reason = store.load_record(look_id)
+    if record is None:
+        from greybox.errors import InputError
+
+        raise InputError(f"look {look_id} (style.look.from) is not intact in the store {store.root}: {reason or 'missing'}")
+    return read_look(store.unit_dir(look_id), expected_id=look_id)
+
+
+def _read_generation(view: Path):
+    """The generation a look task committed (linked into the shot's view): a :class:`stylize.look_atlases.Generation`."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from stylize.look_atlases import GENERATION_JSON, Generation, generated_relpaths
+
+    record = json.loads((Path(view) / GENERATION_JSON).read_text(encoding="utf-8"))
+    events = []
+    for f in record["generated_frames"]:
+        image_rel, mask_rel = generated_relpaths(int(f))
+        with Image.open(Path(view) / image_rel) as image, Image.open(Path(view) / mask_rel) as mask:
+            events.append((int(f), np.asarray(image.convert("RGB")), np.asarray(mask.convert("L")) > 127))
+    return Generation(events=events, keyframes=list(record["keyframes"]),
+                      steps_by_frame={int(k): int(v) for k, v in record["denoising_steps_by_frame"].items()},
+                      shows={int(k): list(v) for k, v in record["shows"].items()})
+
+
+def _diffusion_instance(params: dict, template, ctx):
+    """The warm diffusion stylizer of a stylize task (one per worker, for this style and these models)."""
+    from scenes.template_loading import canonical_hash
+    from stylize.model_resolution import resolve_models
+
+    overrides = params.get("controlnet_overrides") or None
+    resolved = resolve_models(template.style, model_override=params.get("model_override"), controlnet_overrides=overrides)
+
+    def load():
+        from stylize.diffusion_stylizer import DiffusionStylizer
+
+        return DiffusionStylizer(resolved, template.style, device=None, threads=ctx.threads)
+
+    warm_key = canonical_hash({"style": params["template"]["style"], "models": resolved.manifest(), "threads": ctx.threads})
+    return ctx.warm("stylizer", warm_key, load)
+
+
+def build_look(params: dict, ctx) -> dict:
+    """The shot's look: its generation (unless the store has it: then replayed), every atlas, the
+    look record (:mod:`render_farm.look_plan`, :mod:`stylize.look_atlases`)."""
+    # 1. Check inputs: what is missing, the scene, the passes, the look it starts from
+    template = template_from_params(params)
+    todo = {unit: key for unit, key in ctx.units}
+    if not todo:
+        return {}
+    import json
+
+    import numpy as np
+
+    from greybox.atomic_files import encode_png, write_bytes_atomic
+    from scenes.scene_data import read_scene
+    from stylize.consistency_modes import build_look as make_look
+    from stylize.consistency_modes import effective_brands, sequence_scene
+    from stylize.look_atlases import (
+        GENERATION_JSON, LOOK_JSON, atlas_relpath, generated_relpaths, look_record, write_atlas,
+    )
+    from stylize.stylize_stage import _read_passes
+
+    frames = [int(f) for f in params["keys"]["frames"]]
+    kind = params["stylizer"]
+    shot_passes = _read_passes(ctx.view, frames)
+    shot_scene = sequence_scene(ctx.view, shot_passes, read_scene(ctx.view))
+    source = _look_source(params.get("look_from"), ctx.store, ctx.view)
+    brands = effective_brands(template.style, shot_scene, source)
+    cached = None if "generation" in todo else _read_generation(ctx.view)
+
+    # 2. The generation (or its replay) and the finished atlases
+    instance = None
+    if kind == "diffusion" and cached is None:
+        _check_memory(ctx, "stylize", template, params)
+        instance = _diffusion_instance(params, template, ctx)
+    elif kind != "diffusion":
+        _check_memory(ctx, "stylize", template, params)
+    directions = None
+    style = template.style
+    if kind == "diffusion" and cached is None and (style.regions or style.reference_images):
+        from stylize.stylize_stage import _frame_directions, _read_reference_images
+
+        directions = _frame_directions(template, ctx.view, shot_passes)  # region prompts and reference images
+        if style.reference_images:
+            instance.set_reference_images(*_read_reference_images(style, params.get("reference_files")))
+    generation, atlases = make_look(template, ctx.view, shot_passes, shot_scene, kind, instance, source=source, brands=brands,
+                                    generation=cached, directions=directions)
+    meta = {"stylizer": kind}
+    if kind == "diffusion":
+        meta.update(_library_versions())
+
+    # 3. Commit: the generation, each atlas, the look (its id is its key)
+    record = generation.record()
+    if "generation" in todo:
+        staging = ctx.staging("generation")
+        write_bytes_atomic(staging / GENERATION_JSON, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
+        for f, image, mask in generation.events:
+            image_rel, mask_rel = generated_relpaths(f)
+            write_bytes_atomic(staging / image_rel, encode_png(np.ascontiguousarray(image)))
+            write_bytes_atomic(staging / mask_rel, encode_png(np.where(mask, 255, 0).astype(np.uint8)))
+        ctx.commit("generation", staging, {**meta, **record})
+    files: dict[str, str] = {}
+    for name, atlas in atlases.items():
+        unit = f"atlas:{name}"
+        if unit in todo:
+            staging = ctx.staging(unit)
+            files[name] = write_atlas(staging / atlas_relpath(name), atlas)
+            ctx.commit(unit, staging, {"name": name, "instance_id": atlas.instance_id, "brand": atlas.brand, **atlas.stats})
+    if "look" in todo:
+        from greybox.atomic_files import sha256_file
+
+        staging = ctx.staging("look")
+        for name in atlases:  # the look unit holds its atlases (links to the atlas units' files): one folder per look
+            rel = atlas_relpath(name)
+            src = ctx.store.unit_dir(ctx.records[f"atlas:{name}"]["key"]) / rel if f"atlas:{name}" in ctx.records else ctx.view / rel
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, staging / rel)
+            except OSError:
+                shutil.copyfile(src, staging / rel)
+            files.setdefault(name, sha256_file(staging / rel))
+        # only the source's id: the look unit is shared by every request with this key (how this job named
+        # its source, a folder, an id or 'previous', goes into its own manifest)
+        source_entry = None if source is None else {"id": source.id}
+        summary = {"keyframes": record["keyframes"], "generated_frames": record["generated_frames"],
+                   "denoising_steps": record["denoising_steps"]}
+        look = look_record(ctx.key("look"), atlases, files, generation=summary, source=source_entry)
+        write_bytes_atomic(staging / LOOK_JSON, (json.dumps(look, indent=1, sort_keys=True) + "\n").encode())
+        ctx.commit("look", staging, {"look": look})
+    return {**meta, "replayed": cached is not None}
+
+
+def gather_frames(params: dict, ctx) -> dict:
+    """The frames of a look shot, gathered from its atlases (the look task's units, linked into the
+    view), with the generated pixels of the frames that ran the generator and the brand colours;
+    E_warp and brand figures recorded per frame."""
+    # 1. Check inputs
+    started = time.perf_counter()
+    template = template_from_params(params)
+    todo = sorted(int(unit) for unit, _ in ctx.units)
+    if not todo:
+        return {}
+    import numpy as np
+
+    from greybox.atomic_files import write_png_atomic
+    from scenes.scene_data import read_scene
+    from stylize.brand_colours import BrandColour, frame_figure_sums, resolve_brand_colours
+    from stylize.look_atlases import atlas_relpath, frame_from_look, read_atlas
+    from stylize.stylize_stage import _read_passes
+
+    sequence = [int(f) for f in params["sequence"]]
+    generation = _read_generation(ctx.view)
+    shot_scene = read_scene(ctx.view)
+    atlases: dict = {}
+
+    def atlas(name):
+        if name not in atlases:
+            atlases[name] = read_atlas(ctx.view / atlas_relpath(name))
+        return atlases[name]
+
+    # the brand colours the look gave its objects: the style's entries (for their figures), and
+    # inherited ones per object
+    brands = resolve_brand_colours(template.style, shot_scene)
+    named = {i for b in brands for i in b.instance_ids}
+    for f in todo:
+        for name in generation.shows.get(f, []):
+            a = atlas(name)
+            if a.brand and a.instance_id not in named and a.instance_id:
+                brands.append(BrandColour(name, a.brand, [a.instance_id]))
+                named.add(a.instance_id)
+    from stylize.look_atlases import attach_fits  # each target's lightness fit, as its atlas recorded it
+
+    names = {int(o.instance_id): o.name for o in shot_scene.objects}
+    attach_fits(brands, {names[i]: atlas(names[i]) for b in brands for i in b.instance_ids
+                         if i in names and (ctx.view / atlas_relpath(names[i])).is_file()})
+    events = {f: (image, mask) for f, image, mask in generation.events}
+
+    # 2. Each frame
+    batch_dir = ctx.store.new_staging(f"gather-{ctx.units[0][1]}")
+    mode = "baked" if params["stylizer"] == "baked" else "keyframes"
+    consistency = {"mode": mode, "keyframes": list(generation.keyframes)}
+    try:
+        sums: dict[int, dict] = {}
+        for p in _read_passes(ctx.view, todo):
+            shown = [atlas(n) for n in generation.shows.get(p.frame, [])]
+            textures = {a.instance_id: a.colour for a in shown}
+            plain = {a.instance_id: (a.unbranded if a.unbranded is not None else a.colour) for a in shown}
+            image, before = frame_from_look(p, shot_scene.camera, textures, brands, events.get(p.frame), plain)
+            write_png_atomic(batch_dir / frame_png_path(p.frame), np.ascontiguousarray(image))
+            sums[p.frame] = {str(k): s for k, b in enumerate(brands)
+                             if (s := frame_figure_sums(image, p.instance_id, b, before)) is not None}
+        # E_warp of the frames against the one before and the sequence's first (stored ones read from the view)
+        figure = sorted(set(todo) | {f - 1 for f in todo if f - 1 in sequence} | {sequence[0]})
+        for f in figure:
+            if f not in todo:
+                rel = frame_png_path(f)
+                (batch_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(ctx.view / rel, batch_dir / rel)
+        from render_farm.frame_figures import sequence_warp_error
+
+        width, height = template.render.resolution
+        warp = sequence_warp_error(ctx.view, batch_dir / "frames", figure, width, height)
+        previous = dict(zip(figure[1:], figure[:-1]))
+        for frame in todo:
+            unit = str(frame)
+            staging = ctx.staging(unit)
+            _move_into(batch_dir, [frame_png_path(frame)], staging)
+            steps = int(generation.steps_by_frame.get(frame, 0))
+            frame_meta = {"stylizer": params["stylizer"], "frame": frame, "consistency": consistency,
+                          "generated": frame in generation.generated_frames, "denoising_steps": steps,
+                          "denoising_steps_frame": steps}
+            entry = dict(warp.get(frame) or {})
+            if entry and previous.get(frame) != frame - 1:
+                entry.pop("short_mae", None)
+                entry.pop("short_valid", None)
+            if entry:
+                frame_meta["warp_error"] = entry
+            if brands:
+                frame_meta["brand_colors"] = {"entries": [b.record() for b in brands], "sums": sums[frame]}
+            ctx.commit(unit, staging, frame_meta)
+    finally:
+        shutil.rmtree(batch_dir, ignore_errors=True)
+    seconds = (time.perf_counter() - started) / len(todo)
+    return {"frame_seconds": {str(f): round(seconds, 4) for f in todo}}
+
+
+def textured_scene(params: dict, ctx) -> dict:
+    """``scene/textured.glb`` (and ``scene/textured.blend``): the recorded scene with each object's
+    atlas of the shot's look as its base-colour texture (Blender's glTF exporter)."""
+    template = template_from_params(params)
+    if not ctx.units:
+        return {}
+    import numpy as np
+
+    from passes.blender_compat import check_running_blender
+    from scenes.scene_data import read_scene
+    from stylize.look_atlases import ENVIRONMENT, read_look
+
+    meta = {"bpy": check_running_blender(params.get("blender"))}
+    ctx.release_warm("passes")  # Blender's data is replaced
+    shot_scene = read_scene(ctx.view)
+    look = read_look(ctx.view)
+    textures = {name: np.clip(np.rint(a.colour * 255.0), 0, 255).astype(np.uint8)
+                for name, a in look.atlases.items() if name != ENVIRONMENT}
+    from passes.blender_scene import export_textured_scene
+
+    staging = ctx.staging("textured")
+    export_textured_scene(shot_scene, textures, staging / "scene" / "textured.glb",
+                          staging / "scene" / "textured.blend" if params.get("save_blend") or template.passes.save_blend else None)
+    ctx.commit("textured", staging, {**meta, "look": look.id})
+    return meta

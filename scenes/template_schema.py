@@ -56,7 +56,7 @@ REFERENCE_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".
 ControlPass = Literal["depth", "normal", "seg", "lines"]
 CONTROL_PASSES: tuple[str, ...] = get_args(ControlPass)
 # The stylizers and consistency modes the stylize stage runs (stylize.stylize_stage.stylize_frames).
-Stylizer = Literal["diffusion", "npr"]
+Stylizer = Literal["diffusion", "npr", "baked"]
 STYLIZERS: tuple[str, ...] = get_args(Stylizer)
 ConsistencyMode = Literal["per_frame", "flow_warp", "keyframes"]
 CONSISTENCY_MODES: tuple[str, ...] = get_args(ConsistencyMode)
@@ -72,6 +72,7 @@ EXR_GROUPS_NEEDED_BY = {
     "flow_warp": ("flow", "instance", "uv"),
     "keyframes": ("depth", "instance", "uv"),
     "regions": ("instance", "class"),
+    "baked": ("instance", "uv"),
 }
 MAX_IMPORTS = 64  # [[imports]] entries
 MAX_IMPORT_RULES = 256  # globs in imports.N.objects, rules in imports.N.classes
@@ -741,6 +742,26 @@ class IpAdapterSpec(StrictModel):
         return v
 
 
+class BrandColorSpec(StrictModel):
+    """A colour that holds on some objects: inside their pixels the hue and chroma are the brand
+    colour's and only the lightness (light, texture) varies (stylize/brand_colours.py)."""
+
+    target: Annotated[str, Field(min_length=1, max_length=200)] = Field(
+        description="an object's stable name as scene/layout.json lists it (globs allowed), or a class name")
+    color: Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$")] = Field(description="sRGB hex, e.g. '#1F4E79'")
+
+
+class LookSpec(StrictModel):
+    """Where a shot's look (its per-object texture atlases) starts from."""
+
+    from_: Annotated[str, Field(max_length=4096)] = Field(
+        "", alias="from",
+        description="'' (a new look), a job folder (its look), a look id (`greybox inspect DIR` shows it), or "
+        "'previous' (the look of the shot before this one in the same command)")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
 class StyleSpec(StrictModel):
     stylizer: Stylizer = "npr"
     prompt: str = ""
@@ -772,6 +793,8 @@ class StyleSpec(StrictModel):
     reference_images: Annotated[list[ReferenceImageSpec], Field(max_length=MAX_REFERENCE_IMAGES)] = Field(
         default_factory=list, description="[[style.reference_images]]: IP-Adapter images, whole frame or masked (diffusion)")
     ip_adapter: IpAdapterSpec = Field(default_factory=IpAdapterSpec)
+    brand_colors: Annotated[list[BrandColorSpec], Field(max_length=256)] = Field(default_factory=list)
+    look: LookSpec = Field(default_factory=LookSpec)
 
     @field_validator("consistency", mode="before")
     @classmethod
@@ -791,6 +814,12 @@ class StyleSpec(StrictModel):
         if math.sqrt(sum(c * c for c in v)) < 1e-6:
             raise ValueError("light_direction must not be the zero vector")
         return v
+
+    @model_validator(mode="after")
+    def _baked_needs_a_look(self):
+        if self.stylizer == "baked" and not self.look.from_:
+            raise ValueError("stylizer 'baked' renders from a look: set style.look.from to a job folder or a look id")
+        return self
 
     @model_validator(mode="after")
     def _unique_passes(self):
@@ -978,9 +1007,11 @@ def exr_channel_problems(template: Template) -> list[tuple[str, object, str]]:
     readers = []
     if style.stylizer == "npr":
         readers.append(("npr", "the NPR stylizer (style.stylizer = 'npr')", "or set style.stylizer = 'diffusion'"))
+    elif style.stylizer == "baked":
+        readers.append(("baked", "the baked stylizer (style.stylizer = 'baked')", "or set style.stylizer = 'npr'"))
     elif style.init_image == "npr_draft" and mode == "per_frame":
         readers.append(("npr", "the NPR drafts of style.init_image = 'npr_draft'", "or set style.init_image = 'none'"))
-    if mode in ("flow_warp", "keyframes"):
+    if mode in ("flow_warp", "keyframes") and style.stylizer != "baked":
         readers.append((mode, f"consistency mode {mode!r} (style.consistency.mode)", "or use consistency mode 'per_frame'"))
     if style.stylizer == "diffusion" and (style.regions or any(r.masked for r in style.reference_images)):
         readers.append(("regions", "the masks of style.regions and of masked style.reference_images",

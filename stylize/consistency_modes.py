@@ -43,7 +43,10 @@ from scenes.scene_data import read_scene
 class SequenceOutput:
     """What a sequence mode made: ``images`` {frame: (H, W, 3) uint8}, the frames that ran the
     generator, the keyframes (``keyframes`` mode), the UNet evaluations x batch elements (in all and
-    per frame) and the seconds the generator spent on each frame."""
+    per frame) and the seconds the generator spent on each frame. ``keyframes`` and ``baked`` also
+    give the look (``atlases``: {name: :class:`stylize.look_atlases.StoredAtlas`}), its
+    :class:`stylize.look_atlases.Generation`, and ``unbranded``: the frames without the brand
+    colours (where the style has some), for their figures."""
 
     images: dict[int, np.ndarray]
     generated_frames: list[int]
@@ -51,6 +54,83 @@ class SequenceOutput:
     denoising_steps: int
     denoising_steps_by_frame: dict[int, int]
     generate_seconds: dict[int, float]
+    atlases: dict | None = None
+    generation: object | None = None
+    unbranded: dict[int, np.ndarray] | None = None
+
+
+def effective_brands(style, scene, source=None) -> list:
+    """The brand colours a shot's objects take: the style's (:func:`stylize.brand_colours.resolve_brand_colours`),
+    and for objects a source look branded that the style does not name, the look's colour."""
+    from stylize.brand_colours import BrandColour, resolve_brand_colours
+
+    brands = resolve_brand_colours(style, scene)
+    if source is not None:
+        named = {i for b in brands for i in b.instance_ids}
+        by_name = {o.name: int(o.instance_id) for o in scene.objects}
+        for name, atlas in sorted(source.atlases.items()):
+            inst = by_name.get(name)
+            if atlas.brand and inst is not None and inst not in named:
+                brands.append(BrandColour(name, atlas.brand, [inst]))
+    return brands
+
+
+def build_look(template, job_dir: Path, shot_passes, scene, kind: str, stylizer_instance, *, source=None, brands=(),
+               min_generate_pixels: int | None = None, keyframe_lookahead: int = 24, atlas_max_size: int = 2048,
+               generation=None, directions: dict | None = None):
+    """The shot's look (:mod:`stylize.look_atlases`): (its :class:`Generation`, its finished atlases by name).
+
+    Starts from ``source`` (a :class:`stylize.look_atlases.Look`) where it holds an object's geometry.
+    ``kind`` ``baked``: nothing is generated (what the look never saw is filled). ``generation``: a
+    generation already made (read back from the store): replayed into the atlases, no generator.
+    ``directions``: the frames' region prompts and reference images (diffusion), as for the other modes."""
+    from stylize.look_atlases import Generation, finish_atlases, frame_shows, inherited_fits, initial_atlases, replay
+
+    style = template.style
+    if min_generate_pixels is None:
+        min_generate_pixels = int(style.consistency.min_generate_share * shot_passes[0].width * shot_passes[0].height)
+    atlases, inherited = initial_atlases(scene, shot_passes, source, max_size=atlas_max_size)
+    if generation is not None:
+        replay(atlases, shot_passes, generation.events)
+    elif kind == "baked":
+        generation = Generation(events=[], keyframes=[], steps_by_frame={p.frame: 0 for p in shot_passes},
+                                shows=frame_shows(scene, shot_passes))
+    else:
+        from stylize.keyframe_sequence import run_keyframe_sequence
+
+        stylizer = _FrameStylizer(template, job_dir, scene, shot_passes, kind, stylizer_instance, directions)
+        result = run_keyframe_sequence(
+            atlases, shot_passes, stylizer.generate, threshold=style.consistency.keyframe_coverage_threshold,
+            max_keyframes=style.consistency.max_keyframes, min_generate_pixels=min_generate_pixels,
+            lookahead=keyframe_lookahead,
+        )
+        generation = Generation(
+            events=[(f, result.frames[f], result.generated_masks[f]) for f in result.generated_frames],
+            keyframes=result.keyframes,
+            steps_by_frame={p.frame: int(stylizer.counter.per_frame.get(p.frame, 0)) for p in shot_passes},
+            shows=frame_shows(scene, shot_passes), generate_seconds=dict(stylizer.generate_seconds),
+        )
+    return generation, finish_atlases(atlases, scene, list(brands), inherited, style,
+                                      inherited_fits(scene, source, inherited))
+
+
+def look_frames(generation, atlases: dict, shot_passes, scene, brands) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray] | None]:
+    """Every frame of the shot from its look (:func:`stylize.look_atlases.frame_from_look`), and without the brand colours."""
+    from stylize.look_atlases import frame_from_look, textures_by_instance
+
+    textures = textures_by_instance(atlases)
+    from stylize.look_atlases import attach_fits
+
+    attach_fits(brands, atlases)
+    plain = textures_by_instance(atlases, unbranded=True) if brands else None
+    events = {f: (image, mask) for f, image, mask in generation.events}
+    images, unbranded = {}, ({} if brands else None)
+    for p in shot_passes:
+        image, before = frame_from_look(p, scene.camera, textures, brands, events.get(p.frame), plain)
+        images[p.frame] = image
+        if brands:
+            unbranded[p.frame] = before
+    return images, unbranded
 
 
 def sequence_scene(job_dir: Path, shot_passes, scene=None):
@@ -67,40 +147,44 @@ def sequence_scene(job_dir: Path, shot_passes, scene=None):
 
 def run_sequence(mode: str, template, job_dir: Path, shot_passes, scene, kind: str, stylizer_instance, *,
                  min_generate_pixels: int | None = None, keyframe_lookahead: int = 24,
-                 atlas_max_size: int = 2048, first_image: np.ndarray | None = None,
-                 directions: dict | None = None) -> SequenceOutput:
+                 atlas_max_size: int = 2048, first_image: np.ndarray | None = None, look_source=None,
+                 brands=None, directions: dict | None = None) -> SequenceOutput:
     """Run ``flow_warp`` or ``keyframes`` over the shot's passes (consecutive frames, checked by the
-    stage) with stylizer ``kind`` (``stylizer_instance``: the loaded ``DiffusionStylizer``, or None for NPR).
+    stage) with stylizer ``kind`` (``stylizer_instance``: the loaded ``DiffusionStylizer``, or None
+    for NPR and ``baked``, which always runs as ``keyframes`` from ``look_source``).
     ``first_image`` (``flow_warp`` only): the output of ``shot_passes[0]``'s frame, already known
     (read back from the store); the sequence goes on from it as if it had just generated it.
+    ``look_source`` (``keyframes``): the look the shot starts from. ``brands``: the shot's
+    :class:`stylize.brand_colours.BrandColour` list (default: the style's, resolved on ``scene``).
     ``directions``: {frame: :class:`stylize.region_masks.FrameDirection`} when the style has regions
     or reference images (diffusion)."""
     style = template.style
     if min_generate_pixels is None:  # style.consistency.min_generate_share of the frame
         min_generate_pixels = int(style.consistency.min_generate_share * shot_passes[0].width * shot_passes[0].height)
-    stylizer = _FrameStylizer(template, job_dir, scene, shot_passes, kind, stylizer_instance, directions)
-    if mode == "flow_warp":
-        images, generated = _flow_warp(stylizer, shot_passes, scene, min_generate_pixels, first_image)
-        keyframes: list[int] = []
-    elif mode == "keyframes":
-        from stylize.keyframe_sequence import run_keyframe_sequence
-        from stylize.texture_atlas import AtlasSet
-
-        atlases = AtlasSet.for_shot(scene, shot_passes, max_size=atlas_max_size)
-        result = run_keyframe_sequence(
-            atlases, shot_passes, stylizer.generate, threshold=style.consistency.keyframe_coverage_threshold,
-            max_keyframes=style.consistency.max_keyframes, min_generate_pixels=min_generate_pixels,
-            lookahead=keyframe_lookahead,
-        )
-        images, generated, keyframes = result.frames, result.generated_frames, result.keyframes
-    else:
-        raise ValueError(f"{mode!r} is not a sequence mode (flow_warp, keyframes)")
     if first_image is not None and mode != "flow_warp":
         raise ValueError("first_image continues a flow_warp sequence only")
+    if brands is None:
+        brands = effective_brands(style, scene, look_source)
+    if mode == "keyframes" or kind == "baked":
+        generation, atlases = build_look(template, job_dir, shot_passes, scene, kind, stylizer_instance, source=look_source,
+                                         brands=brands, min_generate_pixels=min_generate_pixels,
+                                         keyframe_lookahead=keyframe_lookahead, atlas_max_size=atlas_max_size,
+                                         directions=directions)
+        images, unbranded = look_frames(generation, atlases, shot_passes, scene, brands)
+        return SequenceOutput(images=images, generated_frames=generation.generated_frames, keyframes=generation.keyframes,
+                              denoising_steps=int(sum(generation.steps_by_frame.values())),
+                              denoising_steps_by_frame=dict(generation.steps_by_frame),
+                              generate_seconds=dict(generation.generate_seconds), atlases=atlases, generation=generation,
+                              unbranded=unbranded)
+    if mode != "flow_warp":
+        raise ValueError(f"{mode!r} is not a sequence mode (flow_warp, keyframes)")
+    stylizer = _FrameStylizer(template, job_dir, scene, shot_passes, kind, stylizer_instance, directions)
+    unbranded = {} if brands else None
+    images, generated = _flow_warp(stylizer, shot_passes, scene, min_generate_pixels, first_image, brands, unbranded)
     steps_by_frame = {p.frame: int(stylizer.counter.per_frame.get(p.frame, 0)) for p in shot_passes}
-    return SequenceOutput(images=images, generated_frames=generated, keyframes=keyframes,
+    return SequenceOutput(images=images, generated_frames=generated, keyframes=[],
                           denoising_steps=stylizer.counter.unet_evaluations, denoising_steps_by_frame=steps_by_frame,
-                          generate_seconds=dict(stylizer.generate_seconds))
+                          generate_seconds=dict(stylizer.generate_seconds), unbranded=unbranded)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,8 +292,19 @@ class _FrameStylizer:
             self.generate_seconds[frame] = self.generate_seconds.get(frame, 0.0) + time.perf_counter() - began
 
 
-def _flow_warp(stylizer: _FrameStylizer, shot_passes, scene, min_generate_pixels: int, first: np.ndarray | None = None):
-    """Frames in order, each from the previous output warped; ``first``: shot_passes[0]'s output, already known."""
+def _flow_warp(stylizer: _FrameStylizer, shot_passes, scene, min_generate_pixels: int, first: np.ndarray | None = None,
+               brands=(), unbranded: dict | None = None):
+    """Frames in order, each from the previous output warped; ``first``: shot_passes[0]'s output, already known.
+    The chain is unbranded (each frame warps from the one before without the brand correction, so the
+    correction is applied once, to each output: ``unbranded`` gets the chain); the first frame showing a
+    brand target fixes its lightness fit (:func:`stylize.brand_colours.fix_fits`)."""
+    from stylize.brand_colours import apply_to_frame, fix_fits
+
+    def finish(p, image):
+        if brands:
+            fix_fits(image, p.instance_id, brands)
+        return image
+
     from stylize.anchor_attention import AnchorState, install_anchor_attention, restore_processors
     from stylize.flow_warp import warp_with_background
     from stylize.image_operations import push_pull_fill, to_uint8
@@ -229,7 +324,7 @@ def _flow_warp(stylizer: _FrameStylizer, shot_passes, scene, min_generate_pixels
             if i == 0:
                 if stylizer.anchor is not None:
                     stylizer.anchor.mode = "record"
-                images[p.frame] = to_uint8(np.asarray(stylizer.generate(p.frame, None, None)))
+                images[p.frame] = finish(p, to_uint8(np.asarray(stylizer.generate(p.frame, None, None))))
                 generated.append(p.frame)
                 if stylizer.anchor is not None:
                     stylizer.anchor.mode = "use"
@@ -240,13 +335,19 @@ def _flow_warp(stylizer: _FrameStylizer, shot_passes, scene, min_generate_pixels
             if new.sum() <= min_generate_pixels:
                 # a handful of new pixels: filled from their warped neighbours, no denoising
                 filled = push_pull_fill(warped, valid) if valid.any() else warped
-                images[p.frame] = to_uint8(np.where(valid[..., None], warped, filled))
+                images[p.frame] = finish(p, to_uint8(np.where(valid[..., None], warped, filled)))
                 continue
             result = to_uint8(np.asarray(stylizer.generate(p.frame, warped, new)))
-            images[p.frame] = np.where(new[..., None], result, to_uint8(warped))
+            images[p.frame] = finish(p, np.where(new[..., None], result, to_uint8(warped)))
             generated.append(p.frame)
     finally:
         if previous_processors is not None:
             restore_processors(stylizer.instance.pipeline.unet, previous_processors)
             stylizer.anchor = None
+    if brands:
+        given = shot_passes[0].frame if first is not None else None
+        if unbranded is not None:
+            unbranded.update(images)
+        images = {p.frame: images[p.frame] if p.frame == given else apply_to_frame(images[p.frame], p.instance_id, brands)
+                  for p in shot_passes}
     return images, generated

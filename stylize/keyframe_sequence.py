@@ -15,7 +15,7 @@ numpy only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import numpy as np
@@ -38,17 +38,24 @@ def select_keyframes(atlases: AtlasSet, shot_passes: list[FramePasses], *, thres
     """Keyframes by coverage: the first frame, then each frame whose share of pixels showing surface
     not yet textured by an earlier keyframe exceeds ``threshold``; at most ``max_keyframes``.
 
-    Leaves the atlases empty (it only uses their geometry). Returns frame numbers in order.
+    With atlases that already hold texels (a look the shot starts from), the first frame is a
+    keyframe only when it too shows more untextured surface than ``threshold``. Leaves the atlases
+    as they were (it only uses their geometry and what they know). Returns frame numbers in order.
     """
-    atlases.reset()
+    started_empty = not any(a.known.any() for a in atlases.atlases())
+    saved = [(a, a.known.copy(), a.filled) for a in atlases.atlases()]
     keyframes: list[int] = []
-    for p in shot_passes:
-        if len(keyframes) >= max_keyframes:
-            break
-        if not keyframes or atlases.unseen_share(p) > threshold:
-            keyframes.append(p.frame)
-            atlases.mark_seen(p)
-    atlases.reset()
+    try:
+        for p in shot_passes:
+            if len(keyframes) >= max_keyframes:
+                break
+            if (started_empty and not keyframes) or atlases.unseen_share(p) > threshold:
+                keyframes.append(p.frame)
+                atlases.mark_seen(p)
+    finally:
+        for atlas, known, filled in saved:
+            atlas.known[:] = known
+            atlas.filled = filled
     return keyframes
 
 
@@ -62,8 +69,11 @@ class GenerateFn(Protocol):
 class KeyframeResult:
     frames: dict[int, np.ndarray]  # frame -> (H, W, 3) uint8
     keyframes: list[int]
-    generated_frames: list[int]  # every frame that ran the generator (keyframes first)
+    generated_frames: list[int]  # every frame that ran the generator, in the order it ran (keyframes first)
     generated_pixels: dict[int, int]
+    # per frame that ran the generator: the pixels it generated (H, W) bool; its ``frames`` entry
+    # holds them (and the atlas gather elsewhere), and it wrote them back into the atlases in that order
+    generated_masks: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 def run_keyframe_sequence(
@@ -102,6 +112,7 @@ def run_keyframe_sequence(
     frames: dict[int, np.ndarray] = {}
     generated: list[int] = []
     generated_pixels: dict[int, int] = {}
+    generated_masks: dict[int, np.ndarray] = {}
 
     def produce(frame: int, force_mask: bool) -> None:
         p = by_frame[frame]
@@ -119,6 +130,7 @@ def run_keyframe_sequence(
         if mask.any():
             generated.append(frame)
             generated_pixels[frame] = int(mask.sum())
+            generated_masks[frame] = mask
             atlases.write_pixels(out.astype(np.float64) / 255.0, p, mask)
         frames[frame] = out
 
@@ -143,4 +155,5 @@ def run_keyframe_sequence(
             if best is not None:
                 produce(best, force_mask=False)
         produce(frame, force_mask=False)
-    return KeyframeResult(frames=frames, keyframes=keyframes, generated_frames=generated, generated_pixels=generated_pixels)
+    return KeyframeResult(frames=frames, keyframes=keyframes, generated_frames=generated, generated_pixels=generated_pixels,
+                          generated_masks=generated_masks)

@@ -64,6 +64,20 @@ class StylizeResult:
     frame_seconds: dict[int, float] = field(default_factory=dict)
     # per frame: the style.regions and style.reference_images applied to it (indices), when it has any
     directed: dict[int, dict] = field(default_factory=dict)
+    # keyframes and baked: the shot's look ({name: stylize.look_atlases.StoredAtlas}) and its Generation
+    atlases: dict | None = None
+    generation: object | None = None
+    # brand colours: the resolved entries, and per frame per entry the sums of its figures
+    # (stylize.brand_colours.frame_figure_sums: after the correction, and before it)
+    brands: list = field(default_factory=list)
+    brand_sums: dict[int, dict[int, dict]] = field(default_factory=dict)
+
+    def brand_figures(self) -> list[dict]:
+        """Per brand colour: its entry and its figures over the frames (stylize.brand_colours.pooled_figures)."""
+        from scenes.brand_targets import pooled_figures
+
+        return [{**b.record(), **pooled_figures([self.brand_sums.get(f, {}).get(k) for f in sorted(self.frame_hashes)])}
+                for k, b in enumerate(self.brands)]
 
     def manifest(self) -> dict:
         record = {
@@ -76,6 +90,8 @@ class StylizeResult:
         }
         if self.warp_error is not None:
             record["warp_error"] = self.warp_error.summary()
+        if self.brands:
+            record["brand_colors"] = self.brand_figures()
         return record
 
 
@@ -107,6 +123,7 @@ def stylize_frames(
     atlas_max_size: int = 2048,
     continue_from: tuple[int, np.ndarray] | None = None,
     reference_files=None,
+    look_source=None,
 ) -> StylizeResult:
     """Stylise ``frames`` of ``template`` from ``job_dir`` into ``out_dir/frames/NNNN.png``.
 
@@ -122,8 +139,10 @@ def stylize_frames(
     back from the store) as if it had just generated it, byte for byte (frame t depends only on
     frame t-1's output and the passes). ``reference_files``: the style's reference images
     (:class:`scenes.reference_images.ReferenceFile` or ``{"path", "sha256"}`` each, in order), needed
-    by diffusion when the style has some. Raises ``InputError`` (exit 2) for a bad request or
-    missing inputs, before any work.
+    by diffusion when the style has some. ``look_source`` (a :class:`stylize.look_atlases.Look`):
+    the look a ``keyframes`` shot starts from (``baked``: renders from, generating nothing). Brand
+    colours (``style.brand_colors``) are corrected in every mode; their figures are in the result.
+    Raises ``InputError`` (exit 2) for a bad request or missing inputs, before any work.
     """
     started = time.perf_counter()
     # 1. Check inputs: the request, then the job folder's files
@@ -144,8 +163,13 @@ def stylize_frames(
             f"frame(s) {', '.join(map(str, outside[:10]))} are outside the template's range "
             f"render.frame_start..frame_end = {render.frame_start}..{render.frame_end}"
         )
-    sequence = mode != "per_frame"
-    if sequence and frames != list(range(frames[0], frames[-1] + 1)):
+    if kind == "baked" and look_source is None:
+        raise InputError("stylizer 'baked' renders from a look: set style.look.from to a job folder or a look id")
+    if look_source is not None and mode != "keyframes" and kind != "baked":
+        raise InputError(f"style.look.from: a look is what consistency mode 'keyframes' makes and starts from; this "
+                         f"shot renders in {mode!r}: set style.consistency.mode = 'keyframes' (or --stylizer baked)")
+    sequence = mode != "per_frame" or kind == "baked"
+    if sequence and kind != "baked" and frames != list(range(frames[0], frames[-1] + 1)):
         raise InputError(
             f"consistency mode {mode!r} needs consecutive frames (each depends on the one before); got {frames[:10]}..."
         )
@@ -173,18 +197,25 @@ def stylize_frames(
     directed = kind == "diffusion" and bool(style.regions or style.reference_images)
     use_lines = "lines" in template.passes.control
     control_kinds = (list(resolved.pass_names) if kind == "diffusion" else []) + (["lines"] if needs_npr and use_lines else [])
-    needs_passes = needs_npr or sequence or measure_warp_error or directed
+    branded = bool(style.brand_colors)
+    needs_passes = needs_npr or sequence or measure_warp_error or directed or branded
     _check_files_exist(job_dir, frames, control_kinds=control_kinds, needs_passes=needs_passes,
                        needs_cameras=needs_npr and not sequence)
     lead = [continue_from[0]] if continue_from is not None else []  # read, not written
     references = _read_reference_images(style, reference_files) if directed and style.reference_images else ([], [])
     shot_passes = _read_passes(job_dir, lead + frames) if sequence or measure_warp_error or directed else None
     directions = _frame_directions(template, job_dir, shot_passes) if directed else None
+    brands: list = []
     if sequence:
-        from stylize.consistency_modes import sequence_scene
+        from stylize.consistency_modes import effective_brands, sequence_scene
 
         scene = sequence_scene(job_dir, shot_passes, scene)
+        brands = effective_brands(style, scene, look_source)
     else:
+        if branded:
+            from stylize.brand_colours import resolve_brand_colours
+
+            brands = resolve_brand_colours(style, scene if scene is not None else _layout(job_dir))
         # Fixed batch boundaries. Where a batch does not round like single frames (CUDA), also compute
         # the other frames of each touched batch whose inputs are here (their outputs are not
         # written), so a frame's pixels do not depend on which frames a task was given.
@@ -210,10 +241,12 @@ def stylize_frames(
 
     # 3. Stylise in the mode, writing each frame atomically
     keyframes: list[int] = []
+    brand_sums: dict[int, dict[int, dict]] = {}
+    run = None
     if not sequence:
         masked_before = dict(stylizer_instance.counter.per_frame) if kind == "diffusion" else {}
         hashes = _stylize_per_frame(template, frames, compute, job_dir, out_dir, kind, resolved, stylizer_instance,
-                                    cameras, needs_npr, use_lines, directions)
+                                    cameras, needs_npr, use_lines, directions, brands, brand_sums)
         generated = list(frames)
         per_frame_steps = 0
         if kind == "diffusion":
@@ -234,8 +267,16 @@ def stylize_frames(
         run = run_sequence(mode, template, job_dir, shot_passes, scene, kind, stylizer_instance,
                            min_generate_pixels=min_generate_pixels, keyframe_lookahead=keyframe_lookahead,
                            atlas_max_size=atlas_max_size,
-                           first_image=continue_from[1] if continue_from is not None else None, directions=directions)
+                           first_image=continue_from[1] if continue_from is not None else None, directions=directions,
+                           look_source=look_source, brands=brands)
         images = {f: image for f, image in run.images.items() if f in frames}
+        if brands:
+            from stylize.brand_colours import frame_figure_sums
+
+            by_frame = {p.frame: p for p in shot_passes}
+            for f in frames:
+                brand_sums[f] = {k: frame_figure_sums(images[f], by_frame[f].instance_id, b, run.unbranded[f])
+                                 for k, b in enumerate(brands)}
         generated, keyframes, steps = run.generated_frames, run.keyframes, run.denoising_steps
         hashes = {f: write_png_atomic(out_dir / frame_png_path(f), np.ascontiguousarray(images[f])) for f in sorted(images)}
         steps_by_frame = {f: run.denoising_steps_by_frame.get(f, 0) for f in frames}
@@ -256,12 +297,27 @@ def stylize_frames(
     applied = {f: directions[f].record() for f in frames if directions[f].directed} if directions else {}
     return StylizeResult(mode=mode, stylizer=kind, frame_hashes=hashes, denoising_steps=steps, keyframes=keyframes,
                          generated_frames=generated, seconds=seconds, warp_error=report,
-                         denoising_steps_by_frame=steps_by_frame, frame_seconds=frame_seconds, directed=applied)
+                         denoising_steps_by_frame=steps_by_frame, frame_seconds=frame_seconds, directed=applied,
+                         atlases=run.atlases if run is not None else None,
+                         generation=run.generation if run is not None else None, brands=brands, brand_sums=brand_sums)
+
+
+def _layout(job_dir: Path) -> dict:
+    from scenes.scene_layout import read_layout
+
+    layout = read_layout(job_dir)
+    if layout is None:
+        raise InputError(f"{Path(job_dir) / 'scene' / 'layout.json'} is missing: style.brand_colors names objects of the "
+                         "recorded scene; render the passes first (greybox passes)")
+    return layout
 
 
 def _stylize_per_frame(template, frames, compute, job_dir, out_dir, kind, resolved, instance, cameras, needs_npr,
-                       use_lines, directions=None) -> dict[int, str]:
-    """Mode per_frame: batch by batch, each frame written atomically as soon as it exists."""
+                       use_lines, directions=None, brands=(), brand_sums=None) -> dict[int, str]:
+    """Mode per_frame: batch by batch, each frame written atomically as soon as it exists (brand
+    colours corrected first, their figures' sums into ``brand_sums``)."""
+    from stylize.brand_colours import apply_to_frame, frame_figure_sums
+
     style = template.style
     render = template.render
     width, height = render.width, render.height
@@ -283,6 +339,10 @@ def _stylize_per_frame(template, frames, compute, job_dir, out_dir, kind, resolv
                 continue
             if image.shape != (height, width, 3) or image.dtype != np.uint8:
                 raise RuntimeError(f"frame {f}: the stylizer returned {image.dtype} {image.shape}, expected uint8 {(height, width, 3)}")
+            if brands:
+                instance_id = _read_passes(job_dir, [f])[0].instance_id
+                before, image = image, apply_to_frame(image, instance_id, brands)
+                brand_sums[f] = {k: frame_figure_sums(image, instance_id, b, before) for k, b in enumerate(brands)}
             hashes[f] = write_png_atomic(out_dir / frame_png_path(f), image)
     return hashes
 

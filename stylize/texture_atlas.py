@@ -134,6 +134,49 @@ def atlas_size_for(obj: SceneObject, rho: float, *, fill: float = 1.0, min_size:
     return int(min(max(math.ceil(side), min_size), max_size))
 
 
+def atlas_lookups(frame_passes: FramePasses, camera: CameraTrack, sizes: dict[int, int], env_size: int):
+    """Where each textured thing a frame shows reads its atlas: (atlas key, pixel selection (H, W)
+    bool, atlas x, y in texels (texel centres at +0.5), the nearest texel's row and column), per
+    object of ``sizes`` ({instance id: atlas side}) its covered pixels (through the UV pass), then
+    key 0, the background, by each pixel's world direction into the ``env_size`` x 2 ``env_size``
+    direction atlas."""
+    h, w = frame_passes.height, frame_passes.width
+    inst = frame_passes.instance_id
+    covered = (frame_passes.uv[..., 2] >= 1.0) & (inst > 0)
+    for i in np.unique(inst[covered]):
+        key = int(i)
+        if key not in sizes:
+            continue
+        size = sizes[key]
+        sel = covered & (inst == i)
+        uv = frame_passes.uv[sel][:, :2].astype(np.float64)
+        x, y = uv[:, 0] * size, uv[:, 1] * size
+        rows = np.clip(np.floor(y), 0, size - 1).astype(np.intp)
+        cols = np.clip(np.floor(x), 0, size - 1).astype(np.intp)
+        yield key, sel, x, y, rows, cols
+    background = inst == 0
+    if background.any():
+        env = EnvironmentAtlas.__new__(EnvironmentAtlas)
+        env.size = env_size
+        x, y = env.coordinates(camera.pixel_rays(frame_passes.frame, w, h)[background])
+        rows = np.clip(np.floor(y), 0, env_size - 1).astype(np.intp)
+        cols = np.clip(np.floor(x), 0, 2 * env_size - 1).astype(np.intp)
+        yield 0, background, x, y, rows, cols
+
+
+def gather_textures(frame_passes: FramePasses, camera: CameraTrack, textures: dict[int, np.ndarray]) -> np.ndarray:
+    """A frame from finished textures ({instance id: (S, S, 3) float32}, key 0 the (S, 2S, 3)
+    environment), bilinear in the texture: what :meth:`AtlasSet.gather` does with a set's filled
+    atlases. Pixels of objects without a texture stay 0. (H, W, 3) float32."""
+    image = np.zeros((frame_passes.height, frame_passes.width, 3), dtype=np.float32)
+    sizes = {i: t.shape[0] for i, t in textures.items() if i != 0}
+    env_size = textures[0].shape[0] if 0 in textures else 1
+    for key, sel, x, y, _, _ in atlas_lookups(frame_passes, camera, sizes, env_size):
+        if key in textures:
+            image[sel] = sample_bilinear(textures[key], x, y)
+    return image
+
+
 @dataclass
 class ViewWeights:
     """Blend of views into texels (StableGen's convention): weight = (|cos| / best |cos|)^power x
@@ -166,9 +209,12 @@ class AtlasSet:
 
     @classmethod
     def for_shot(cls, scene: Scene, shot_passes: list[FramePasses], *, fill: float = 1.0, min_size: int = 64,
-                 max_size: int = 2048, **kwargs) -> "AtlasSet":
+                 max_size: int = 2048, fixed_sizes: dict[int, int] | None = None, env_size: int | None = None,
+                 all_objects: bool = False, **kwargs) -> "AtlasSet":
         """Size each object's atlas from the finest screen density it gets over the shot:
-        rho = the largest (frame's focal length in pixels / nearest depth at which the object appears in it)."""
+        rho = the largest (frame's focal length in pixels / nearest depth at which the object appears in it).
+        ``fixed_sizes`` ({instance id: size}) and ``env_size`` keep the sizes a look already has;
+        ``all_objects`` gives every object an atlas (``min_size`` for those the shot never shows)."""
         width, height = shot_passes[0].width, shot_passes[0].height
         rho_of: dict[int, float] = {}
         focal_max = 0.0
@@ -182,9 +228,13 @@ class AtlasSet:
                 rho_of[int(inst)] = max(rho_of.get(int(inst), 0.0), focal_px / max(d, 1e-3))
         sizes = {}
         for o in scene.objects:
-            if o.instance_id in rho_of:
+            if fixed_sizes and o.instance_id in fixed_sizes:
+                sizes[o.instance_id] = int(fixed_sizes[o.instance_id])
+            elif o.instance_id in rho_of:
                 sizes[o.instance_id] = atlas_size_for(o, rho_of[o.instance_id], fill=fill, min_size=min_size, max_size=max_size)
-        env = int(min(max(math.ceil(math.pi * focal_max), min_size), max_size))
+            elif all_objects:
+                sizes[o.instance_id] = min_size
+        env = env_size or int(min(max(math.ceil(math.pi * focal_max), min_size), max_size))
         return cls(scene, sizes, env, width=width, height=height, **kwargs)
 
     def atlases(self):
@@ -339,27 +389,9 @@ class AtlasSet:
     def _lookups(self, frame_passes: FramePasses):
         """For each textured thing a frame shows: (atlas key, pixel selection, atlas x, y in texels,
         the seen flag of each selected pixel's texel). Key 0 is the background's direction atlas."""
-        h, w = frame_passes.height, frame_passes.width
-        inst = frame_passes.instance_id
-        covered = (frame_passes.uv[..., 2] >= 1.0) & (inst > 0)
-        for i in np.unique(inst[covered]):
-            key = int(i)
-            if key not in self.objects:
-                continue
-            size = self.objects[key].size
-            sel = covered & (inst == i)
-            uv = frame_passes.uv[sel][:, :2].astype(np.float64)
-            x, y = uv[:, 0] * size, uv[:, 1] * size
-            rows = np.clip(np.floor(y), 0, size - 1).astype(np.intp)
-            cols = np.clip(np.floor(x), 0, size - 1).astype(np.intp)
+        sizes = {i: a.size for i, a in self.objects.items()}
+        for key, sel, x, y, rows, cols in atlas_lookups(frame_passes, self.camera, sizes, self.environment.size):
             yield key, sel, x, y, self.seen_mask(key)[rows, cols]
-        background = inst == 0
-        if background.any():
-            env = self.environment
-            x, y = env.coordinates(self.camera.pixel_rays(frame_passes.frame, w, h)[background])
-            rows = np.clip(np.floor(y), 0, env.size - 1).astype(np.intp)
-            cols = np.clip(np.floor(x), 0, 2 * env.size - 1).astype(np.intp)
-            yield 0, background, x, y, self.seen_mask(0)[rows, cols]
 
     def gather(self, frame_passes: FramePasses) -> tuple[np.ndarray, np.ndarray]:
         """Produce a frame from the atlases with its own UV and instance passes (bilinear in the atlas).

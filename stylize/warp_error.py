@@ -250,3 +250,64 @@ def warp_error(
         long_mse_per_frame=long_mse,
         long_valid_fraction=long_valid,
     )
+
+
+def cross_shot_difference(frames_a: list[np.ndarray], passes_a: list[FramePasses], frames_b: list[np.ndarray],
+                          passes_b: list[FramePasses], texel_sizes: dict[int, int], *, tolerance_texels: float = 0.5,
+                          max_candidates: int = 16) -> dict:
+    """How much two shots of one scene agree where they show the same surface point: over every
+    covered pixel of ``frames_b`` whose instance id some pixel of ``frames_a`` shares with a UV within
+    ``tolerance_texels`` texels (``texel_sizes``: {instance id: its atlas side}; the nearest such
+    pixel, among at most ``max_candidates`` per texel, is its match), the mean absolute RGB
+    difference (0..1) and the share of shot B's covered pixels matched.
+
+    Pixels are hashed by (instance, texel); a match within half a texel lies in the pixel's texel or
+    one of its 8 neighbours."""
+    def covered(images, shot_passes):
+        inst, uv, rgb = [], [], []
+        for image, p in zip(images, shot_passes):
+            sel = (p.instance_id > 0) & (p.uv[..., 2] >= 1.0) & np.isin(p.instance_id, list(texel_sizes))
+            inst.append(p.instance_id[sel].astype(np.int64))
+            uv.append(p.uv[..., :2][sel].astype(np.float64))
+            rgb.append(to_unit_rgb(image)[sel])
+        return np.concatenate(inst), np.concatenate(uv), np.concatenate(rgb)
+
+    inst_a, uv_a, rgb_a = covered(frames_a, passes_a)
+    inst_b, uv_b, rgb_b = covered(frames_b, passes_b)
+    if len(inst_a) == 0 or len(inst_b) == 0:
+        return {"mae": float("nan"), "matched_fraction": 0.0, "pixels": 0}
+    size_of = np.zeros(int(max(texel_sizes)) + 1)
+    for i, s in texel_sizes.items():
+        size_of[int(i)] = s
+    ta = uv_a * size_of[inst_a][:, None]
+    tb = uv_b * size_of[inst_b][:, None]
+
+    def key(inst, cu, cv):
+        return (inst << 42) | ((np.clip(cu, -1, (1 << 20) - 2) + 1) << 21) | (np.clip(cv, -1, (1 << 20) - 2) + 1)
+
+    keys_a = key(inst_a, np.floor(ta[:, 0]).astype(np.int64), np.floor(ta[:, 1]).astype(np.int64))
+    order = np.argsort(keys_a, kind="stable")
+    sorted_keys = keys_a[order]
+    best = np.full(len(inst_b), -1, dtype=np.int64)
+    best_d = np.full(len(inst_b), np.inf)
+    cu, cv = np.floor(tb[:, 0]).astype(np.int64), np.floor(tb[:, 1]).astype(np.int64)
+    for du in (-1, 0, 1):
+        for dv in (-1, 0, 1):
+            k = key(inst_b, cu + du, cv + dv)
+            lo = np.searchsorted(sorted_keys, k, side="left")
+            hi = np.minimum(np.searchsorted(sorted_keys, k, side="right"), lo + max_candidates)
+            for j in range(max_candidates):
+                has = lo + j < hi
+                if not has.any():
+                    break
+                idx = np.flatnonzero(has)
+                cand = order[lo[idx] + j]
+                d = np.linalg.norm(ta[cand] - tb[idx], axis=-1)
+                better = d < best_d[idx]
+                best_d[idx[better]] = d[better]
+                best[idx[better]] = cand[better]
+    ok = best_d <= tolerance_texels
+    if not ok.any():
+        return {"mae": float("nan"), "matched_fraction": 0.0, "pixels": 0}
+    diff = np.abs(rgb_b[ok] - rgb_a[best[ok]])
+    return {"mae": float(diff.mean()), "matched_fraction": float(ok.mean()), "pixels": int(ok.sum())}

@@ -370,15 +370,19 @@ def test_each_stage_fingerprint_covers_every_module_its_task_imports():
     from render_farm import job_plan
     from render_farm.code_fingerprint import PACKAGES_ROOT, STAGE_SOURCES, stage_source_files
 
-    task_fns = {"scene": job_plan.SCENE_FN, "glb": job_plan.SCENE_FN, "cameras": job_plan.SCENE_FN,
-                "blend": job_plan.SCENE_FN, "passes": job_plan.PASSES_FN, "stylize": job_plan.STYLIZE_FN,
-                "assemble": job_plan.ASSEMBLE_FN}
+    from render_farm import look_plan
+
+    task_fns = {"scene": [job_plan.SCENE_FN], "glb": [job_plan.SCENE_FN], "cameras": [job_plan.SCENE_FN],
+                "blend": [job_plan.SCENE_FN], "passes": [job_plan.PASSES_FN],
+                "stylize": [job_plan.STYLIZE_FN, look_plan.GATHER_FN], "assemble": [job_plan.ASSEMBLE_FN],
+                "look": [look_plan.LOOK_FN], "atlas": [look_plan.LOOK_FN], "textured": [look_plan.TEXTURED_FN]}
     assert set(task_fns) == set(STAGE_SOURCES)
-    for stage, fn in task_fns.items():
+    for stage, fns in task_fns.items():
         listed = {p.as_posix() for p in stage_source_files(stage)}
-        reached = _stage_closure(PACKAGES_ROOT, fn)
-        assert reached - listed == set(), f"{stage}: add these to STAGE_SOURCES[{stage!r}]"
-        assert "render_farm/stage_tasks.py" in reached
+        for fn in fns:
+            reached = _stage_closure(PACKAGES_ROOT, fn)
+            assert reached - listed == set(), f"{stage}: add these to STAGE_SOURCES[{stage!r}]"
+            assert "render_farm/stage_tasks.py" in reached
     # and the fingerprints are not all the same thing
     assert "stylize/npr_stylizer.py" not in {p.as_posix() for p in stage_source_files("passes")}
     assert "scenes/data/ade20k_palette.json" in {p.as_posix() for p in stage_source_files("passes")}
@@ -403,12 +407,13 @@ def test_a_changed_source_changes_the_keys_of_the_stages_that_run_it(tmp_path):
         return changed
 
     scene = {"scene", "glb", "cameras", "blend"}  # the units the scene task writes
-    assert touched("stylize/npr_stylizer.py") == {"stylize"}
-    assert touched("procedural/room_layout.py") == scene  # later stages read the recorded scene
-    assert touched("passes/pass_exr.py") == {"passes", "stylize", "assemble"}  # job_outputs names its channels
+    look = {"look", "atlas", "textured"}  # a look's units, and the textures baked from it
+    assert touched("stylize/npr_stylizer.py") == {"stylize"} | look
+    assert touched("procedural/room_layout.py") == scene | {"textured"}  # later stages read the recorded scene
+    assert touched("passes/pass_exr.py") == {"passes", "stylize", "assemble"} | look  # job_outputs names its channels
     assert touched("passes/line_art.py") == {"passes"}
     assert touched("render_farm/job_outputs.py") == {"assemble"}
-    assert touched("scenes/data/ade20k_palette.json") == scene | {"passes", "stylize"}
+    assert touched("scenes/data/ade20k_palette.json") == scene | {"passes", "stylize"} | look
     assert touched("render_farm/stage_tasks.py") == set(STAGE_SOURCES)
     assert touched("render_farm/job_runner.py") == set()  # the scheduler writes no unit
 
