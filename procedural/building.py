@@ -395,13 +395,15 @@ def facade_rings(outline: Outline, thickness: float) -> tuple[list[Point], list[
     return inner, middle, outer
 
 
-def facade_mesh(outline: Outline, geometry: PlanGeometry, z_bottom: float, height: float) -> Mesh:
-    """The facade skin of one storey: per outline edge a thin wall (mitred at the corners) from
-    ``z_bottom`` up ``height`` metres, with every opening of the storey's outer walls along that edge
-    cut through (their sills and heads moved to the skin's frame)."""
+def facade_mesh(outline: Outline, geometry: PlanGeometry, floor_z: float, height: float) -> Mesh:
+    """The facade skin of the storey whose floor is at ``floor_z``: per outline edge a thin wall
+    (mitred at the corners) from the bottom of its floor slab (``floor_z - SLAB``) up ``height``
+    metres, with every opening of the storey's outer walls along that edge cut through (their sills
+    and heads moved to the skin's frame)."""
     inner, middle, outer = facade_rings(outline, geometry.thickness)
     n = len(outline.polygon)
-    lift = -z_bottom  # storey-local heights -> the skin's own, from its bottom
+    z_bottom = floor_z - SLAB
+    lift = SLAB  # storey-local heights (from its floor) -> the skin's own (from its slab's bottom)
     meshes = []
     for i in range(n):
         j = (i + 1) % n

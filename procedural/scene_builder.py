@@ -535,7 +535,7 @@ def _building_objects(layout: SceneLayout, metadata: dict) -> list[SceneObject]:
     source = ObjectSource("generator", generator="building", template_key="generator.building")
     objects = []
     for storey in layout.storeys:
-        mesh = facade_mesh(building.outline, storey.geometry, storey.z - SLAB, building.storey_height)
+        mesh = facade_mesh(building.outline, storey.geometry, storey.z, building.storey_height)
         objects.append(_object(f"{storey.prefix}facade", "facade", resolve_class("building").class_id, mesh, source))
     roof = building.roof
     objects.append(_object("roof", "roof", resolve_class("building").class_id, roof.mesh(), source))
