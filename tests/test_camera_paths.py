@@ -218,3 +218,44 @@ def test_camera_sees_the_furniture(name):
             if z[0] > scene.camera.clip_start and 0 <= xy[0, 0] < w and 0 <= xy[0, 1] < h:
                 visible += 1
         assert visible >= 3, f"frame {frame}: only {visible} pieces of furniture in view"
+
+
+def test_views_along_up_keep_the_nearest_roll_and_the_lens_keys_reach_the_track():
+    # a linear dolly over the target: the middle frame looks straight down, along the default up;
+    # it keeps the roll of the frame before (image up +Y, right +X: the nearer of two equally near);
+    # after it the camera has turned round (no roll about +Z: image up towards +Z again)
+    dolly = camera_track(_camera({"kind": "dolly", "start": [0, -1, 5], "end": [0, 1, 5], "look_at": [0, 0, 0],
+                                  "easing": "linear"}), 1, 3)
+    middle = dolly.rotations[dolly.index(2)]
+    np.testing.assert_allclose(middle[:, 2], [0, 0, 1], atol=1e-12)  # looking down -Z
+    np.testing.assert_allclose(middle[:, 0], [1, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(middle[:, 1], [0, 1, 0], atol=1e-12)
+    assert dolly.rotations[dolly.index(1)][:, 1] @ [0, 1, 0] > 0.9 and dolly.rotations[dolly.index(3)][:, 1] @ [0, -1, 0] > 0.9
+    # an explicit up: a plan view with +X up in the image (east at the top), right = -Y
+    east_up = camera_track(_camera({"kind": "static", "position": [1, 1, 9], "look_at": [1, 1, 0]}, up=[1, 0, 0]), 1, 1)
+    np.testing.assert_allclose(east_up.rotations[1][:, 1], [1, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(east_up.rotations[1][:, 0], [0, -1, 0], atol=1e-12)
+    ortho = camera_track(_camera({"kind": "static", "position": [0, -5, 1], "look_at": [0, 0, 1]}, type="orthographic",
+                                 ortho_scale=12.0, shift_x=0.1, shift_y=-0.2), 1, 4)
+    assert ortho.type == "orthographic" and np.all(ortho.ortho_scales == 12.0)
+    np.testing.assert_array_equal(ortho.shifts, np.tile([0.1, -0.2], (6, 1)))
+    k = ortho.intrinsics(1, 200, 100)  # s = 200 px / 12 m; the principal point moves left by 0.1 W and down by 0.2 W
+    np.testing.assert_allclose(k, [[200 / 12, 0, 100 - 20], [0, 200 / 12, 50 - 40], [0, 0, 1]])
+    # a point 3 m right of the axis and 1 m up, whatever its depth, lands s * (3, -1) from the principal point
+    for depth in (2.0, 7.0):
+        xy, z = ortho.project(1, np.array([[3.0, -5.0 + depth, 2.0]]), 200, 100)
+        np.testing.assert_allclose(xy[0], [80 + 3 * 200 / 12, 10 - 200 / 12], atol=1e-9)
+        assert math.isclose(z[0], depth)
+
+
+@pytest.mark.parametrize("extra, key", [
+    ({"type": "orthographic"}, "ortho_scale"),
+    ({"ortho_scale": 5.0}, "type = 'orthographic'"),
+    ({"up": [0, 0, 0]}, "up must not be the zero vector"),
+    ({"shift_y": 3.0}, "shift_y"),
+])
+def test_lens_keys_are_checked(extra, key):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=key):
+        _camera({"kind": "static", "position": [0, -5, 1], "look_at": [0, 0, 1]}, **extra)
