@@ -236,3 +236,26 @@ def test_consistency_modes_take_an_orthographic_camera(tmp_path_factory, mode):
     result = stylize_frames(template, list(range(1, 7)), job_dir, out, mode=mode, measure_warp_error=True)
     assert sorted(result.frame_hashes) == list(range(1, 7))
     assert result.warp_error.short_mae < 0.03 and result.warp_error.long_mae < 0.05
+
+
+def test_keyframe_atlases_project_through_the_orthographic_camera():
+    """The keyframes mode's texel projection and view weights (stylize.texture_atlas) against the
+    analytic orthographic camera: pixels without a divide, parallel rays (|cos| = |n . axis|), planar depth."""
+    from stylize.texture_atlas import ObjectAtlas
+
+    cube = box_object("cube", (0.0, 0.0, 0.5), (1.0, 1.0, 1.0), class_id=16, instance_id=1)
+    positions = [(6.0 + 0.1 * i, -5.0 + 0.15 * i, 4.0 + 0.05 * i) for i in range(4)]
+    scene = _scene([cube], positions, (0.0, 0.0, 0.4), type="orthographic", ortho=ORTHO, shifts=np.tile([0.1, -0.05], (4, 1)))
+    atlas = ObjectAtlas.from_object(cube, 32)
+    assert len(atlas.positions) > 500
+    cam = scene.camera
+    for frame in (1, 2):
+        xy, depth = atlas.texel_pixels(cam, frame, W, H)
+        expected = _ortho_pixels(scene, frame, atlas.positions) + [-0.1 * W, -0.05 * W]  # the shift moves the principal point
+        np.testing.assert_allclose(xy, expected, atol=1e-9)
+        i = cam.index(frame)
+        forward = -cam.rotations[i][:, 2]
+        np.testing.assert_allclose(depth, (atlas.positions - cam.positions[i]) @ forward, atol=1e-9)
+        cos, dist = atlas.view_cosines(cam, frame)
+        np.testing.assert_allclose(cos, np.abs(atlas.normals @ forward), atol=1e-9)
+        np.testing.assert_allclose(dist, depth, atol=1e-9)
