@@ -16,7 +16,9 @@ uncompressed multilayer EXR to a temporary file (``/dev/shm`` when there is one)
   own camera space has +Z forward, so the shader flips Z); 0 on background. Flat shading gives
   unit normals at one sample (no pixel filtering), so no renormalisation is needed.
 - Vector (pixels, +y up): ``XY = p(t-1) - p(t)``, ``ZW = p(t) - p(t+1)``; in image coordinates
-  (y down) ``flow_forward = (-Z, +W)`` and ``flow_backward = (X, -Y)``.
+  (y down) ``flow_forward = (-Z, +W)`` and ``flow_backward = (X, -Y)``. Where Blender's vector
+  pass misses the camera's motion (orthographic cameras, a lens that changes between frames),
+  the flow is the depth pass reprojected instead (:mod:`passes.reprojected_flow`).
 - The ``greybox_instance`` AOV (the joined mesh's face attribute, an exact small integer in
   float32) -> ``instance_id``; ``class_id`` through an instance -> class lookup table.
 - UV: (U, V, A) as Blender writes it (background 0).
@@ -268,6 +270,7 @@ class PassRenderer:
             discard_rendered(path)
         t2 = time.perf_counter()
         passes = convert_blender_passes(parts, frame, self._class_lut)
+        _reproject_where_needed(passes, self.scene.camera, frame)
         self.timings.update({"exr_read": t2 - t1, "convert": time.perf_counter() - t2})
         return passes
 
@@ -276,6 +279,16 @@ class PassRenderer:
             os.unlink(self._tmp_path)
         except FileNotFoundError:
             pass
+
+
+def _reproject_where_needed(passes: FramePasses, track, frame: int) -> None:
+    """Replace the vector pass's flow by the reprojected one where Blender's is wrong
+    (:mod:`passes.reprojected_flow`: orthographic cameras, a lens that changes between frames)."""
+    from passes.reprojected_flow import needs_reprojection, reprojected_flow
+
+    for other, flow in ((frame + 1, passes.flow_forward), (frame - 1, passes.flow_backward)):
+        if needs_reprojection(track, frame, other):
+            flow[...] = reprojected_flow(passes.depth, track, frame, other)  # into the planar buffer
 
 
 def discard_rendered(path: str) -> None:

@@ -17,11 +17,11 @@ What :func:`instantiate_scene` builds, from an empty factory scene:
   Blender's glTF exporter writes into each node's extras, ``pass_index = instance_id``;
 - otherwise one mesh object per :class:`SceneObject` in world space with ``pass_index = instance_id``;
 - every mesh flat shaded, UV layer ``UVMap`` (active for rendering) from ``SceneObject.uvs``;
-- one camera (the track's sensor, sensor fit, focal length and shift) keyframed on every frame of
+- one camera (the track's type, sensor, sensor fit, focal length or ortho scale, and shift) keyframed on every frame of
   the camera track (``frame_start - 1`` .. ``frame_end + 1``: the vector pass reads both ends),
   location plus quaternion rotation with LINEAR interpolation, so every integer frame gives
-  exactly the track's pose (to float32, Blender's storage); a focal length or shift that changes
-  along the track is keyed on every frame too;
+  exactly the track's pose (to float32, Blender's storage); a focal length, ortho scale or shift
+  that changes along the track is keyed on every frame too;
 - resolution, fps and frame range.
 
 :func:`export_scene_gltf` and :func:`save_scene_blend` write that scene (in object frames) as
@@ -172,10 +172,12 @@ def _keyframe_camera(bpy, cam_obj, scene: Scene) -> None:
 
 
 def _key_lens(cam_data, track) -> None:
-    """Key the focal length and the shift on every frame of the track when they change along it."""
+    """Key the focal length, the ortho scale and the shift on every frame of the track when they change along it."""
     frames = [int(f) for f in track.frames]
-    for data_path, values in (("lens", track.focal_lengths_mm), ("shift_x", track.shifts[:, 0]),
-                              ("shift_y", track.shifts[:, 1])):
+    keyed = [("lens", track.focal_lengths_mm), ("shift_x", track.shifts[:, 0]), ("shift_y", track.shifts[:, 1])]
+    if track.ortho_scales is not None:
+        keyed.append(("ortho_scale", track.ortho_scales))
+    for data_path, values in keyed:
         if np.all(values == values[0]):
             continue
         for frame, value in zip(frames, values):
@@ -194,8 +196,6 @@ def instantiate_scene(scene: Scene, *, object_frames: bool = False, joined: bool
     import bpy
 
     track = scene.camera
-    if track.type != "perspective":
-        raise ValueError(f"a {track.type} camera cannot be built in Blender yet; greybox builds perspective cameras")
     bpy.ops.wm.read_factory_settings(use_empty=True)
     bscene = bpy.context.scene
     collection = bscene.collection
@@ -208,9 +208,11 @@ def instantiate_scene(scene: Scene, *, object_frames: bool = False, joined: bool
 
     first = track.index(scene.frame_start)
     cam_data = bpy.data.cameras.new(CAMERA_NAME)
-    cam_data.type = "PERSP"
+    cam_data.type = "ORTHO" if track.orthographic else "PERSP"
     cam_data.lens_unit = "MILLIMETERS"
     cam_data.lens = float(track.focal_lengths_mm[first])
+    if track.orthographic:
+        cam_data.ortho_scale = float(track.ortho_scales[first])
     cam_data.sensor_fit = track.sensor_fit
     cam_data.sensor_width = float(track.sensor_width_mm)
     cam_data.sensor_height = float(track.sensor_height_mm)
@@ -253,7 +255,7 @@ def export_scene_gltf(scene: Scene, path: str | os.PathLike) -> None:
     """Write ``scene`` as a binary glTF 2.0 file with Blender's own exporter (temporary name, then rename).
 
     Every object is a node in its own frame, with its stable name, class, class id, instance id,
-    kind and source in the node's extras; the camera is a node with the perspective camera,
+    kind and source in the node's extras; the camera is a node with its perspective or orthographic camera,
     animated on every frame of the shot (sampled, so each frame holds the track's exact pose; glTF
     time = frame / fps: import with the scene's fps to get the frames back). The scene's extras
     hold its name, seed, resolution, frame range and fps.

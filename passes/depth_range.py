@@ -76,7 +76,8 @@ def range_frames(frame_start: int, frame_end: int, points: int, budget: int = MA
 def shot_disparity_range(scene: Scene, percentile: float = 99.5, samples: int = DEFAULT_SAMPLES) -> tuple[float, float]:
     """(lo, hi) disparity over the whole shot, from geometry: surface samples projected into every
     frame from ``frame_start`` to ``frame_end`` (evenly spaced frames of a shot too long for
-    :data:`MAX_PROJECTIONS`), kept inside the frustum (on screen, between the clip planes);
+    :data:`MAX_PROJECTIONS`), kept inside the view volume (on screen, between the clip planes;
+    orthographic cameras project without a divide, their depth is planar too);
     lo = the smallest disparity (farthest point), hi = the ``percentile`` of disparity
     weighted by 1/Z^2 (each sample's share of the screen), so a few points close to the lens do not
     wash out the rest. Occlusion is ignored (points behind walls can only lower lo).
@@ -96,9 +97,13 @@ def shot_disparity_range(scene: Scene, percentile: float = 99.5, samples: int = 
         k = np.stack([track.intrinsics(int(f), scene.width, scene.height) for f in frames[first : first + block]])  # (B, 3, 3)
         # camera coordinates (N, B), element by element (no BLAS: the same bits whatever the block)
         cx, cy, z = (px * w2c[:, axis, 0] + py * w2c[:, axis, 1] + pz * w2c[:, axis, 2] + w2c[:, axis, 3] for axis in range(3))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            x = cx / z * k[:, 0, 0] + k[:, 0, 2]
-            y = cy / z * k[:, 1, 1] + k[:, 1, 2]
+        if track.orthographic:  # no perspective divide (K's diagonal is pixels per metre)
+            x = cx * k[:, 0, 0] + k[:, 0, 2]
+            y = cy * k[:, 1, 1] + k[:, 1, 2]
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                x = cx / z * k[:, 0, 0] + k[:, 0, 2]
+                y = cy / z * k[:, 1, 1] + k[:, 1, 2]
         keep = (z >= track.clip_start) & (z <= track.clip_end) & (x >= 0) & (x <= scene.width) & (y >= 0) & (y <= scene.height)
         kept.append((1.0 / z[keep]).astype(np.float32))
     disp = np.sort(np.concatenate(kept))

@@ -7,7 +7,17 @@ continue the motion smoothly: easings are extended linearly with their end slope
 eases in was at rest before it started), a walkthrough continues along its end tangents.
 
 Rotations are camera-to-world in Blender's camera axes: the camera looks down its local -Z, local
-+Y is up, and there is no roll (local +X is horizontal).
++Y is up, and there is no roll: local +X is perpendicular to ``camera.up`` (default world +Z, so
++X is horizontal). A frame that looks along ``up`` (a plan view straight down) keeps the image-up
+of its nearest frame that does not; when none does, the world axis next in Z, Y, X is up (+Y for
+a camera looking straight down with the default up: north at the top). No view direction is
+refused; a frame whose look-at target is its position is, naming the frames.
+
+The lens: ``camera.type`` (perspective, or orthographic with ``ortho_scale`` metres across the
+width), ``shift_x`` and ``shift_y`` (fractions of the width), the same on every frame.
+
+A ``tour`` path is planned through the floor plan (:mod:`procedural.camera_tours`); the builder
+passes its route to :func:`camera_track`.
 
 Entry point: :func:`camera_track`.
 """
@@ -133,20 +143,65 @@ class WalkthroughSpline:
 # --------------------------------------------------------------------------------------------
 
 
-def look_at_rotation(position, target) -> np.ndarray:
-    """Camera-to-world rotation (Blender camera axes, no roll) looking from ``position`` at ``target``."""
+def look_at_rotation(position, target, up=WORLD_UP) -> np.ndarray:
+    """Camera-to-world rotation (Blender camera axes, no roll about ``up``) looking from ``position``
+    at ``target``. Raises ValueError when the target is the position or the view runs along ``up``."""
     forward = np.asarray(target, dtype=np.float64) - np.asarray(position, dtype=np.float64)
     norm = np.linalg.norm(forward)
     if norm < 1e-9:
         raise ValueError("the camera's target coincides with its position")
     forward = forward / norm
-    right = np.cross(forward, WORLD_UP)
+    right = np.cross(forward, np.asarray(up, dtype=np.float64))
     rn = np.linalg.norm(right)
     if rn < 1e-6:
-        raise ValueError("the camera looks straight up or down; its roll is undefined")
+        raise ValueError("the camera looks along its up direction; its roll is undefined")
     right = right / rn
-    up = np.cross(right, forward)
-    return np.column_stack([right, up, -forward])
+    image_up = np.cross(right, forward)
+    return np.column_stack([right, image_up, -forward])
+
+
+FALLBACK_UPS = (np.array([0.0, 0.0, 1.0]), np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0]))
+
+
+def orientations(positions: np.ndarray, targets: np.ndarray, up=None) -> tuple[np.ndarray, list[int]]:
+    """Rotations (N, 3, 3) looking from each position at its target, with no roll about ``up``
+    (default +Z); and the indices whose target coincides with the position (their rotation is the
+    nearest defined one). A view along ``up`` takes the image-up of the nearest frame whose view is
+    not along it, else the first of +Z, +Y, +X that is not along it (see the module docstring)."""
+    up = WORLD_UP if up is None else np.asarray(up, dtype=np.float64) / np.linalg.norm(up)
+    n = len(positions)
+    forward = np.asarray(targets, dtype=np.float64) - np.asarray(positions, dtype=np.float64)
+    norms = np.linalg.norm(forward, axis=1)
+    coincident = [int(i) for i in np.flatnonzero(norms < 1e-9)]
+    forward = forward / np.where(norms < 1e-9, 1.0, norms)[:, None]
+    rotations = np.full((n, 3, 3), np.nan)
+    along_up = []
+    for i in range(n):
+        if i in coincident:
+            continue
+        right = np.cross(forward[i], up)
+        if np.linalg.norm(right) < 1e-6:
+            along_up.append(i)
+            continue
+        rotations[i] = look_at_rotation(positions[i], targets[i], up)
+    defined = [i for i in range(n) if i not in coincident and i not in along_up]
+    for i in along_up:  # the image-up of the nearest frame that has one, else a world axis
+        if defined:
+            j = min(defined, key=lambda k: (abs(k - i), k))
+            image_up = rotations[j][:, 1]
+        else:
+            image_up = next(a for a in FALLBACK_UPS if np.linalg.norm(np.cross(forward[i], a)) > 1e-6)
+        right = np.cross(forward[i], image_up)
+        if np.linalg.norm(right) < 1e-6:
+            image_up = next(a for a in FALLBACK_UPS if np.linalg.norm(np.cross(forward[i], a)) > 1e-6)
+            right = np.cross(forward[i], image_up)
+        right /= np.linalg.norm(right)
+        rotations[i] = np.column_stack([right, np.cross(right, forward[i]), -forward[i]])
+    known = [i for i in range(n) if i not in coincident]
+    for i in coincident:
+        if known:
+            rotations[i] = rotations[min(known, key=lambda k: (abs(k - i), k))]
+    return rotations, coincident
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,36 +243,47 @@ def path_positions_and_targets(path, t: np.ndarray) -> tuple[np.ndarray, np.ndar
     raise TypeError(f"unknown camera path {type(path).__name__}")
 
 
-def camera_track(camera: CameraSpec, frame_start: int, frame_end: int) -> CameraTrack:
-    """Pose on every frame from ``frame_start - 1`` to ``frame_end + 1``.
+def camera_track(camera: CameraSpec, frame_start: int, frame_end: int, *, tour=None) -> CameraTrack:
+    """Pose and lens on every frame from ``frame_start - 1`` to ``frame_end + 1``.
 
-    Raises InputError naming ``camera.path`` when a frame's view is undefined (target at the
-    camera, or looking straight up or down).
+    ``tour``: the planned route of a ``tour`` path (:class:`procedural.camera_tours.TourRoute`).
+    Raises InputError naming ``camera.path`` and the frames whose target coincides with the camera
+    (the extra frames before and after the shot take their neighbour's view instead).
     """
     # 1. Check inputs
     if frame_end < frame_start:
         raise InputError(f"render.frame_end = {frame_end}: must be >= frame_start {frame_start}")
     if camera.clip_end <= camera.clip_start:
         raise InputError(f"camera.clip_end = {camera.clip_end}: must be greater than clip_start {camera.clip_start}")
+    if camera.path.kind == "tour" and tour is None:
+        raise InputError("camera.path.kind = 'tour': the tour is planned through the floor plan by the scene builder "
+                         "(procedural.scene_builder.build_scene)")
 
     # 2. Positions and targets along the path
     frames = np.arange(frame_start - 1, frame_end + 2, dtype=np.int64)
     t = path_parameter(frames, frame_start, frame_end)
-    positions, targets = path_positions_and_targets(camera.path, t)
+    if tour is not None:
+        positions, targets = tour.positions_and_targets(t, camera.path.look_ahead)
+    else:
+        positions, targets = path_positions_and_targets(camera.path, t)
 
     # 3. Orientations
-    rotations = np.empty((len(frames), 3, 3))
-    for i, frame in enumerate(frames):
-        try:
-            rotations[i] = look_at_rotation(positions[i], targets[i])
-        except ValueError as err:
-            raise InputError(
-                f"camera.path ({camera.path.kind}): at frame {int(frame)} {err} "
-                f"(camera {np.round(positions[i], 4).tolist()}, target {np.round(targets[i], 4).tolist()}); "
-                "move the look_at point or the path"
-            ) from None
+    rotations, coincident = orientations(positions, targets, camera.up)
+    shot = [i for i in coincident if frame_start <= frames[i] <= frame_end]
+    if shot or len(coincident) == len(frames):
+        from procedural.camera_checks import frame_ranges
+
+        i = (shot or coincident)[0]
+        raise InputError(
+            f"camera.path ({camera.path.kind}): the camera's target coincides with its position on frames "
+            f"{frame_ranges([int(frames[k]) for k in (shot or coincident)])} (camera {np.round(positions[i], 4).tolist()}); "
+            "move the look_at point or the path"
+        )
+    n = len(frames)
     return CameraTrack(
         frames=frames, positions=positions.astype(np.float64), rotations=rotations,
         focal_lengths_mm=float(camera.focal_length), sensor_width_mm=float(camera.sensor_width), sensor_fit="HORIZONTAL",
         clip_start=float(camera.clip_start), clip_end=float(camera.clip_end),
+        shifts=np.tile([float(camera.shift_x), float(camera.shift_y)], (n, 1)),
+        type=camera.type, ortho_scales=None if camera.ortho_scale is None else float(camera.ortho_scale),
     )

@@ -80,6 +80,7 @@ class PlanNaming:
     """Stable names of the plan's objects (ids, seeds, layout.json and region prompts use them)."""
 
     style: str  # "floor_plan" or "room"
+    prefix: str = ""  # a building's storey above the ground floor: "storey1/" (pieces; the shell takes it in shell_parts)
 
     def floor(self, room: str) -> str:
         return "room.floor" if self.style == "room" else f"floor:{room}"
@@ -95,7 +96,7 @@ class PlanNaming:
         return f"wall:{a}|{b}"
 
     def piece(self, room: str, piece: str) -> str:
-        return piece if self.style == "room" else f"{room}/{piece}"
+        return piece if self.style == "room" else f"{self.prefix}{room}/{piece}"
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,21 @@ def points_in_polygon(xs: np.ndarray, ys: np.ndarray, polygon: Sequence[Point]) 
     return inside
 
 
+def distances_to_boundary(xs: np.ndarray, ys: np.ndarray, polygon: Sequence[Point]) -> np.ndarray:
+    """Vectorised: the distance from each point to the nearest edge of a polygon (inside or out)."""
+    best = np.full(np.shape(xs), np.inf)
+    n = len(polygon)
+    for i in range(n):
+        (ax, ay), (bx, by) = polygon[i], polygon[(i + 1) % n]
+        dx, dy = bx - ax, by - ay
+        length2 = dx * dx + dy * dy
+        if length2 < 1e-24:
+            continue
+        t = np.clip(((xs - ax) * dx + (ys - ay) * dy) / length2, 0.0, 1.0)
+        best = np.minimum(best, np.hypot(xs - ax - t * dx, ys - ay - t * dy))
+    return best
+
+
 def distance_to_segment(p: Point, a: Point, b: Point) -> float:
     dx, dy = b[0] - a[0], b[1] - a[1]
     length2 = dx * dx + dy * dy

@@ -288,29 +288,34 @@ def window_mesh(seg: WallSegment, op: Opening) -> Mesh:
 _ROOM_WALL_ORDER = ("south", "east", "north", "west", "north_inner", "east_inner")
 
 
-def shell_parts(geometry: PlanGeometry, z_offset: float = 0.0, name_prefix: str = "") -> list[ShellPart]:
+def shell_parts(geometry: PlanGeometry, z_offset: float = 0.0, name_prefix: str = "", *,
+                wall_height: float | None = None, ceiling_top: float | None = None) -> list[ShellPart]:
     """Meshes of the plan's shell in a stable order: floors and ceilings (rooms in template order),
     walls (by first appearance over the rooms' edges; the room generator's south, east, north,
     west, then the L's inner walls), doors, windows (template order).
 
     ``z_offset`` lifts the whole shell (a storey of a building), ``name_prefix`` goes in front of
-    every name (``storey1/``)."""
-    parts = _shell_parts(geometry)
+    every name (``storey1/``). ``wall_height`` (default the room's height) runs the walls higher
+    (a building's walls reach the next storey's floor slab); ``ceiling_top`` (default the room's
+    height plus ``SLAB``) thickens the ceilings (the slab between two storeys)."""
+    parts = _shell_parts(geometry, wall_height, ceiling_top)
     if z_offset == 0.0 and not name_prefix:
         return parts
     return [ShellPart(name_prefix + p.name, p.kind, p.semantic_class, transform(p.mesh, None, (0.0, 0.0, z_offset)), p.rooms)
             for p in parts]
 
 
-def _shell_parts(geometry: PlanGeometry) -> list[ShellPart]:
+def _shell_parts(geometry: PlanGeometry, wall_height: float | None = None, ceiling_top: float | None = None) -> list[ShellPart]:
     plan = geometry.input
     naming = plan.naming
     t, h = plan.thickness, plan.height
+    top = h + SLAB if ceiling_top is None else ceiling_top
     rooms = sorted(geometry.rooms.values(), key=lambda r: r.index)
     parts = [ShellPart(naming.floor(r.name), "floor", "floor", prism(r.outline, -SLAB, 0.0), (r.name,)) for r in rooms]
     if plan.ceiling:
-        parts += [ShellPart(naming.ceiling(r.name), "ceiling", "ceiling", prism(r.outline, h, h + SLAB), (r.name,))
+        parts += [ShellPart(naming.ceiling(r.name), "ceiling", "ceiling", prism(r.outline, h, top), (r.name,))
                   for r in rooms]
+    h = h if wall_height is None else wall_height
     names = geometry.wall_names()
     if plan.generator == "room":
         names.sort(key=lambda n: _ROOM_WALL_ORDER.index(n.removeprefix("room.wall_")))

@@ -36,7 +36,7 @@ _TASK_GLUE = ("render_farm/stage_tasks.py",)
 _SCENE = ("greybox/", "scenes/", "procedural/", "passes/scene_stage.py", "passes/blender_scene.py",
           "passes/model_import.py", "passes/model_files.py",
           "passes/blender_compat.py", "passes/blender_render.py", "passes/camera_records.py", "passes/frame_passes.py",
-          *_TASK_GLUE)
+          "passes/reprojected_flow.py", *_TASK_GLUE)
 
 STAGE_SOURCES: dict[str, tuple[str, ...]] = {
     "scene": _SCENE, "glb": _SCENE, "cameras": _SCENE, "blend": _SCENE,

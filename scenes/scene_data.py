@@ -12,9 +12,11 @@ Conventions
 - ``CameraTrack.rotations[i]`` is the camera-to-world rotation in Blender's camera convention:
   the camera looks down its local -Z, local +Y is up, +X right.
 - OpenCV camera (``world_to_camera_opencv``): x right, y down, z forward; pixel centres at +0.5.
-- Intrinsics follow Blender's camera model (``CameraTrack.intrinsics``): focal length and shift per
-  frame, one sensor (width, height) and sensor fit (``AUTO``, ``HORIZONTAL``, ``VERTICAL``),
-  square pixels.
+- Intrinsics follow Blender's camera model (``CameraTrack.intrinsics``): focal length (or, for an
+  orthographic camera, ``ortho_scale``) and shift per frame, one sensor (width, height) and sensor
+  fit (``AUTO``, ``HORIZONTAL``, ``VERTICAL``), square pixels. An orthographic camera maps camera
+  space to pixels without a perspective divide (:meth:`CameraTrack.projection_matrix`); its depth is
+  planar too (distance from the camera's plane).
 
 The stored format (``scene.npz``, version 2) is described in :meth:`Scene.npz_bytes`.
 """
@@ -152,12 +154,18 @@ class CameraTrack:
 
     Per frame: position, rotation, focal length (mm) and lens shift (Blender's ``shift_x``,
     ``shift_y``: fractions of the fitted sensor side, the width with a horizontal fit). For the whole
-    track: the sensor (mm), Blender's sensor fit, the clip planes and the camera ``type``. Only
-    ``perspective`` is produced today; ``orthographic`` (with ``ortho_scales``, metres across the
-    fitted side) is part of the stored format so a later camera needs no format change, and is
-    refused where a pinhole K is needed.
+    track: the sensor (mm), Blender's sensor fit, the clip planes and the camera ``type``:
+    ``perspective`` or ``orthographic`` (with ``ortho_scales``: metres across the fitted side, per
+    frame, Blender's ``ortho_scale``).
 
-    ``focal_lengths_mm`` may be given as one number (the same on every frame); ``shifts`` default to 0.
+    Points at infinity (the background, instance 0): an orthographic camera's rays are parallel,
+    so the sky has no image through it. :meth:`pixel_rays` and :meth:`project_directions` then use
+    its *backdrop lens*, the pinhole with the track's focal length and shift: the stylised sky turns
+    with the camera and stays put while it only moves (what the consistency modes need; the passes
+    hold no background geometry).
+
+    ``focal_lengths_mm`` and ``ortho_scales`` may be given as one number (the same on every frame);
+    ``shifts`` default to 0.
     """
 
     frames: np.ndarray  # (N,) int64, consecutive
@@ -199,6 +207,8 @@ class CameraTrack:
             ortho = np.full(n, float(ortho)) if ortho.ndim == 0 else ortho
             if ortho.shape != (n,):
                 raise ValueError(f"camera track of {n} frames: ortho scales {ortho.shape}")
+            if not np.all(np.isfinite(ortho) & (ortho > 0)):
+                raise ValueError("an orthographic camera's ortho_scales must be positive and finite")
         for name, value in (("frames", frames), ("positions", positions), ("rotations", rotations),
                             ("focal_lengths_mm", focal), ("shifts", shifts), ("ortho_scales", ortho)):
             object.__setattr__(self, name, value)
@@ -236,29 +246,104 @@ class CameraTrack:
             fit = "HORIZONTAL" if width >= height else "VERTICAL"
         return fit, sensor
 
-    def intrinsics(self, frame: int, width: int, height: int) -> np.ndarray:
-        """3x3 K in pixels at ``frame`` for a ``width`` x ``height`` image, as Blender projects it:
-        f = focal / (fitted sensor side) x (fitted image side); the principal point is the image
-        centre moved by the shift (x left for +shift_x, y up for +shift_y, in units of the fitted side)."""
-        if self.type != "perspective":
-            raise ValueError(f"a {self.type} camera has no pinhole K; this stage supports perspective cameras only")
-        i = self.index(frame)
+    @property
+    def orthographic(self) -> bool:
+        return self.type == "orthographic"
+
+    def _principal_point(self, i: int, width: int, height: int, side: int) -> tuple[float, float]:
+        """The image centre moved by the shift (x left for +shift_x, y up for +shift_y, in units of the fitted side)."""
+        return width / 2.0 - self.shifts[i, 0] * side, height / 2.0 + self.shifts[i, 1] * side
+
+    def _pinhole(self, i: int, width: int, height: int) -> np.ndarray:
+        """The pinhole K of the focal length and shift at track index ``i`` (an orthographic camera's backdrop lens)."""
         fit, sensor = self.fitted_side(width, height)
         side = width if fit == "HORIZONTAL" else height
         f = self.focal_lengths_mm[i] / sensor * side
-        cx = width / 2.0 - self.shifts[i, 0] * side
-        cy = height / 2.0 + self.shifts[i, 1] * side
+        cx, cy = self._principal_point(i, width, height, side)
         return np.array([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
+
+    def background_intrinsics(self, frame: int, width: int, height: int) -> np.ndarray:
+        """The pinhole K through which the background (points at infinity) is seen at ``frame``:
+        :meth:`intrinsics` for a perspective camera, the backdrop lens for an orthographic one."""
+        return self._pinhole(self.index(frame), width, height)
+
+    def intrinsics(self, frame: int, width: int, height: int) -> np.ndarray:
+        """3x3 K in pixels at ``frame`` for a ``width`` x ``height`` image, as Blender projects it; the
+        principal point is the image centre moved by the shift (x left for +shift_x, y up for
+        +shift_y, in units of the fitted side).
+
+        Perspective: f = focal / (fitted sensor side) x (fitted image side), pixel ~ K @ (x, y, z)
+        (divide by z). Orthographic: s = (fitted image side) / ortho_scale pixels per metre, and
+        pixel = K @ (x, y, 1) for camera-space x, y in metres (no divide; the depth plays no part).
+        Camera space is OpenCV's (x right, y down, z forward), pixel centres at +0.5."""
+        i = self.index(frame)
+        if not self.orthographic:
+            return self._pinhole(i, width, height)
+        fit, _ = self.fitted_side(width, height)
+        side = width if fit == "HORIZONTAL" else height
+        s = side / self.ortho_scales[i]
+        cx, cy = self._principal_point(i, width, height, side)
+        return np.array([[s, 0.0, cx], [0.0, s, cy], [0.0, 0.0, 1.0]])
+
+    def projection_matrix(self, frame: int, width: int, height: int) -> np.ndarray:
+        """3x4 P taking an OpenCV camera-space point (x, y, z, 1) to homogeneous pixels: pixel =
+        (P X)[:2] / (P X)[2] for both types. Perspective: ``K [I | 0]``; orthographic:
+        ``[[s, 0, 0, cx], [0, s, 0, cy], [0, 0, 0, 1]]`` (the last row is constant: no divide)."""
+        k = self.intrinsics(frame, width, height)
+        if not self.orthographic:
+            return np.hstack([k, np.zeros((3, 1))])
+        return np.array([[k[0, 0], 0.0, 0.0, k[0, 2]], [0.0, k[1, 1], 0.0, k[1, 2]], [0.0, 0.0, 0.0, 1.0]])
+
+    def pixels_per_metre(self, frame: int, width: int, height: int, depth) -> np.ndarray:
+        """How many pixels one metre across the view spans at planar ``depth`` (metres; any shape):
+        f / depth for a perspective camera, s (whatever the depth) for an orthographic one."""
+        k = self.intrinsics(frame, width, height)
+        depth = np.asarray(depth, dtype=np.float64)
+        if self.orthographic:
+            return np.full(depth.shape, k[0, 0])
+        with np.errstate(divide="ignore"):
+            return k[0, 0] / depth
+
+    def camera_points(self, frame: int, points: np.ndarray) -> np.ndarray:
+        """World points (N, 3) -> OpenCV camera coordinates (N, 3)."""
+        w2c = self.world_to_camera_opencv(frame)
+        return np.asarray(points, dtype=np.float64) @ w2c[:3, :3].T + w2c[:3, 3]
 
     def project(self, frame: int, points: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
         """World points (N, 3) -> pixel coordinates (N, 2; x right, y down, pixel centres at +0.5) and planar depth (N,)."""
-        w2c = self.world_to_camera_opencv(frame)
-        cam = points @ w2c[:3, :3].T + w2c[:3, 3]
+        cam = self.camera_points(frame, points)
         k = self.intrinsics(frame, width, height)
         z = cam[:, 2]
+        if self.orthographic:
+            return cam[:, :2] * [k[0, 0], k[1, 1]] + [k[0, 2], k[1, 2]], z
         with np.errstate(divide="ignore", invalid="ignore"):
             uv = (cam[:, :2] / z[:, None]) * [k[0, 0], k[1, 1]] + [k[0, 2], k[1, 2]]
         return uv, z
+
+    def unproject(self, frame: int, pixels: np.ndarray, depth: np.ndarray, width: int, height: int) -> np.ndarray:
+        """Pixel coordinates (N, 2; as :meth:`project` gives them) at planar ``depth`` (N,) -> world points (N, 3)."""
+        k = self.intrinsics(frame, width, height)
+        pixels = np.asarray(pixels, dtype=np.float64)
+        z = np.asarray(depth, dtype=np.float64)
+        xy = (pixels - [k[0, 2], k[1, 2]]) / [k[0, 0], k[1, 1]]
+        if not self.orthographic:
+            xy = xy * z[:, None]
+        cam = np.column_stack([xy, z])
+        w2c = self.world_to_camera_opencv(frame)
+        return (cam - w2c[:3, 3]) @ w2c[:3, :3]
+
+    def view_vectors(self, frame: int, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For world points (N, 3): the vector from each point towards the camera along its ray (N, 3)
+        and that ray's length (N,). Perspective: to the camera's centre and the distance to it;
+        orthographic (parallel rays): the camera's backward axis times the planar depth, and the
+        planar depth."""
+        i = self.index(frame)
+        points = np.asarray(points, dtype=np.float64)
+        if self.orthographic:
+            depth = self.camera_points(frame, points)[:, 2]
+            return depth[:, None] * self.rotations[i][:, 2][None, :], depth  # Blender camera +Z: towards the camera
+        ray = self.positions[i][None, :] - points
+        return ray, np.linalg.norm(ray, axis=-1)
 
     # -- rays: points at infinity, seen through the rotation only ------------------------------
 
@@ -268,8 +353,9 @@ class CameraTrack:
 
     def pixel_rays(self, frame: int, width: int, height: int) -> np.ndarray:
         """World direction of the ray through each pixel centre at ``frame`` (H, W, 3); not unit length
-        (its OpenCV z component is 1). The inverse of :meth:`project_directions`."""
-        k = self.intrinsics(frame, width, height)
+        (its OpenCV z component is 1). The inverse of :meth:`project_directions`. An orthographic
+        camera's background is seen through its backdrop lens (see the class docstring)."""
+        k = self.background_intrinsics(frame, width, height)
         cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
         rays = np.stack([(cols - k[0, 2]) / k[0, 0], (rows - k[1, 2]) / k[1, 1], np.ones_like(cols)], axis=-1)
         return rays @ self.opencv_to_world_rotation(frame).T
@@ -278,9 +364,10 @@ class CameraTrack:
                            *, min_forward: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """World directions (..., 3) of points at infinity -> pixel coordinates at ``frame`` (..., 2; as
         :meth:`project`) and the directions in OpenCV camera axes (..., 3; z forward). Directions whose
-        forward component is not above ``min_forward`` (behind the camera) get NaN coordinates."""
+        forward component is not above ``min_forward`` (behind the camera) get NaN coordinates. An
+        orthographic camera's background is seen through its backdrop lens (see the class docstring)."""
         d = np.asarray(directions) @ self.opencv_to_world_rotation(frame)  # world -> OpenCV camera (rotation only)
-        k = self.intrinsics(frame, width, height)
+        k = self.background_intrinsics(frame, width, height)
         forward = d[..., 2:3]
         with np.errstate(divide="ignore", invalid="ignore"):
             xy = d[..., :2] / forward * [k[0, 0], k[1, 1]] + [k[0, 2], k[1, 2]]
@@ -325,6 +412,8 @@ class Scene:
         cam = self.camera
         for array in (cam.frames, cam.positions, cam.rotations, cam.focal_lengths_mm, cam.shifts):
             digest.update(np.ascontiguousarray(array).tobytes())
+        if cam.ortho_scales is not None:
+            digest.update(np.ascontiguousarray(cam.ortho_scales).tobytes())
         digest.update(json.dumps(cam.lens_json(), sort_keys=True).encode())
         return digest.hexdigest()
 

@@ -3,12 +3,13 @@
 A template is a TOML file with these top-level tables (every key is documented on its field):
 
 - ``schema_version``, ``name``, ``description``, ``seed``
-- ``[generator]``: the procedural generator (``kind = "room"``, ``"floor_plan"`` or ``"none"``) and its
-  parameters
+- ``[generator]``: the procedural generator (``kind = "room"``, ``"floor_plan"``, ``"building"`` or
+  ``"none"``) and its parameters
 - ``[[objects]]``: explicit primitives (box, plane, cylinder) with a semantic class
 - ``[[imports]]``: models from files (glTF, FBX, USD, OBJ, .blend) with class rules and an optional
   file camera; a room's furniture list takes ``{ kind = "asset", file = ... }`` pieces too
-- ``[camera]``: focal length, sensor, and ``[camera.path]`` (static, orbit, dolly, walkthrough)
+- ``[camera]``: type (perspective or orthographic), focal length or ortho scale, sensor, lens
+  shift, up, and ``[camera.path]`` (static, orbit, dolly, walkthrough, tour)
 - ``[render]``: resolution, frame range, fps
 - ``[passes]``: which control images to write and how depth is normalised
 - ``[style]``: the generative stage's settings, named as diffusers names them
@@ -52,6 +53,8 @@ MAX_TARGETS = 256  # globs in one objects list, names in one classes list
 MAX_PATH_LENGTH = 1024  # characters in a reference image's path
 # Images a reference image may be (read with Pillow).
 REFERENCE_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+MAX_STOREYS = 64  # storeys of a building
+MAX_SHIFT = 2.0  # lens shift, fractions of the image width (Blender's soft range)
 # The control images the passes stage writes (one folder each) and a ControlNet may be conditioned on.
 ControlPass = Literal["depth", "normal", "seg", "lines"]
 CONTROL_PASSES: tuple[str, ...] = get_args(ControlPass)
@@ -388,18 +391,65 @@ class FloorPlanSpec(StrictModel):
     windows: Annotated[list[PlanWindowSpec], Field(max_length=MAX_PLAN_OPENINGS)] = Field(default_factory=list)
 
 
+# --------------------------------------------------------------------------------------------
+# Procedural building: a floor plan as the ground floor, storeys above it, facades, a roof, the ground
+# --------------------------------------------------------------------------------------------
+
+
+class FacadeWindowsSpec(StrictModel):
+    """Windows on every exterior wall of every storey: centres ``spacing`` metres apart, centred on
+    each wall (as many as fit its usable length); the ground floor leaves out those that would
+    overlap an entrance door."""
+
+    spacing: PositiveFloat = Field(2.5, description="centre to centre along a wall, metres")
+    width: PositiveFloat = 1.2
+    height: PositiveFloat = 1.5
+    sill: NonNegativeFloat = 0.9
+    glass: bool = True
+
+
+class BuildingSpec(StrictModel):
+    """The outside of a building whose ground floor is ``[generator.floor_plan]``: ``storeys`` copies
+    of the plan ``storey_height`` apart (the upper ones without doors to the outside), floor slabs
+    between them, a facade over the exterior walls, a roof and the ground."""
+
+    storeys: Annotated[int, Field(ge=1, le=MAX_STOREYS)] = 1
+    storey_height: PositiveFloat = Field(3.0, description="floor to floor, metres; at least the plan's height plus 0.2 (the slabs)")
+    facade_windows: FacadeWindowsSpec | None = Field(
+        None, description="windows on every exterior wall; without it, the plan's own windows on every storey")
+    roof: Literal["flat", "gable", "hip"] = "flat"
+    roof_pitch: Annotated[float, Field(gt=0, lt=75)] = Field(35.0, description="gable and hip: the slope, degrees")
+    roof_overhang: Annotated[float, Field(ge=0, le=5)] = Field(0.3, description="eaves beyond the facade, metres")
+    ground: Literal["grass", "road", "floor"] = Field("grass", description="the ground plane's class")
+    ground_size: Annotated[float, Field(gt=0, le=MAX_EXTENT)] = Field(
+        200.0, description="the side of the square ground plane centred under the building, metres")
+
+
 class GeneratorSpec(StrictModel):
-    kind: Literal["room", "floor_plan", "none"] = "room"
+    kind: Literal["room", "floor_plan", "building", "none"] = "room"
     room: RoomSpec = Field(default_factory=RoomSpec)
     floor_plan: FloorPlanSpec | None = None
+    building: BuildingSpec | None = None
 
     @model_validator(mode="after")
     def _floor_plan(self):
-        if self.kind == "floor_plan" and self.floor_plan is None:
-            raise ValueError("kind = 'floor_plan' needs a [generator.floor_plan] table with its rooms")
-        if self.kind != "floor_plan" and self.floor_plan is not None:
+        if self.kind in ("floor_plan", "building") and self.floor_plan is None:
+            what = "its ground floor" if self.kind == "building" else "its rooms"
+            raise ValueError(f"kind = {self.kind!r} needs a [generator.floor_plan] table with {what}")
+        if self.kind not in ("floor_plan", "building") and self.floor_plan is not None:
             raise ValueError(f"[generator.floor_plan] is given but generator.kind is {self.kind!r}; set kind = 'floor_plan'")
+        if self.kind != "building" and self.building is not None:
+            raise ValueError(f"[generator.building] is given but generator.kind is {self.kind!r}; set kind = 'building'")
         return self
+
+    @property
+    def has_plan(self) -> bool:
+        """Whether the generator builds a floor plan (``floor_plan``, or ``building`` whose ground floor it is)."""
+        return self.kind in ("floor_plan", "building")
+
+    @property
+    def building_spec(self) -> "BuildingSpec":
+        return self.building if self.building is not None else BuildingSpec()
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,15 +498,65 @@ class WalkthroughPath(StrictModel):
     look_ahead: PositiveFloat = Field(0.5, description="metres ahead on the path to look at when look_at is unset")
 
 
-CameraPath = Annotated[Union[StaticPath, OrbitPath, DollyPath, WalkthroughPath], Field(discriminator="kind")]
+TourRoom = Annotated[str, Field(min_length=1, max_length=MAX_ROOM_NAME_LENGTH + 12,
+                                pattern=r"^(storey[0-9]+/)?[A-Za-z0-9_\-]+$")]
+
+
+class TourPath(StrictModel):
+    """A walkthrough planned through a floor plan: from an open spot of the first room through the
+    door between each two consecutive rooms (through its centre) to an open spot of the last, at
+    ``eye_height`` above the floor, at least ``clearance`` metres from walls and furniture on every
+    frame, at constant speed over the frame range, looking ``look_ahead`` metres ahead along the
+    path. A building's upper rooms are ``storey<N>/<room>``; a tour stays on one storey."""
+
+    kind: Literal["tour"]
+    rooms: Annotated[list[TourRoom], Field(min_length=2, max_length=MAX_ROOMS)]
+    eye_height: PositiveFloat = Field(1.6, description="metres above the floor")
+    clearance: Annotated[float, Field(ge=0, le=5)] = Field(0.3, description="metres from walls and furniture, every frame")
+    look_ahead: PositiveFloat = Field(1.0, description="metres ahead on the path to look at")
+
+
+CameraPath = Annotated[Union[StaticPath, OrbitPath, DollyPath, WalkthroughPath, TourPath], Field(discriminator="kind")]
 
 
 class CameraSpec(StrictModel):
+    """The camera. ``type = "orthographic"`` needs ``ortho_scale`` (metres across the image width)
+    and has no perspective; ``shift_x``, ``shift_y`` move the lens (fractions of the image width,
+    Blender's convention: +x right, +y up), e.g. to keep verticals vertical while framing a tall
+    facade. ``up``: the world direction that is up in the image (default +Z); where the camera looks
+    along it (a plan view straight down), the image keeps the roll of its nearest frame that does
+    not, and a camera that always looks along it takes the world axis next in Z, Y, X as up (give
+    ``up = [0, 1, 0]`` for plan views with north up). ``allow_outside``: a camera outside every room
+    of an interior scene is an error unless this is true (buildings default to true)."""
+
+    type: Literal["perspective", "orthographic"] = "perspective"
     focal_length: Annotated[float, Field(gt=1, le=1000)] = Field(24.0, description="mm")
     sensor_width: Annotated[float, Field(gt=1, le=100)] = Field(36.0, description="mm")
+    ortho_scale: Annotated[float, Field(gt=0, le=MAX_EXTENT)] | None = Field(
+        None, description="orthographic: metres across the image width")
+    shift_x: Annotated[float, Field(ge=-MAX_SHIFT, le=MAX_SHIFT)] = Field(0.0, description="fraction of the image width, +x right")
+    shift_y: Annotated[float, Field(ge=-MAX_SHIFT, le=MAX_SHIFT)] = Field(0.0, description="fraction of the image width, +y up")
+    up: Vec3 | None = Field(None, description="the world direction up in the image (default [0, 0, 1])")
+    allow_outside: bool | None = Field(
+        None, description="allow a camera outside every room (default: true for buildings, false for rooms and plans)")
     clip_start: Annotated[float, Field(ge=MIN_CLIP_START, le=MAX_EXTENT)] = 0.05
     clip_end: PositiveFloat = 200.0
     path: CameraPath
+
+    @field_validator("up")
+    @classmethod
+    def _up(cls, v):
+        if v is not None and math.sqrt(sum(c * c for c in v)) < 1e-6:
+            raise ValueError("up must not be the zero vector; give the world direction that is up in the image, e.g. [0, 1, 0]")
+        return v
+
+    @model_validator(mode="after")
+    def _orthographic(self):
+        if self.type == "orthographic" and self.ortho_scale is None:
+            raise ValueError("type = 'orthographic' needs ortho_scale (the metres across the image width), e.g. ortho_scale = 12.0")
+        if self.type != "orthographic" and self.ortho_scale is not None:
+            raise ValueError("ortho_scale applies to orthographic cameras; set type = 'orthographic' or remove ortho_scale")
+        return self
 
 
 # --------------------------------------------------------------------------------------------
@@ -970,7 +1070,7 @@ class Template(StrictModel):
         if self.generator.kind == "room":
             named += [(f"generator.room.furniture.{i}.{_name_key(f)}", f.stable_name)
                       for i, f in enumerate(self.generator.room.furniture)]
-        elif self.generator.kind == "floor_plan":
+        elif self.generator.has_plan:
             rooms = self.generator.floor_plan.rooms
             for i, r in enumerate(rooms):  # a piece's stable name is <room>/<piece>
                 if r.furniture != "auto":

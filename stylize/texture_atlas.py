@@ -84,10 +84,9 @@ class ObjectAtlas:
         return camera.project(frame, self.positions, width, height)
 
     def view_cosines(self, camera: CameraTrack, frame: int) -> tuple[np.ndarray, np.ndarray]:
-        """|cos| of the angle between each texel's normal and its ray to the camera, and the distance."""
-        centre = camera.positions[camera.index(frame)]
-        ray = centre[None, :] - self.positions
-        dist = np.linalg.norm(ray, axis=-1)
+        """|cos| of the angle between each texel's normal and its ray to the camera, and the distance
+        along it (an orthographic camera's rays are parallel: its axis, and the planar depth)."""
+        ray, dist = camera.view_vectors(frame, self.positions)
         cos = np.abs(np.einsum("nc,nc->n", ray, self.normals)) / np.maximum(dist, 1e-12)
         return cos, dist
 
@@ -212,20 +211,20 @@ class AtlasSet:
                  max_size: int = 2048, fixed_sizes: dict[int, int] | None = None, env_size: int | None = None,
                  all_objects: bool = False, **kwargs) -> "AtlasSet":
         """Size each object's atlas from the finest screen density it gets over the shot:
-        rho = the largest (frame's focal length in pixels / nearest depth at which the object appears in it).
+        rho = the largest pixels per metre at which the object appears (the frame's focal length in
+        pixels / its nearest depth; an orthographic frame's pixels per metre).
         ``fixed_sizes`` ({instance id: size}) and ``env_size`` keep the sizes a look already has;
         ``all_objects`` gives every object an atlas (``min_size`` for those the shot never shows)."""
         width, height = shot_passes[0].width, shot_passes[0].height
         rho_of: dict[int, float] = {}
         focal_max = 0.0
         for p in shot_passes:
-            focal_px = float(scene.camera.intrinsics(p.frame, width, height)[0, 0])
-            focal_max = max(focal_max, focal_px)
+            focal_max = max(focal_max, float(scene.camera.background_intrinsics(p.frame, width, height)[0, 0]))
             ids = p.instance_id[p.instance_id > 0]
             depths = p.depth[p.instance_id > 0]
             for inst in np.unique(ids):
-                d = float(depths[ids == inst].min())
-                rho_of[int(inst)] = max(rho_of.get(int(inst), 0.0), focal_px / max(d, 1e-3))
+                d = max(float(depths[ids == inst].min()), 1e-3)
+                rho_of[int(inst)] = max(rho_of.get(int(inst), 0.0), float(scene.camera.pixels_per_metre(p.frame, width, height, d)))
         sizes = {}
         for o in scene.objects:
             if fixed_sizes and o.instance_id in fixed_sizes:

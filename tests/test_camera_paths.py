@@ -24,12 +24,16 @@ def _camera(path: dict, **extra) -> CameraSpec:
     return CameraSpec.model_validate({"path": path, **extra})
 
 
-def _check_rotations(rotations: np.ndarray):
+def _check_rotations(rotations: np.ndarray, up=(0.0, 0.0, 1.0)):
+    """Orthonormal, right-handed, no roll about ``up``: the right vector is perpendicular to it and
+    the image's up does not point against it (it is perpendicular only when the view runs along it)."""
+    up = np.asarray(up, dtype=np.float64) / np.linalg.norm(up)
     for r in rotations:
         assert np.allclose(r.T @ r, np.eye(3), atol=1e-12)
         assert math.isclose(np.linalg.det(r), 1.0, abs_tol=1e-12)
-        assert abs(r[2, 0]) < 1e-12, "roll: the camera's right vector is not horizontal"
-        assert r[2, 1] > 0.0, "the camera's up vector points down"
+        assert abs(r[:, 0] @ up) < 1e-12, "roll: the camera's right vector is not perpendicular to up"
+        along = abs(r[:, 2] @ up) > 1 - 1e-9
+        assert r[:, 1] @ up > 0.0 or (along and abs(r[:, 1] @ up) < 1e-12), "the camera's up vector points down"
 
 
 def test_blender_camera_axes():
@@ -153,8 +157,9 @@ def test_tracks_are_deterministic():
 def test_undefined_views_are_input_errors():
     with pytest.raises(InputError, match="camera.path"):
         camera_track(_camera({"kind": "static", "position": [1, 1, 1], "look_at": [1, 1, 1]}), 1, 2)
-    with pytest.raises(InputError, match="camera.path"):
-        camera_track(_camera({"kind": "static", "position": [1, 1, 1], "look_at": [1, 1, 0]}), 1, 2)
+    # looking straight down is a plan view, not an error: +Y (north) is up in the image
+    down = camera_track(_camera({"kind": "static", "position": [1, 1, 1], "look_at": [1, 1, 0]}), 1, 2)
+    assert np.allclose(down.rotations[:, :, 1], [0.0, 1.0, 0.0]) and np.allclose(down.rotations[:, :, 2], [0.0, 0.0, 1.0])
     with pytest.raises(InputError, match=r"camera\.path\.points\.2"):
         camera_track(_camera({"kind": "walkthrough", "points": [[0, 0, 1], [1, 0, 1], [1, 0, 1]]}), 1, 2)
 
@@ -182,10 +187,12 @@ def test_camera_never_inside_a_wall_or_furniture(name, seed):
     rooms, _, height = plan_rooms(template)
     shell = [o for o in scene.objects if o.kind in SHELL_KINDS]
     others = [o for o in scene.objects if o.kind not in SHELL_KINDS]
+    outside_allowed = template.camera.allow_outside or template.generator.kind == "building"  # plan views, exteriors
     for i, frame in enumerate(track.frames):
         p = track.positions[i]
-        assert any(inside(poly, p[0], p[1]) for _, poly in rooms), f"frame {frame}: camera {p} outside every room"
-        assert margin <= p[2] <= height - margin, f"frame {frame}: camera {p} in the floor or the ceiling"
+        if not outside_allowed:
+            assert any(inside(poly, p[0], p[1]) for _, poly in rooms), f"frame {frame}: camera {p} outside every room"
+            assert margin <= p[2] <= height - margin, f"frame {frame}: camera {p} in the floor or the ceiling"
         for obj in shell:
             lo, hi = obj.bounds
             if np.all(p > lo - margin) and np.all(p < hi + margin):
@@ -195,7 +202,7 @@ def test_camera_never_inside_a_wall_or_furniture(name, seed):
             lo, hi = obj.bounds
             within = np.all(p > lo - margin) and np.all(p < hi + margin)
             assert not within, f"frame {frame}: camera {p} within {margin} m of {obj.name}'s bounds"
-    _check_rotations(track.rotations)
+    _check_rotations(track.rotations, template.camera.up or (0.0, 0.0, 1.0))
 
 
 @pytest.mark.parametrize("name", BUNDLED)
@@ -211,3 +218,44 @@ def test_camera_sees_the_furniture(name):
             if z[0] > scene.camera.clip_start and 0 <= xy[0, 0] < w and 0 <= xy[0, 1] < h:
                 visible += 1
         assert visible >= 3, f"frame {frame}: only {visible} pieces of furniture in view"
+
+
+def test_views_along_up_keep_the_nearest_roll_and_the_lens_keys_reach_the_track():
+    # a linear dolly over the target: the middle frame looks straight down, along the default up;
+    # it keeps the roll of the frame before (image up +Y, right +X: the nearer of two equally near);
+    # after it the camera has turned round (no roll about +Z: image up towards +Z again)
+    dolly = camera_track(_camera({"kind": "dolly", "start": [0, -1, 5], "end": [0, 1, 5], "look_at": [0, 0, 0],
+                                  "easing": "linear"}), 1, 3)
+    middle = dolly.rotations[dolly.index(2)]
+    np.testing.assert_allclose(middle[:, 2], [0, 0, 1], atol=1e-12)  # looking down -Z
+    np.testing.assert_allclose(middle[:, 0], [1, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(middle[:, 1], [0, 1, 0], atol=1e-12)
+    assert dolly.rotations[dolly.index(1)][:, 1] @ [0, 1, 0] > 0.9 and dolly.rotations[dolly.index(3)][:, 1] @ [0, -1, 0] > 0.9
+    # an explicit up: a plan view with +X up in the image (east at the top), right = -Y
+    east_up = camera_track(_camera({"kind": "static", "position": [1, 1, 9], "look_at": [1, 1, 0]}, up=[1, 0, 0]), 1, 1)
+    np.testing.assert_allclose(east_up.rotations[1][:, 1], [1, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(east_up.rotations[1][:, 0], [0, -1, 0], atol=1e-12)
+    ortho = camera_track(_camera({"kind": "static", "position": [0, -5, 1], "look_at": [0, 0, 1]}, type="orthographic",
+                                 ortho_scale=12.0, shift_x=0.1, shift_y=-0.2), 1, 4)
+    assert ortho.type == "orthographic" and np.all(ortho.ortho_scales == 12.0)
+    np.testing.assert_array_equal(ortho.shifts, np.tile([0.1, -0.2], (6, 1)))
+    k = ortho.intrinsics(1, 200, 100)  # s = 200 px / 12 m; the principal point moves left by 0.1 W and down by 0.2 W
+    np.testing.assert_allclose(k, [[200 / 12, 0, 100 - 20], [0, 200 / 12, 50 - 40], [0, 0, 1]])
+    # a point 3 m right of the axis and 1 m up, whatever its depth, lands s * (3, -1) from the principal point
+    for depth in (2.0, 7.0):
+        xy, z = ortho.project(1, np.array([[3.0, -5.0 + depth, 2.0]]), 200, 100)
+        np.testing.assert_allclose(xy[0], [80 + 3 * 200 / 12, 10 - 200 / 12], atol=1e-9)
+        assert math.isclose(z[0], depth)
+
+
+@pytest.mark.parametrize("extra, key", [
+    ({"type": "orthographic"}, "ortho_scale"),
+    ({"ortho_scale": 5.0}, "type = 'orthographic'"),
+    ({"up": [0, 0, 0]}, "up must not be the zero vector"),
+    ({"shift_y": 3.0}, "shift_y"),
+])
+def test_lens_keys_are_checked(extra, key):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=key):
+        _camera({"kind": "static", "position": [0, -5, 1], "look_at": [0, 0, 1]}, **extra)

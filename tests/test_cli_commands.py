@@ -102,7 +102,10 @@ def test_passes_rerun_refuses_different_inputs_then_force(tiny, tmp_path, store,
     assert manifest["versions"]["bpy"] == version("bpy")  # the release that rendered: 4.2, 4.5 or 5.0
     assert "depth.Z" in manifest["passes"]["exr_channels"]
     cameras = json.loads((out / "cameras.json").read_text())
-    assert set(cameras) == {"1", "2", "3", "4"} and set(cameras["1"]) == {"K", "world_to_camera", "blender_matrix_world"}
+    assert set(cameras) == {"1", "2", "3", "4"}
+    assert set(cameras["1"]) == {"type", "K", "projection", "world_to_camera", "blender_matrix_world"}
+    assert cameras["1"]["type"] == "perspective"  # its projection is K [I | 0]
+    assert cameras["1"]["projection"] == [row + [0.0] for row in cameras["1"]["K"]]
     before = (out / "manifest.json").read_bytes()
 
     # Same inputs: every frame is reused.

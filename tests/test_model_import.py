@@ -266,8 +266,8 @@ def write_template(folder: Path, name: str, *, imports=(), furniture=None, camer
         lines.append("[[imports]]")
         lines += [f"{k} = {toml_value(v)}" for k, v in spec.items()]
     if camera:
-        lines += ["[camera]", "focal_length = 20.0", "[camera.path]", 'kind = "static"', "position = [0.0, 0.0, 0.75]",
-                  "look_at = [0.0, 3.0, 0.75]"]
+        lines += ["[camera]", "focal_length = 20.0", "[camera.path]", 'kind = "static"', "position = [0.5, 0.5, 0.75]",
+                  "look_at = [0.5, 3.0, 0.75]"]
     lines += ["[render]", f"resolution = [{resolution[0]}, {resolution[1]}]", f"frame_start = {frames[0]}", f"frame_end = {frames[1]}"]
     path = folder / f"{name}.toml"
     path.write_text("\n".join(lines) + "\n" + extra)

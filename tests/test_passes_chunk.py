@@ -165,10 +165,11 @@ def test_blender_entry_runs_under_the_wheels_python(template_file, tmp_path):
     assert (out / "scene" / "scene.npz").is_file() and (out / "scene" / "scene.glb").is_file()
     assert not (out / "scene" / "scene.blend").exists()
     # a scene that cannot be built: exit 2, nothing written
+    # (looking straight down is a plan view now; a target at the camera has no view direction)
     down = tmp_path / "down"
-    looking_down = subprocess.run(cmd[:5] + [str(down), "--set", 'camera.path={kind = "static", position = [0, 0, 3], look_at = [0, 0, 0]}'],
-                                  capture_output=True, text=True, timeout=300)
-    assert looking_down.returncode == 2 and "camera.path" in looking_down.stderr and not down.exists()
+    no_view = subprocess.run(cmd[:5] + [str(down), "--set", 'camera.path={kind = "static", position = [0, 0, 3], look_at = [0, 0, 3]}'],
+                             capture_output=True, text=True, timeout=300)
+    assert no_view.returncode == 2 and "camera.path" in no_view.stderr and not down.exists()
 
     bad = subprocess.run(cmd[:-1] + ["0-9"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "outside" in bad.stderr and "Traceback" not in bad.stderr

@@ -22,9 +22,11 @@ from scenes.template_loading import bundled_templates, load_template, validate_d
 BUNDLED = [name for name, _ in bundled_templates()]
 ROOM_TEMPLATES = [n for n in BUNDLED if load_template(n).template.generator.kind == "room"]
 PLAN_TEMPLATES = [n for n in BUNDLED if load_template(n).template.generator.kind == "floor_plan"]
+BUILDING_TEMPLATES = [n for n in BUNDLED if load_template(n).template.generator.kind == "building"]
 SEEDS = range(8)
 # the floor plans build more (and the tests in tests/test_floor_plans.py sweep their own seeds): four seeds each
 CASES = [(name, seed) for name in ROOM_TEMPLATES for seed in SEEDS] + [(name, seed) for name in PLAN_TEMPLATES for seed in range(4)]
+CASES += [(name, seed) for name in BUILDING_TEMPLATES for seed in range(2)]  # every storey furnished as a plan
 
 
 @lru_cache(maxsize=None)
@@ -100,7 +102,8 @@ def test_everything_inside_the_room(name, seed):
     for obj, meta in _furniture(scene):
         poly, t, h = _room_of(template, meta)
         v = obj.vertices
-        assert v[:, 2].min() >= -tol and v[:, 2].max() <= h + tol, obj.name
+        floor = meta.get("storey", 0) * (template.generator.building.storey_height if "storey" in meta else 0.0)
+        assert v[:, 2].min() >= floor - tol and v[:, 2].max() <= floor + h + tol, obj.name
         for x, y in v[:, :2]:
             assert inside(poly, x, y) or edge_distance(poly, x, y) < tol, f"{obj.name} leaves its room at ({x:.3f}, {y:.3f})"
             assert edge_distance(poly, x, y) >= t / 2 - 1e-6, f"{obj.name} reaches into a wall at ({x:.3f}, {y:.3f})"
@@ -151,6 +154,11 @@ def _door_zones(template, scene):
     return out
 
 
+def _on_storey_of(door: str, meta: dict) -> bool:
+    """Whether a door is on the piece's storey: a building's upper storeys have no entrances."""
+    return meta.get("storey", 0) == 0 or "|outside" not in door
+
+
 @pytest.mark.parametrize("name, seed", CASES)
 def test_door_clearance_zone_is_free(name, seed):
     template, scene = _built(name, seed)
@@ -158,7 +166,7 @@ def test_door_clearance_zone_is_free(name, seed):
     assert zones
     for door, zone in zones:
         for obj, meta in _furniture(scene):
-            if meta["kind"] in EXEMPT_KINDS or meta["kind"] in HUNG_KINDS:
+            if meta["kind"] in EXEMPT_KINDS or meta["kind"] in HUNG_KINDS or not _on_storey_of(door, meta):
                 continue
             assert _separated_2d(_obb(obj, meta), zone), f"{obj.name} stands in front of {door} (seed {seed})"
 
@@ -227,13 +235,15 @@ def test_instance_ids_are_one_to_n_in_a_stable_order(name, seed):
         return
     rooms = [r.name for r in template.generator.floor_plan.rooms]
     kinds = [o.kind for o in scene.objects]
-    shell = ["floor"] * len(rooms) + ["ceiling"] * len(rooms)
+    shell = ["floor"] * len(rooms) + ["ceiling"] * len(rooms) * template.generator.floor_plan.ceiling
     assert kinds[:len(shell)] == shell and names[:len(rooms)] == [f"floor:{r}" for r in rooms]
     placed = [o.name for o in scene.objects if o.source.placement is not None]
     first = names.index(placed[0])
     assert names[first:first + len(placed)] == placed  # the furniture follows the shell, rooms in order
-    order = [rooms.index(n.split("/")[0]) for n in placed]
-    assert order == sorted(order)
+    order = [(int(n.split("/")[0].removeprefix("storey")) if n.startswith("storey") else 0,
+              rooms.index(n.removeprefix(n.split("/")[0] + "/").split("/")[0] if n.startswith("storey") else n.split("/")[0]))
+             for n in placed]
+    assert order == sorted(order)  # storeys from the ground up, rooms in template order
 
 
 def _rasterise_islands(uvs: np.ndarray, res: int) -> np.ndarray:
@@ -417,6 +427,8 @@ def test_windows_have_glass_at_the_walls_centre_line(name):
     where the wall's centre line runs (within the pane's half thickness); with glass = false,
     nothing at all. Elsewhere the walls are solid."""
     template, scene = _built(name, 0)
+    if template.generator.kind == "building":
+        pytest.skip("a building's facade windows: tests/test_buildings.py")
     by_name = {o.name: o for o in scene.objects}
     windows = [o for o in scene.objects if o.kind == "window"]
     checked = 0

@@ -389,8 +389,8 @@ def test_a_scene_that_cannot_be_built_leaves_the_folder_as_it_was(room_file, tmp
     out.mkdir()
     base = ["passes", str(room_file), "--out", str(out), "--store", str(store), "--frames", "1"]
     unplaceable = ["--set", "generator.room.furniture.0.size=[3.8, 1.0, 0.9]"]
-    looking_down = ["--set", 'camera.path={kind = "static", position = [2.0, 1.7, 2.0], look_at = [2.0, 1.7, 0.0]}']
-    for bad, key in ((unplaceable, "generator.room.furniture.0"), (looking_down, "camera.path")):
+    in_the_wall = ["--set", 'camera.path={kind = "static", position = [4.05, 1.7, 1.5], look_at = [2.0, 1.7, 1.0]}']
+    for bad, key in ((unplaceable, "generator.room.furniture.0"), (in_the_wall, "camera.path")):
         assert main(base + bad) == 2
         err = capsys.readouterr().err
         assert key in err and "Traceback" not in err
@@ -408,7 +408,7 @@ def test_a_scene_that_cannot_be_built_leaves_the_folder_as_it_was(room_file, tmp
     assert main(base) == 0
     assert {LAYOUT_JSON, SCENE_NPZ, SCENE_GLB, "cameras.json", "passes/0001.exr"} <= set(_snapshot(out))
     before = _snapshot(out)
-    for bad in (unplaceable, looking_down):
+    for bad in (unplaceable, in_the_wall):
         assert main(base + bad + ["--force"]) == 2
         assert _snapshot(out) == before
     capsys.readouterr()
