@@ -403,7 +403,8 @@ def test_units_up_axis_and_the_template_transform_on_top_of_the_file(models):
 
 
 def test_an_imported_wall_renders_at_its_analytic_depth(house_scenes, models):
-    """The static camera at the origin looks along +y at the glTF's wall, 3 m away: depth 3 wherever it is hit."""
+    """The static camera at (0.5, 0.5) looks along +y at the glTF's wall in the plane y = 3, 2.5 m away:
+    depth 2.5 wherever it is hit."""
     from passes.blender_render import PassRenderer
 
     scene = build(write_template(models, "depth", imports=[{**HOUSE, "file": "models/house.glb", "objects": ["/Building/Wall"]}],
@@ -411,12 +412,12 @@ def test_an_imported_wall_renders_at_its_analytic_depth(house_scenes, models):
     passes = PassRenderer(scene, threads=1).render(1)
     hit = passes.instance_id == scene.objects[0].instance_id
     assert hit.sum() > 300  # about 24 x 18 pixels
-    np.testing.assert_allclose(passes.depth[hit], 3.0, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(passes.depth[hit], 2.5, rtol=0, atol=1e-4)
     assert np.all(passes.class_id[hit] == CLASS["wall"])
     # the wall spans x in [-1, 1], z in [0, 1.5]: its image, by the pinhole model
     k = scene.camera.intrinsics(1, 64, 48)
     cols = np.flatnonzero(hit.any(axis=0))
-    expected = (k[0, 0] * np.array([-1.0, 1.0]) / 3.0 + k[0, 2])
+    expected = (k[0, 0] * (np.array([-1.0, 1.0]) - 0.5) / 2.5 + k[0, 2])
     assert abs(cols.min() - expected[0]) <= 1 and abs(cols.max() + 1 - expected[1]) <= 1
 
 
