@@ -1,8 +1,10 @@
 """A model of about a million triangles through the scene stage and the passes, beside the bundled
 living room, in one run: import and extraction seconds, passes seconds per frame (line pass
 included) and each worker's peak memory; the passes with the scene as one joined mesh (the
-instance id a face attribute read through an AOV, what greybox renders) and, for comparison, one
-Blender object per scene object (what it rendered before).
+instance id a face attribute read through an AOV, what greybox renders) and, for comparison, the
+joined mesh without its second user (``joined_rebuilt``: Cycles rebuilds its BVH at every frame,
+see ``passes.blender_render.share_joined_mesh``) and one Blender object per scene object (what
+it rendered before that).
 
 The model is built here by Blender's own glTF exporter: ``--objects`` objects of one shared mesh
 (linked duplicates, which the import realises; ``--unique-meshes``: each its own, no two alike) of
@@ -145,14 +147,16 @@ def measure_import(folder: Path) -> dict:
             "objects": len(scene.objects), "triangles": int(sum(len(o.triangles) for o in scene.objects))}
 
 
-def measure_passes(folder: Path | None, frames: int, threads: int, resolution: int, joined: bool) -> dict:
+def measure_passes(folder: Path | None, frames: int, threads: int, resolution: int, mode: str) -> dict:
     """render_pass_frames on a warm renderer: the grid's recorded scene, or the living room (folder None)."""
     import passes.blender_render as blender_render
     from passes.render_chunk import render_pass_frames
     from scenes.scene_data import read_scene
     from scenes.template_loading import load_template
 
-    if not joined:  # what the passes rendered before: one Blender object per scene object
+    if mode == "joined_rebuilt":  # before: the joined mesh's one user, its BVH rebuilt at every frame
+        blender_render.SHARED_MESH_MIN_TRIANGLES = float("inf")
+    if mode == "per_object":  # what the passes rendered before: one Blender object per scene object
         import passes.blender_scene as blender_scene
 
         original = blender_scene.instantiate_scene
@@ -216,7 +220,7 @@ def main() -> None:
             out = measure_import(Path(rest[0]))
         else:
             folder = None if rest[0] == "-" else Path(rest[0])
-            out = measure_passes(folder, int(rest[1]), int(rest[2]), int(rest[3]), rest[4] == "joined")
+            out = measure_passes(folder, int(rest[1]), int(rest[2]), int(rest[3]), rest[4])
         print(json.dumps(out))
         return
 
@@ -226,7 +230,7 @@ def main() -> None:
         write_template(folder, args.resolution)
         imported = _child("import", str(folder))
         rows = []
-        modes = ["joined"] + ([] if args.skip_per_object else ["per_object"])
+        modes = ["joined", "joined_rebuilt"] + ([] if args.skip_per_object else ["per_object"])
         for mode in modes:
             for what, where in (("living room", "-"), ("grid model", str(folder))):
                 r = _child("passes", where, str(args.frames), str(args.threads), str(args.resolution), mode)
@@ -255,7 +259,12 @@ def main() -> None:
         print(f"| {r['mode']} | {r['scene']} | {r['objects']} | {r['triangles']} | {r['setup_s']:.2f} | "
               f"{r['s_per_frame']:.2f} | {r['blender_per_frame']:.2f} | {r['cpu_per_frame']:.2f} | "
               f"{r['s_per_frame'] / b['s_per_frame']:.1f}x, {r['cpu_per_frame'] / b['cpu_per_frame']:.1f}x | {r['peak_mb']:.0f} MB |")
-    print("\njoined: what greybox renders (one mesh, the instance id an AOV); per_object: one Blender object per "
+    from passes.blender_render import SHARED_MESH_MIN_TRIANGLES
+
+    print("\njoined: what greybox renders (one mesh, the instance id an AOV; from "
+          f"{SHARED_MESH_MIN_TRIANGLES} triangles with a second, unseen user, so Cycles keeps its BVH "
+          "between frames); joined_rebuilt: the same without the second user (before: the BVH rebuilt at every "
+          "frame); per_object: one Blender object per "
           "scene object (before; its instance pass is not read). s/frame: render_pass_frames per frame on a warm "
           "renderer (render, EXR, control images with the line pass), median; CPU s: the worker process's CPU "
           "seconds per frame (all threads; steadier than wall seconds on a shared machine).")

@@ -4,10 +4,12 @@
 and configures Cycles for fast, exact data (CONDITIONING.md): CPU, 1 sample at the pixel centre
 (filter width 0.01), no adaptive sampling, no denoising, no bounces, no lights, motion blur off
 (it disables the vector pass), a fixed thread count, and one material override for every object:
-an emission shader whose colour is the shading normal (Geometry > Normal, what the Normal pass
+an emission shader (not a light) whose colour is the shading normal (Geometry > Normal, what the Normal pass
 holds) transformed into Blender camera space in the shader. Emission is about three times cheaper
 to shade than the default BSDF, and the Combined pass then carries the camera-space normal
-exactly (checked against the Normal pass rotated by the camera: equal to 1e-7). Each :meth:`PassRenderer.render` writes an
+exactly (checked against the Normal pass rotated by the camera: equal to 1e-7). A scene of
+:data:`SHARED_MESH_MIN_TRIANGLES` or more gives its joined mesh a second, unseen user so that
+Cycles keeps the mesh's BVH between frames (:func:`share_joined_mesh`). Each :meth:`PassRenderer.render` writes an
 uncompressed multilayer EXR to a temporary file (``/dev/shm`` when there is one), reads it back with
 ``OpenEXR`` and converts Blender's conventions to :class:`passes.frame_passes.FramePasses`:
 
@@ -184,6 +186,10 @@ def normal_emission_material(data):
     flip_z.inputs[1].default_value = (1.0, 1.0, -1.0)
     emission = tree.nodes.new("ShaderNodeEmission")
     emission.inputs["Strength"].default_value = 1.0
+    # Not a light: with no bounces nothing samples lights, so the passes are the same bits, but an
+    # emissive mesh is otherwise a mesh light whose distribution Cycles rebuilds over every
+    # triangle at each frame (0.05 s a frame at a million triangles).
+    mat.cycles.emission_sampling = "NONE"
     tree.links.new(geometry.outputs["Normal"], to_camera.inputs["Vector"])
     tree.links.new(to_camera.outputs["Vector"], flip_z.inputs[0])
     tree.links.new(flip_z.outputs["Vector"], emission.inputs["Color"])
@@ -197,6 +203,35 @@ def normal_emission_material(data):
     aov.aov_name = INSTANCE_ATTRIBUTE
     tree.links.new(instance.outputs["Fac"], aov.inputs["Value"])
     return mat
+
+
+SHARED_MESH_MIN_TRIANGLES = 100_000  # from here on the joined mesh gets a second user (below)
+SHARED_MESH_NAME = "greybox_scene_bvh_user"
+
+
+def share_joined_mesh(bpy, bscene) -> None:
+    """Give the joined mesh a second user, an object no camera ray sees, so Cycles keeps its BVH between frames.
+
+    With the vector pass on and the camera animated, every frame is a scene update for Cycles in
+    which each object's motion (the transforms at the neighbouring frames) is synced again, and
+    the object is tagged as moved. A mesh used by one object has its transform baked into its
+    vertices, so Cycles rebuilds its whole BVH at each frame: 0.35 s at a million triangles on
+    two threads, even re-rendering the same frame (measured: no rebuild with the vector pass off
+    or the camera still). A mesh with two users is instanced instead: only the top level
+    (two entries) is rebuilt. Depth, flow, ids and UV are the same bits; the normal is
+    renormalised through the (identity) object transform, which moves some of its components by
+    one float32 ulp. So only scenes of :data:`SHARED_MESH_MIN_TRIANGLES` or more get it (no
+    bundled template comes near: their bytes stay as they were). The second user is invisible
+    to camera rays, the only rays traced (no bounces, no lights).
+    """
+    from passes.blender_scene import JOINED_NAME
+
+    joined = bpy.data.objects.get(JOINED_NAME)
+    if joined is None:
+        return
+    second = bpy.data.objects.new(SHARED_MESH_NAME, joined.data)
+    second.visible_camera = False
+    bscene.collection.objects.link(second)
 
 
 _generation = 0  # bumped by every PassRenderer: Blender holds one scene per process
@@ -227,6 +262,8 @@ class PassRenderer:
         self._generation = _generation
         instantiate_scene(scene, joined=True)
         self._bscene = bpy.context.scene
+        if sum(len(o.triangles) for o in scene.objects) >= SHARED_MESH_MIN_TRIANGLES:
+            share_joined_mesh(bpy, self._bscene)
         configure_data_render(self._bscene, self.threads)
         self._bpy = bpy
         scratch = _scratch_dir()

@@ -89,6 +89,24 @@ def test_ids_and_keys_follow_the_specification():
     assert layer_key("bunny") == "13851a7"  # the spec's suggested key: the first 7 hex digits of the name's hash
 
 
+def test_cryptomatte_layers_are_built_once_per_scene_object():
+    import dataclasses
+
+    from passes.cryptomatte import scene_layers
+
+    scene = cube_scene(width=16, height=16)
+    layers = scene_layers(scene)
+    assert scene_layers(scene) is layers  # a warm worker's later frames reuse them
+    header = layers[0].header()
+    header.clear()  # a caller's copy: the cached header is untouched
+    manifest = next(v for k, v in layers[0].header().items() if k.endswith("/manifest"))
+    assert set(json.loads(manifest)) == {o.name for o in scene.objects}
+    renamed = (dataclasses.replace(scene.objects[0], name="renamed"), *scene.objects[1:])
+    other = dataclasses.replace(scene, objects=renamed)  # another scene object: its own layers, from its names
+    manifest = next(v for k, v in scene_layers(other)[0].header().items() if k.endswith("/manifest"))
+    assert set(json.loads(manifest)) == {"renamed"} | {o.name for o in scene.objects[1:]}
+
+
 def test_exr_holds_both_cryptomatte_layers_with_their_manifests(tmp_path):
     from passes.pass_exr import write_passes_exr
 

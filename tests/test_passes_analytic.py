@@ -322,3 +322,31 @@ def test_a_second_renderer_retires_the_first():
     with pytest.raises(RuntimeError, match="retired"):
         first.render(1)
     assert second.render(1).depth.shape == (16, 16)
+
+
+def test_a_large_scene_shares_its_joined_mesh_with_the_same_passes(cube_render, monkeypatch):
+    """From SHARED_MESH_MIN_TRIANGLES on, the joined mesh gets a second user no camera ray sees (so
+    Cycles keeps its BVH between frames): depth, flow, ids and UV the same bits as the mesh's one
+    user gives, the normal within a float32 ulp; a small scene keeps the one user."""
+    import bpy
+
+    import passes.blender_render as blender_render
+    from passes.blender_scene import JOINED_NAME
+
+    scene, alone = cube_render
+    blender_render.PassRenderer(cube_scene(width=16, height=16))
+    assert blender_render.SHARED_MESH_NAME not in bpy.data.objects
+    assert bpy.data.objects[JOINED_NAME].data.users == 1
+    monkeypatch.setattr(blender_render, "SHARED_MESH_MIN_TRIANGLES", 1)
+    renderer = blender_render.PassRenderer(scene, threads=2)
+    second = bpy.data.objects[blender_render.SHARED_MESH_NAME]
+    assert second.data == bpy.data.objects[JOINED_NAME].data and not second.visible_camera
+    assert bpy.data.materials[blender_render.NORMAL_MATERIAL_NAME].cycles.emission_sampling == "NONE"
+    for frame in (1, 2, 3):
+        shared = renderer.render(frame)
+        for field in ("depth", "flow_forward", "flow_backward", "instance_id", "class_id", "uv"):
+            a, b = getattr(shared, field), getattr(alone[frame], field)
+            assert a.dtype == b.dtype and np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes(), field
+        np.testing.assert_allclose(shared.normal, alone[frame].normal, rtol=0, atol=1e-6)
+        assert np.count_nonzero(shared.instance_id == 1) > 300  # the cube is in view
+    renderer.close()
