@@ -273,6 +273,9 @@ def _write_manifests(job_dir: Path, shots: list[Shot], graph: JobGraph, result: 
         view = shot.view(job_dir)
         write_manifest(view, manifest)
         paths[shot.name] = view / "manifest.json"
+        for entry in manifest.get("brand_colors", []):  # sRGB could not hold a brand colour's figures (stylize/brand_colours.py)
+            if entry.get("warning"):
+                print(f"greybox: warning ({shot.name}): {entry['warning']}", file=sys.stderr)
     return paths
 
 

@@ -42,9 +42,15 @@ from scenes.brand_targets import brand_targets, parse_hex, pooled_figures
 from stylize.perceptual_colour import ciede2000, lab_to_linear, lab_to_srgb, srgb_to_lab
 
 GAMUT_TOLERANCE = 5.0  # CIEDE2000 a lightness may miss the brand chroma by and still count as holding it
-FIT_BUDGET = 1.2  # the mean CIEDE2000 a lightness fit aims at over its object's lightnesses (the contract: 2.0)
-_FIT_SCALES = np.round(np.arange(1.0, 0.195, -0.02), 2)
+DELTA_E_LIMIT = 2.0  # the contract: mean CIEDE2000 over every frame
+L_STD_RATIO_MIN = 0.8  # the contract: L* std inside the mask over the same render's without the brand colour
+FRAME_BUDGET = 1.9  # the mean CIEDE2000 a lightness fit allows in any frame (the contract: 2.0 over every frame)
+DELTA_E_COMFORT = 1.0  # CIEDE2000 under which a fit prefers keeping the render's lightness to a smaller difference
+RATIO_GOAL = 0.85  # the L* std ratio a fit aims at (the contract: 0.8), keeping the render's lightness otherwise
+CONTRAST_TOLERANCE = 0.99  # a fit may give up 1% of the most L* contrast within the budget for a smaller difference
+_FIT_SCALES = np.round(np.arange(1.0, 0.195, -0.01), 2)
 _FIT_CENTRES = np.linspace(0.0, 100.0, 401)
+SPAN_TOLERANCES = (5.0, 10.0, 20.0)  # CIEDE2000: the spans a fit's roll-off may end at (the last: 0..100)
 KNEE = 6.0  # L*: width of the roll-off at each end of that range
 _L_GRID = np.linspace(0.0, 100.0, 2001)
 
@@ -89,22 +95,31 @@ class BrandColour:
         held = self._lab_at(_L_GRID, self._chroma_lut)
         wanted = self._lab_at(_L_GRID, np.full_like(_L_GRID, self.chroma))
         self._delta_e_lut = ciede2000(held, wanted)
-        ok = self._delta_e_lut <= GAMUT_TOLERANCE
-        # the run of lightnesses around the brand's own (which sRGB holds: it is an sRGB colour)
+        # the same as the figures read it: the held colour written as 8-bit, against the brand re-lit to its own L*
+        written = srgb_to_lab(np.rint(np.clip(lab_to_srgb(held), 0.0, 1.0) * 255.0) / 255.0)
+        self._delta_e_q_lut = ciede2000(written, self.relit(written[:, 0]))
+        self.lightness_range = self._range_within(GAMUT_TOLERANCE)
+        # the spans a fit may roll its lightnesses off towards: where sRGB holds the brand within each tolerance, or all
+        self._spans = list(dict.fromkeys([self._range_within(t) for t in SPAN_TOLERANCES] + [(0.0, 100.0)]))
+
+    def _range_within(self, tolerance: float) -> tuple[float, float]:
+        """The run of lightnesses around the brand's own (which sRGB holds: it is an sRGB colour) where
+        the held colour is within ``tolerance`` (CIEDE2000) of the brand's chroma."""
+        ok = self._delta_e_lut <= tolerance
         i = int(np.argmin(np.abs(_L_GRID - self.lab[0])))
         lo = hi = i
         while lo > 0 and ok[lo - 1]:
             lo -= 1
         while hi < len(_L_GRID) - 1 and ok[hi + 1]:
             hi += 1
-        self.lightness_range = (float(_L_GRID[lo]), float(_L_GRID[hi]))
+        return (float(_L_GRID[lo]), float(_L_GRID[hi]))
 
     def _lab_at(self, lightness: np.ndarray, chroma: np.ndarray) -> np.ndarray:
         return np.stack([lightness, chroma * np.cos(self.hue), chroma * np.sin(self.hue)], axis=-1)
 
-    def fit_lightness(self, lightness: np.ndarray) -> np.ndarray:
-        """g(L*): identity inside the range, an exponential knee towards each end (C1, monotone)."""
-        lo, hi = self.lightness_range
+    def fit_lightness(self, lightness: np.ndarray, span: tuple[float, float] | None = None) -> np.ndarray:
+        """g(L*): identity inside ``span`` (default ``lightness_range``), an exponential knee towards each end (C1, monotone)."""
+        lo, hi = self.lightness_range if span is None else span
         knee = min(KNEE, (hi - lo) / 4.0)
         out = np.asarray(lightness, dtype=np.float64).copy()
         if knee <= 0:
@@ -116,31 +131,116 @@ class BrandColour:
         out[above] = hi - knee * np.exp(-(out[above] - high_start) / knee)
         return out
 
-    def fit(self, lightness: np.ndarray) -> tuple[float, float, float]:
-        """The lightness fit (c, c', s) for an object whose unbranded lightnesses are these (module docstring):
-        the largest scale s, then the centre c' nearest their centre c, whose mean CIEDE2000 after the
-        correction is within ``FIT_BUDGET``; (c, c, 1) when the identity already is."""
-        values = np.asarray(lightness, dtype=np.float64).ravel()
-        values = values[np.isfinite(values)]
-        if len(values) == 0:
-            return (50.0, 50.0, 1.0)
+    def fit(self, lightness, budget: float = FRAME_BUDGET) -> tuple:
+        """The lightness fit (c, c', s) for an object whose unbranded lightnesses are these (module docstring).
+
+        ``lightness``: one array, or a list of arrays, one per frame (each frame's pixels of the object).
+        Among the maps g(c' + s (L* - c)) (s from 1 down to 0.2 by 0.01, c' on a 0.25 L* grid, g rolling
+        off towards one of the spans where sRGB holds the brand within ``SPAN_TOLERANCES``, or towards
+        0..100), those whose predicted mean CIEDE2000 (the 8-bit colours' difference, ``_delta_e_q_lut``) is within
+        ``budget`` in every frame; of them the one giving the largest L* standard deviation over all
+        the lightnesses (the texture) when none keeps ``RATIO_GOAL`` of it (less ``CONTRAST_TOLERANCE`` spent
+        on the smallest difference), otherwise of those keeping it the one with the smallest worst-frame
+        difference (any within ``DELTA_E_COMFORT`` alike), then the one changing L* least on average. Returns (c, c', s, span low, span high); a fit of three (recorded before spans) uses
+        ``lightness_range``."""
+        groups = [np.asarray(v, dtype=np.float64).ravel() for v in (lightness if isinstance(lightness, (list, tuple)) else [lightness])]
+        groups = [v[np.isfinite(v)] for v in groups]
+        groups = [v for v in groups if len(v)]
+        if not groups:
+            return (50.0, 50.0, 1.0, *self.lightness_range)
+        values = np.concatenate(groups)
         p_lo, p_hi = np.percentile(values, [2.0, 98.0])
         centre = float((p_lo + p_hi) / 2.0)
-        counts, edges = np.histogram(np.clip(values, 0.0, 100.0), bins=200, range=(0.0, 100.0))
-        mids = (edges[:-1] + edges[1:]) / 2.0
-        keep = counts > 0
-        weights, mids = counts[keep] / counts.sum(), mids[keep]
-        for scale in _FIT_SCALES:
-            mapped = _FIT_CENTRES[:, None] + scale * (mids[None, :] - centre)
-            de = np.interp(self.fit_lightness(mapped.ravel()).reshape(mapped.shape), _L_GRID, self._delta_e_lut) @ weights
-            if scale == 1.0 and np.interp(self.fit_lightness(mids), _L_GRID, self._delta_e_lut) @ weights <= FIT_BUDGET:
-                return (centre, centre, 1.0)
-            ok = de <= FIT_BUDGET
-            if ok.any():
-                best = _FIT_CENTRES[ok][np.argmin(np.abs(_FIT_CENTRES[ok] - centre))]
-                return (centre, float(best), float(scale))
-        best = _FIT_CENTRES[int(np.argmin(de))]
-        return (centre, float(best), float(_FIT_SCALES[-1]))
+        edges = np.linspace(0.0, 100.0, 201)
+        per_group = np.stack([np.histogram(np.clip(v, 0.0, 100.0), bins=edges)[0] for v in groups]).astype(np.float64)
+        pooled = per_group.sum(axis=0)
+        keep = pooled > 0
+        mids = ((edges[:-1] + edges[1:]) / 2.0)[keep]
+        frame_weights = (per_group[:, keep] / per_group.sum(axis=1, keepdims=True)).T  # (bins, frames)
+        weights = pooled[keep] / pooled.sum()
+
+        def predicted(mapped: np.ndarray, span):
+            shown = self.fit_lightness(mapped.ravel(), span).reshape(mapped.shape)
+            frame_means = np.interp(shown, _L_GRID, self._delta_e_q_lut) @ frame_weights
+            mean = shown @ weights
+            return (frame_means.max(axis=-1), np.sqrt(np.maximum((shown ** 2) @ weights - mean ** 2, 0.0)),
+                    np.abs(shown - mids) @ weights)
+
+        spread = float(np.sqrt(max((mids ** 2) @ weights - (mids @ weights) ** 2, 0.0)))
+        centres = np.concatenate([[centre], _FIT_CENTRES])  # the identity's centre first
+        goal = RATIO_GOAL * spread
+        found = []  # (std, worst frame, mean lightness change, c', s, span) of the maps within the budget
+        fallback = (float("inf"),)
+        for span in self._spans:
+            for scale in _FIT_SCALES:
+                top = max((f[0] for f in found), default=-1.0)
+                if scale * spread < (goal if top >= goal else CONTRAST_TOLERANCE * top):
+                    break  # g is 1-Lipschitz: no smaller scale can give as much contrast
+                worst, std, change = predicted(centres[:, None] + scale * (mids[None, :] - centre), span)
+                ok = worst <= budget
+                found += [(float(d), float(w), float(m), float(c), float(scale), span)
+                          for d, w, m, c in zip(std[ok], worst[ok], change[ok], centres[ok])]
+                i = int(np.argmin(worst))
+                if worst[i] < fallback[0]:
+                    fallback = (float(worst[i]), float(centres[i]), float(scale), span)
+        if not found:
+            return (centre, fallback[1], fallback[2], *fallback[3])
+        # of the maps keeping RATIO_GOAL of the contrast the smallest difference (all those within DELTA_E_COMFORT
+        # alike), then the least mean change of L* (the render's own light); without one, the most contrast, less a
+        # tolerance spent on the smallest difference
+        top = max(f[0] for f in found)
+        kept = [f for f in found if f[0] >= goal]
+        if kept:
+            pick = min(kept, key=lambda f: (round(max(f[1], DELTA_E_COMFORT), 6), round(f[2], 6), round(f[1], 6), -f[4],
+                                            f[5][1] - f[5][0], f[3]))
+        else:
+            pick = min((f for f in found if f[0] >= CONTRAST_TOLERANCE * top),
+                       key=lambda f: (round(f[1], 6), round(f[2], 6), -f[4], f[5][1] - f[5][0], f[3]))
+        _, _, _, c_new, scale, span = pick
+        return (centre, c_new, scale, *span)
+
+    def fit_pixels(self, frames: list[np.ndarray]) -> tuple[float, float, float]:
+        """The lightness fit for an object from what the frames show of it (``frames``: per frame its
+        unbranded pixels, (N, 3) uint8), checked on those pixels: each frame's mean CIEDE2000 after the
+        correction (8-bit, as written) is within ``FRAME_BUDGET``; where the prediction was optimistic,
+        refitted with the budget lowered by the miss (deterministic)."""
+        frames = [np.asarray(f, dtype=np.uint8).reshape(-1, 3) for f in frames if len(f)]
+        if not frames:
+            return (50.0, 50.0, 1.0)
+        labs = [srgb_to_lab(f) for f in frames]
+        budget = FRAME_BUDGET
+        fit = self.fit([lab[:, 0] for lab in labs], budget)
+        for _ in range(8):
+            worst = max(self.frame_delta_e(f, fit) for f in frames)
+            if worst <= FRAME_BUDGET:
+                break
+            budget -= worst - FRAME_BUDGET + 0.01
+            fit = self.fit([lab[:, 0] for lab in labs], budget)
+        return fit
+
+    def frame_delta_e(self, pixels: np.ndarray, fit) -> float:
+        """The mean CIEDE2000 of these (N, 3) uint8 pixels once corrected with ``fit`` and written as 8-bit."""
+        out = np.clip(np.rint(self.correct(np.asarray(pixels, np.float64) / 255.0, fit) * 255.0), 0, 255).astype(np.uint8)
+        lab = srgb_to_lab(out)
+        return float(ciede2000(lab, self.relit(lab[:, 0])).mean())
+
+    def contract_warning(self, figures: dict) -> str | None:
+        """None when a target's pooled figures (:func:`scenes.brand_targets.pooled_figures`) hold the contract;
+        otherwise a line naming the target, the colour and the figures that miss (sRGB cannot show a
+        saturated colour over every lightness: the fit keeps the most texture within the difference)."""
+        if not figures.get("pixels"):
+            return None
+        misses = []
+        if figures["delta_e_mean"] > DELTA_E_LIMIT or figures["delta_e_worst_frame_mean"] > DELTA_E_LIMIT:
+            misses.append(f"mean CIEDE2000 {figures['delta_e_mean']:.2f} (worst frame {figures['delta_e_worst_frame_mean']:.2f}) "
+                          f"is over {DELTA_E_LIMIT}")
+        ratio = figures.get("l_std_ratio")
+        if ratio is not None and ratio < L_STD_RATIO_MIN:
+            misses.append(f"L* std ratio {ratio:.2f} is under {L_STD_RATIO_MIN} (L* std {figures['l_std']:.1f} against "
+                          f"{figures['l_std_before']:.1f} without it; mean CIEDE2000 {figures['delta_e_mean']:.2f})")
+        if not misses:
+            return None
+        return f"brand colour {self.color} on {self.target!r} misses the contract: " + "; ".join(misses)
 
     def relit(self, lightness: np.ndarray) -> np.ndarray:
         """The brand colour re-lit to these lightnesses: (L*, a*, b*) with the brand's a*, b* (the figures' reference)."""
@@ -151,8 +251,9 @@ class BrandColour:
         """(N, 3) sRGB 0..1 -> (N, 3) sRGB 0..1 with the brand's hue and chroma at the fitted lightness
         (``fit``: (c, c', s), default the fit of these colours themselves)."""
         lightness = srgb_to_lab(rgb)[..., 0]
-        c, c_new, scale = self.fit(lightness) if fit is None else fit
-        lightness = self.fit_lightness(c_new + scale * (lightness - c))
+        fit = self.fit(lightness) if fit is None else fit
+        c, c_new, scale = fit[:3]
+        lightness = self.fit_lightness(c_new + scale * (lightness - c), tuple(fit[3:5]) if len(fit) >= 5 else None)
         chroma = np.interp(lightness, _L_GRID, self._chroma_lut)
         return np.clip(lab_to_srgb(self._lab_at(lightness, chroma)), 0.0, 1.0)
 
@@ -170,15 +271,17 @@ def resolve_brand_colours(style, scene) -> list[BrandColour]:
     return [BrandColour(entry.target, entry.color.upper(), list(i)) for entry, i in zip(style.brand_colors, ids)]
 
 
-def fix_fits(image: np.ndarray, instance_id: np.ndarray, brands: list[BrandColour]) -> None:
-    """Give every brand target this frame shows and that has no lightness fit yet the fit of its pixels here
-    (``image``: the unbranded frame; ``flow_warp`` calls this frame by frame, so the first frame showing an object fixes it)."""
+def fix_fits(images: list[np.ndarray], instance_ids: list[np.ndarray], brands: list[BrandColour]) -> None:
+    """Give every brand target these frames show and that has no lightness fit yet the fit of what they
+    show of it (:meth:`BrandColour.fit_pixels`: every frame's mean CIEDE2000 within ``FRAME_BUDGET``);
+    ``images``: the unbranded frames, ``instance_ids`` their instance passes."""
     for brand in brands:
         for inst in brand.instance_ids:
             if inst not in brand.fits:
-                mask = instance_id == inst
-                if mask.any():
-                    brand.fits[inst] = brand.fit(srgb_to_lab(image[mask])[:, 0])
+                shown = [image[ids == inst] for image, ids in zip(images, instance_ids)]
+                shown = [pixels for pixels in shown if len(pixels)]
+                if shown:
+                    brand.fits[inst] = brand.fit_pixels(shown)
 
 
 def target_mask(instance_id: np.ndarray, brand: BrandColour) -> np.ndarray:
@@ -194,7 +297,10 @@ def apply_to_frame(image: np.ndarray, instance_id: np.ndarray, brands: list[Bran
         for inst in brand.instance_ids:
             mask = instance_id == inst
             if mask.any():
-                corrected = brand.correct(out[mask].astype(np.float64) / 255.0, brand.fits.get(inst))
+                fit = brand.fits.get(inst)
+                if fit is None:  # fitted to this frame alone (per_frame), checked on its pixels
+                    fit = brand.fit_pixels([out[mask]])
+                corrected = brand.correct(out[mask].astype(np.float64) / 255.0, fit)
                 out[mask] = np.clip(np.rint(corrected * 255.0), 0, 255).astype(np.uint8)
     return out
 

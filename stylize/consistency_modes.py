@@ -111,7 +111,7 @@ def build_look(template, job_dir: Path, shot_passes, scene, kind: str, stylizer_
             shows=frame_shows(scene, shot_passes), generate_seconds=dict(stylizer.generate_seconds),
         )
     return generation, finish_atlases(atlases, scene, list(brands), inherited, style,
-                                      inherited_fits(scene, source, inherited))
+                                      inherited_fits(scene, source, inherited), shot_passes, generation.events)
 
 
 def look_frames(generation, atlases: dict, shot_passes, scene, brands) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray] | None]:
@@ -296,13 +296,11 @@ def _flow_warp(stylizer: _FrameStylizer, shot_passes, scene, min_generate_pixels
                brands=(), unbranded: dict | None = None):
     """Frames in order, each from the previous output warped; ``first``: shot_passes[0]'s output, already known.
     The chain is unbranded (each frame warps from the one before without the brand correction, so the
-    correction is applied once, to each output: ``unbranded`` gets the chain); the first frame showing a
-    brand target fixes its lightness fit (:func:`stylize.brand_colours.fix_fits`)."""
+    correction is applied once, to each output: ``unbranded`` gets the chain); each brand target's
+    lightness fit is fixed on what the chain's frames show of it (:func:`stylize.brand_colours.fix_fits`)."""
     from stylize.brand_colours import apply_to_frame, fix_fits
 
     def finish(p, image):
-        if brands:
-            fix_fits(image, p.instance_id, brands)
         return image
 
     from stylize.anchor_attention import AnchorState, install_anchor_attention, restore_processors
@@ -346,6 +344,8 @@ def _flow_warp(stylizer: _FrameStylizer, shot_passes, scene, min_generate_pixels
             stylizer.anchor = None
     if brands:
         given = shot_passes[0].frame if first is not None else None
+        chain = [p for p in shot_passes if p.frame != given]
+        fix_fits([images[p.frame] for p in chain], [p.instance_id for p in chain], brands)
         if unbranded is not None:
             unbranded.update(images)
         images = {p.frame: images[p.frame] if p.frame == given else apply_to_frame(images[p.frame], p.instance_id, brands)

@@ -291,14 +291,18 @@ def replay(atlases, shot_passes, events) -> None:
 
 
 def finish_atlases(atlases, scene, brands, inherited: dict[int, np.ndarray], style,
-                   inherited_fits: dict | None = None) -> dict[str, StoredAtlas]:
+                   inherited_fits: dict | None = None, shot_passes=None, events=()) -> dict[str, StoredAtlas]:
     """The look's finished atlases by name (see the module docstring): seen texels rounded to 16
     bits (inherited ones are already on that grid and stay bit-identical); each brand's objects'
     new seen texels corrected (``brands``: :class:`stylize.brand_colours.BrandColour`, the colours
     this shot's objects take) with the object's lightness fit (``inherited_fits``: {(instance id,
-    brand colour): fit} of the source look, kept; otherwise fitted to the object's seen texels,
-    recorded in its stats); the rest filled; counts recorded."""
-    inherited_fits = inherited_fits or {}
+    brand colour): fit} of the source look, kept; otherwise fitted to what the shot's frames show of
+    the object (``shot_passes``, with the generation's ``events``: each frame as :func:`frame_from_look`
+    gathers it unbranded, so every frame's mean CIEDE2000 is checked on its own pixels), or without
+    frames to its seen texels; recorded in its stats); the rest filled; counts recorded."""
+    inherited_fits = dict(inherited_fits or {})
+    if shot_passes and brands:
+        inherited_fits.update(_fits_from_frames(atlases, scene, brands, inherited_fits, shot_passes, events))
     from stylize.brand_colours import apply_to_texels
     from stylize.npr_stylizer import SKY_COLOUR, class_colour_table
 
@@ -347,6 +351,36 @@ def finish_atlases(atlases, scene, brands, inherited: dict[int, np.ndarray], sty
                                      colour=colour, known=known, brand=brand.color if brand is not None else None,
                                      unbranded=unbranded, stats=stats)
     return out
+
+
+def _fits_from_frames(atlases, scene, brands, inherited_fits: dict, shot_passes, events) -> dict:
+    """{(instance id, brand colour): lightness fit} of each brand target with seen texels and no
+    inherited fit, from its pixels in every frame of the shot gathered from its unbranded filled
+    atlas (:meth:`stylize.brand_colours.BrandColour.fit_pixels`)."""
+    from stylize.brand_colours import fix_fits
+    from stylize.image_operations import to_uint8
+    from stylize.texture_atlas import gather_textures
+
+    textures = {}
+    for brand in brands:
+        for inst in brand.instance_ids:
+            atlas = atlases.environment if inst == 0 else atlases.objects.get(inst)
+            if atlas is None or not atlas.known.any() or (inst, brand.color) in inherited_fits:
+                continue
+            region = dilate(atlas.island, atlases.margin) if inst != 0 else atlas.island
+            textures[inst] = _fill(quantise(atlas.colour), atlas.known.copy(), region)
+    if not textures:
+        return {}
+    generated = {f: (image, mask) for f, image, mask in events}
+    images = []
+    for p in shot_passes:
+        image = to_uint8(gather_textures(p, scene.camera, textures))
+        if p.frame in generated:
+            image = np.where(generated[p.frame][1][..., None], np.asarray(generated[p.frame][0], np.uint8), image)
+        images.append(image)
+    wanted = [type(b)(b.target, b.color, [i for i in b.instance_ids if i in textures]) for b in brands]
+    fix_fits(images, [p.instance_id for p in shot_passes], wanted)
+    return {(inst, b.color): fit for b in wanted for inst, fit in b.fits.items()}
 
 
 def _fill(colour: np.ndarray, known: np.ndarray, region: np.ndarray) -> np.ndarray:

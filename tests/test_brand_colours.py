@@ -108,6 +108,54 @@ def test_a_saturated_brand_on_a_harshly_lit_object_is_fitted_into_the_lightnesse
     assert np.mean([delta_e_2000(c, (c[0], ba, bb)) for c in (srgb8_to_lab(*map(int, p)) for p in plain)]) > 2.0
 
 
+def _oracle_lab(pixels):
+    cache = {}
+    for c in map(tuple, np.asarray(pixels, np.uint8).reshape(-1, 3).tolist()):
+        if c not in cache:
+            cache[c] = srgb8_to_lab(*c)
+    return [cache[c] for c in map(tuple, np.asarray(pixels, np.uint8).reshape(-1, 3).tolist())]
+
+
+def test_a_lit_rug_with_deep_shadows_keeps_its_texture_and_every_frame_holds_the_red():
+    """A flat-lit object (three quarters of its pixels at one lightness) with shadows down to black, in
+    frames that show different shares of shadow: the fit, from what the frames show, keeps every
+    frame's mean CIEDE2000 within 1.9 and 80% of the L* contrast (the tests' own CIEDE2000 and CIELAB)."""
+    from stylize.brand_colours import BrandColour
+
+    brand = BrandColour("rug", "#C8102E", [1])
+    rng = np.random.default_rng(4)
+    frames = []
+    for share in (0.1, 0.2, 0.3, 0.4):  # the share of shadow each frame shows
+        n = 400
+        lit = np.full((int(n * (1 - share)), 3), [172, 150, 140])  # about L* 64
+        shadow = np.linspace(0, 150, n - len(lit))[:, None] * np.array([1.0, 0.9, 0.85])[None, :]
+        frames.append(np.clip(np.rint(np.concatenate([lit, shadow]) + rng.normal(0, 1.0, (n, 3))), 0, 255).astype(np.uint8))
+    fit = brand.fit_pixels(frames)
+    out = [np.clip(np.rint(brand.correct(f / 255.0, fit) * 255), 0, 255).astype(np.uint8) for f in frames]
+    _, ba, bb = srgb8_to_lab(0xC8, 0x10, 0x2E)
+    for frame in out:
+        lab = _oracle_lab(frame)
+        assert np.mean([delta_e_2000(c, (c[0], ba, bb)) for c in lab]) <= 1.9 + 1e-3
+    l_before = np.array([c[0] for f in frames for c in _oracle_lab(f)])
+    l_after = np.array([c[0] for f in out for c in _oracle_lab(f)])
+    assert l_after.std() / l_before.std() >= 0.8
+    assert (np.diff(l_after[np.argsort(l_before, kind="stable")]) >= -0.7).all()  # monotone: the texture's order kept
+    # a fit from one frame only (the least shadowed) misses another frame's difference or its contrast
+    alone = brand.fit_pixels(frames[:1])
+    assert alone != fit
+
+
+def test_a_target_missing_the_contract_gets_a_warning_naming_it_and_its_figures():
+    from stylize.brand_colours import BrandColour
+
+    brand = BrandColour("rug", "#C8102E", [1])
+    held = {"pixels": 500, "delta_e_mean": 1.2, "delta_e_worst_frame_mean": 1.5, "l_std": 9.0, "l_std_before": 10.0,
+            "l_std_ratio": 0.9}
+    assert brand.contract_warning(held) is None
+    warning = brand.contract_warning({**held, "l_std": 7.0, "l_std_ratio": 0.7, "delta_e_worst_frame_mean": 2.3})
+    assert "'rug'" in warning and "#C8102E" in warning and "0.70" in warning and "2.30" in warning
+
+
 def test_targets_name_objects_by_name_glob_or_class_and_bad_ones_are_refused():
     from scenes.brand_targets import brand_problems, brand_targets
     from scenes.template_schema import StyleSpec
@@ -142,7 +190,8 @@ def _figures(result_a, result_b, job_dir, frames, brands):
     return [target_figures(branded, [np.isin(i, b.instance_ids) for i in ids], b.color, unbranded=plain) for b in brands]
 
 
-BRANDS = [{"target": "box_a", "color": "#1F4E79"}, {"target": "floor", "color": "#C8102E"}]
+BRANDS = [{"target": "box_a", "color": "#1F4E79"}, {"target": "floor", "color": "#C8102E"},
+          {"target": "box_b", "color": "#C8102E"}]  # box_b: a shaded object in a red sRGB holds over part of L* only
 
 
 @pytest.mark.parametrize("mode", ["per_frame", "flow_warp", "keyframes"])
@@ -159,10 +208,11 @@ def test_npr_brand_figures_per_target(job, tmp_path, mode):
     measured = _figures(tmp_path / "a", tmp_path / "b", job_dir, frames, brands)
     for brand, figures, recorded in zip(brands, measured, branded.brand_figures()):
         assert figures["pixels"] > 100
-        assert figures["delta_e_worst_frame_mean"] <= 2.0, (brand.target, figures)
+        assert figures["delta_e_worst_frame_mean"] <= 1.9 + 1e-3, (brand.target, figures)  # the fit's margin: 2.0 holds
         assert figures["l_std_ratio"] is None or figures["l_std_ratio"] >= 0.8, (brand.target, figures)
         assert recorded["delta_e_mean"] == pytest.approx(figures["delta_e_mean"], abs=0.02)
     assert measured[0]["l_std_ratio"] is not None  # box_a is shaded: its ratio is measured (the NPR floor is flat)
+    assert measured[2]["l_std_ratio"] is not None and measured[2]["l_std"] > 5.0  # so is box_b, in the saturated red
     # and without the correction the target is far from its brand colour
     plain = _figures(tmp_path / "b", tmp_path / "b", job_dir, frames, brands)
     assert all(p["delta_e_mean"] > 5.0 for p in plain)
@@ -183,7 +233,7 @@ def test_diffusion_brand_figures_per_target(job, tmp_path, tiny_models):
     brands = resolve_brand_colours(branded.style, scene)
     for brand, figures in zip(brands, _figures(tmp_path / "a", tmp_path / "b", job_dir, frames, brands)):
         assert figures["pixels"] > 100
-        assert figures["delta_e_worst_frame_mean"] <= 2.0, (brand.target, figures)
+        assert figures["delta_e_worst_frame_mean"] <= 1.9 + 1e-3, (brand.target, figures)
         assert figures["l_std_ratio"] >= 0.8, (brand.target, figures)
         assert figures["l_std"] > 1.0  # the tiny models' frames are textured: the ratio is not vacuous
 
