@@ -6,23 +6,30 @@ lightness follows what light and texture made it: each colour (L*, a*, b*) becom
 (g(f(L*)), C*, h) with the brand's hue h and chroma C* (or the most of it sRGB can show at that
 lightness).
 
-- f, the **lightness fit** of one object, is affine (L* -> c' + s (L* - c), s <= 1): the
-  identity when the object's own lightnesses (2nd..98th percentile) lie where sRGB holds the brand
-  colour; otherwise the largest s (and the c' nearest c) for which the mean CIEDE2000 over those
-  lightnesses stays within ``FIT_BUDGET`` (:meth:`BrandColour.fit`). A saturated brand on a
-  harshly lit object is moved into the lightnesses sRGB can show it at, with as much of its
-  contrast (the texture) as that allows.
-- g is the identity except near the ends of the lightness range where sRGB holds the brand's
-  chroma within ``GAMUT_TOLERANCE`` (CIEDE2000) of itself; there it rolls off smoothly (C1, an
-  exponential knee ``KNEE`` L* wide) towards that range's end, bounding every pixel's difference.
+- f, the **lightness fit** of one object, is affine (L* -> c' + s (L* - c), s <= 1) and chosen
+  with g's span (:meth:`BrandColour.fit`) on what the frames show of the object: every frame's
+  mean CIEDE2000 predicted within ``FRAME_BUDGET`` (1.9, the contract's 2.0 less a margin), then
+  checked on the frames' 8-bit pixels and refitted tighter where the prediction was optimistic
+  (:meth:`BrandColour.fit_pixels`). Of the maps within it: the smallest difference that keeps
+  ``RATIO_GOAL`` (0.85) of the object's L* standard deviation (differences within
+  ``DELTA_E_COMFORT`` alike, then the least change of L*: the render's light); where none keeps
+  it, the most contrast. A saturated brand on a harshly lit object is moved into the lightnesses
+  sRGB can show it at, with as much of its contrast (the texture) as the budget allows.
+- g is the identity except near the ends of a span of lightnesses where sRGB holds the brand's
+  chroma within a tolerance (``SPAN_TOLERANCES``, CIEDE2000; or all of 0..100); there it rolls off
+  smoothly (C1, an exponential knee ``KNEE`` L* wide) towards the span's end.
 
-Both are monotone, so the order of lightnesses, the texture, is kept. A fit is fixed per object and
-shot: in ``keyframes`` from the object's atlas (recorded with it, kept by the looks that start from
-it), in ``flow_warp`` from the first frame that shows it; ``per_frame`` fits each frame on its own.
+Both are monotone and 1-Lipschitz, so the order of lightnesses, the texture, is kept. A fit is
+fixed per object and shot: in ``keyframes`` from the shot's frames gathered from the object's
+unbranded atlas (recorded with it, kept by the looks that start from it), in ``flow_warp`` from
+every frame of the chain; ``per_frame`` fits each frame on its own. A target whose figures still
+miss the contract (sRGB cannot show every colour at every lightness) gets a warning naming it and
+its figures (:meth:`BrandColour.contract_warning`: the manifest's entry, and stderr).
+
 The correction is applied once, to the unbranded colours (never to corrected ones).
 
 Where it applies: the final frames of every mode (:func:`apply_to_frame`, pixels of the target
-objects; in ``flow_warp`` each frame before the next warps from it), and in ``keyframes`` also
+objects; in ``flow_warp`` each frame of the unbranded chain once it is done), and in ``keyframes`` also
 the objects' atlases (so a look, and the textures baked from it, carry the brand colour).
 
 The figures (:func:`brand_figures`), the issue's contract: the mean CIEDE2000 between each mask
