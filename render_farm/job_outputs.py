@@ -238,10 +238,10 @@ def build_manifest(
 
             manifest["brand_colors"] = [{**entry, **pooled_figures(brand_sums.get(str(k), []))}
                                         for k, entry in enumerate(brand_entries)]
-            from stylize.brand_colours import BrandColour
+            from scenes.brand_targets import contract_warning
 
             for entry in manifest["brand_colors"]:  # a target that misses the contract says so (job_execution prints it)
-                warning = BrandColour(entry["target"], entry["color"], list(entry["instance_ids"])).contract_warning(entry)
+                warning = contract_warning(entry)
                 if warning:
                     entry["warning"] = warning
     return manifest

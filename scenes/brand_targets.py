@@ -87,6 +87,29 @@ def brand_problems(style, source) -> list[tuple[str, object, str]]:
     return problems
 
 
+DELTA_E_LIMIT = 2.0  # the contract: mean CIEDE2000 over every frame
+L_STD_RATIO_MIN = 0.8  # the contract: L* std inside the mask over the same render's without the brand colour
+
+
+def contract_warning(entry: dict) -> str | None:
+    """None when a target's manifest entry (its ``target``, ``color`` and :func:`pooled_figures`) holds
+    the contract; otherwise a line naming the target, the colour and the figures that miss (sRGB
+    cannot show a saturated colour at every lightness: the fit keeps what the difference allows)."""
+    if not entry.get("pixels"):
+        return None
+    misses = []
+    if entry["delta_e_mean"] > DELTA_E_LIMIT or entry["delta_e_worst_frame_mean"] > DELTA_E_LIMIT:
+        misses.append(f"mean CIEDE2000 {entry['delta_e_mean']:.2f} (worst frame {entry['delta_e_worst_frame_mean']:.2f}) "
+                      f"is over {DELTA_E_LIMIT}")
+    ratio = entry.get("l_std_ratio")
+    if ratio is not None and ratio < L_STD_RATIO_MIN:
+        misses.append(f"L* std ratio {ratio:.2f} is under {L_STD_RATIO_MIN} (L* std {entry['l_std']:.1f} against "
+                      f"{entry['l_std_before']:.1f} without it; mean CIEDE2000 {entry['delta_e_mean']:.2f})")
+    if not misses:
+        return None
+    return f"brand colour {entry['color']} on {entry['target']!r} misses the contract: " + "; ".join(misses)
+
+
 def pooled_figures(per_frame: list[dict]) -> dict:
     """A target's figures over frames from ``stylize.brand_colours.frame_figure_sums``: mean CIEDE2000 over all its
     pixels, the largest per-frame mean, the L* standard deviation (and before the correction, and

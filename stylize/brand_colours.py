@@ -45,12 +45,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scenes.brand_targets import brand_targets, parse_hex, pooled_figures
+from scenes.brand_targets import brand_targets, contract_warning, parse_hex, pooled_figures
 from stylize.perceptual_colour import ciede2000, lab_to_linear, lab_to_srgb, srgb_to_lab
 
 GAMUT_TOLERANCE = 5.0  # CIEDE2000 a lightness may miss the brand chroma by and still count as holding it
-DELTA_E_LIMIT = 2.0  # the contract: mean CIEDE2000 over every frame
-L_STD_RATIO_MIN = 0.8  # the contract: L* std inside the mask over the same render's without the brand colour
 FRAME_BUDGET = 1.9  # the mean CIEDE2000 a lightness fit allows in any frame (the contract: 2.0 over every frame)
 DELTA_E_COMFORT = 1.0  # CIEDE2000 under which a fit prefers keeping the render's lightness to a smaller difference
 RATIO_GOAL = 0.85  # the L* std ratio a fit aims at (the contract: 0.8), keeping the render's lightness otherwise
@@ -232,22 +230,8 @@ class BrandColour:
         return float(ciede2000(lab, self.relit(lab[:, 0])).mean())
 
     def contract_warning(self, figures: dict) -> str | None:
-        """None when a target's pooled figures (:func:`scenes.brand_targets.pooled_figures`) hold the contract;
-        otherwise a line naming the target, the colour and the figures that miss (sRGB cannot show a
-        saturated colour over every lightness: the fit keeps the most texture within the difference)."""
-        if not figures.get("pixels"):
-            return None
-        misses = []
-        if figures["delta_e_mean"] > DELTA_E_LIMIT or figures["delta_e_worst_frame_mean"] > DELTA_E_LIMIT:
-            misses.append(f"mean CIEDE2000 {figures['delta_e_mean']:.2f} (worst frame {figures['delta_e_worst_frame_mean']:.2f}) "
-                          f"is over {DELTA_E_LIMIT}")
-        ratio = figures.get("l_std_ratio")
-        if ratio is not None and ratio < L_STD_RATIO_MIN:
-            misses.append(f"L* std ratio {ratio:.2f} is under {L_STD_RATIO_MIN} (L* std {figures['l_std']:.1f} against "
-                          f"{figures['l_std_before']:.1f} without it; mean CIEDE2000 {figures['delta_e_mean']:.2f})")
-        if not misses:
-            return None
-        return f"brand colour {self.color} on {self.target!r} misses the contract: " + "; ".join(misses)
+        """:func:`scenes.brand_targets.contract_warning` for this target's pooled figures."""
+        return contract_warning({**figures, "target": self.target, "color": self.color})
 
     def relit(self, lightness: np.ndarray) -> np.ndarray:
         """The brand colour re-lit to these lightnesses: (L*, a*, b*) with the brand's a*, b* (the figures' reference)."""
