@@ -33,11 +33,11 @@ from pathlib import Path
 from greybox import __version__ as GREYBOX_VERSION
 from greybox.confined_files import link_or_copy, write_bytes
 from greybox.frame_files import frame_name, frame_png_path
+from scenes.template_schema import CONTROL_PASSES
 
 PAGE = "review.html"
 PROXY = "review_proxy.mp4"
 PROXY_MAX_SIDE = 640
-CONTROL_ORDER = ("depth", "normal", "seg", "lines")
 
 
 # --------------------------------------------------------------------------------------------
@@ -423,7 +423,7 @@ def build_shot_page(view: Path, *, job_dir: Path, shot: dict, tasks: list[dict],
     manifest = _read_json(view / "manifest.json")
     resolved = (manifest or {}).get("template", {}).get("resolved") or shot.get("resolved") or {}
     frames = [int(f) for f in shot.get("frames") or []]
-    controls = [c for c in CONTROL_ORDER if c in (resolved.get("passes", {}).get("control") or [])]
+    controls = [c for c in CONTROL_PASSES if c in (resolved.get("passes", {}).get("control") or [])]
     stylized = command == "render"
     columns = ([("frame", "stylised frame", "frames/")] if stylized else []) + [(c, c, f"control/{c}/") for c in controls]
     have = {cid: [f for f in frames if (view / d / f"{frame_name(f)}.png").is_file()] for cid, _, d in columns}

@@ -98,6 +98,15 @@ def _identity() -> np.ndarray:
     return np.eye(4)
 
 
+def face_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(T, 3) unit normals of counter-clockwise triangles, in the vertices' dtype (zero for a
+    degenerate one): the flat shading the passes render. The one home of face normals."""
+    v = vertices[triangles]
+    n = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
+    length = np.linalg.norm(n, axis=-1, keepdims=True)
+    return n / np.where(length > 0, length, 1.0)
+
+
 @dataclass(frozen=True)
 class SceneObject:
     """One mesh. ``name`` is stable ("room.wall_north", "sofa", "crate") and seeds its randomness."""
@@ -134,12 +143,7 @@ class SceneObject:
     def normals(self) -> np.ndarray:
         """(T, 3) float32 unit face normals from the winding (flat shading, as the passes render it);
         0 for a degenerate triangle."""
-        corners = np.asarray(self.vertices, dtype=np.float64)[self.triangles]
-        n = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-        length = np.linalg.norm(n, axis=1, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            unit = np.where(length > 0, n / length, 0.0)
-        return unit.astype(np.float32)
+        return face_normals(np.asarray(self.vertices, dtype=np.float64), self.triangles).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------

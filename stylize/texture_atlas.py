@@ -29,7 +29,8 @@ from passes.depth_tolerance import depth_slope, depth_tolerance
 from passes.frame_passes import FramePasses
 from scenes.scene_data import CameraTrack, Scene, SceneObject
 from stylize.image_operations import on_screen, push_pull_fill, sample_bilinear, sample_same_surface
-from stylize.triangle_raster import face_normals, interpolate_corners, rasterise_triangles
+from scenes.scene_data import face_normals
+from stylize.triangle_raster import interpolate_corners, rasterise_triangles
 
 
 class SeenTexels(NamedTuple):

@@ -76,11 +76,3 @@ def interpolate_corners(corner_values: np.ndarray, tri_index: np.ndarray, bary: 
     values = np.einsum("hwk,hwkc->hwc", bary, corner_values[safe])
     values[tri_index < 0] = 0.0
     return values
-
-
-def face_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """(T, 3) unit normals of counter-clockwise triangles (zero for degenerate ones)."""
-    v = vertices[triangles]
-    n = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
-    length = np.linalg.norm(n, axis=-1, keepdims=True)
-    return n / np.where(length > 0, length, 1.0)

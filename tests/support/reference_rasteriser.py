@@ -16,7 +16,8 @@ import numpy as np
 
 from passes.frame_passes import FramePasses
 from scenes.scene_data import Scene
-from stylize.triangle_raster import face_normals, interpolate_corners, rasterise_triangles
+from scenes.scene_data import face_normals
+from stylize.triangle_raster import interpolate_corners, rasterise_triangles
 
 
 def clip_triangle_near(corners_cam: np.ndarray, extra: np.ndarray, near: float) -> list[tuple[np.ndarray, np.ndarray]]:
