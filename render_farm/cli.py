@@ -23,7 +23,7 @@ FARM_HELP = ("where tasks run: local (worker processes on this machine, the defa
 
 def _add_job_options(p: argparse.ArgumentParser, render: bool) -> None:
     p.add_argument("templates", metavar="TEMPLATE", nargs="*", help="template .toml path or bundled name (several: one subfolder each)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--out", metavar="DIR", help="output folder (required)")
     p.add_argument("--frames", metavar="RANGES", help="inclusive ranges and lists inside the template's range, e.g. 1-12,20,30-32")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a template value (TOML value; a string when it is not one); repeatable")
@@ -35,6 +35,8 @@ def _add_job_options(p: argparse.ArgumentParser, render: bool) -> None:
         p.add_argument("--controlnet", dest="controlnets", action="append", default=[], metavar="PASS=ID_OR_DIR",
                        help="replace the template's ControlNets (PASS: depth, normal, seg, lines); repeatable")
         p.add_argument("--consistency", choices=("per_frame", "flow_warp", "keyframes"), help="default: the template's style.consistency")
+        p.add_argument("--revert", type=int, metavar="N", help="make version N of the job folder (greybox render DIR --revert N) "
+                       "the latest again, without recomputing; `greybox inspect DIR` lists the versions")
     p.add_argument("--save-blend", action="store_true", help="also write DIR/scene/scene.blend (as passes.save_blend = true)")
     p.add_argument("--asset-root", dest="asset_roots", action="append", default=[], metavar="DIR",
                    help="a folder the template's model files (and what they refer to) may also come from; repeatable")
@@ -183,6 +185,10 @@ def cmd_job(args) -> int:
     from render_farm.job_request import JobRequest
 
     # 1. Check the options.
+    if getattr(args, "revert", None) is not None:
+        return _revert(args)
+    if args.out is None:
+        raise InputError(f"greybox {args.job_command}: --out DIR is required (the output folder)")
     for name, most in (("workers", 512), ("chunk_size", 100_000), ("threads", 512)):
         value = getattr(args, name)
         if value is not None and not 1 <= value <= most:
@@ -227,10 +233,34 @@ def cmd_job(args) -> int:
         print(f"{args.job_command}: {r.done} tasks done ({r.ran} ran, {r.cached} reused from the store) in {r.seconds:.1f} s -> {summary.job_dir}")
         if r.units:
             print("  units: " + ", ".join(f"{kind} {c['ran']} ran, {c['reused']} reused" for kind, c in r.units.items()))
+        if summary.version is not None:
+            v = summary.version
+            print(f"  version {v['version']}: {v['kind']}" + (f" of version {v['base']}" if v.get("base") else "")
+                  + (f"; earlier versions kept in {summary.job_dir / 'versions'}" if v["version"] > 1 else ""))
         for line in r.recomputed:
             print(f"  recomputed {line}")
         if summary.review_pages:
             print(f"  review: {summary.review_pages[0]}")
+    return EXIT_OK
+
+
+def _revert(args) -> int:
+    """``greybox render DIR --revert N`` (or ``--out DIR --revert N``): nothing recomputed."""
+    from render_farm.job_versions import run_revert
+
+    if args.out is not None and args.templates:
+        raise InputError(f"--revert {args.revert}: give the job folder once: greybox render DIR --revert N")
+    folders = [args.out] if args.out is not None else list(args.templates)
+    if len(folders) != 1:
+        raise InputError(f"--revert {args.revert}: give one job folder: greybox render DIR --revert N")
+    if args.overrides or args.sweeps or args.frames or args.force or args.resume:
+        raise InputError(f"--revert {args.revert}: takes only the job folder (it recomputes nothing); "
+                         "drop --set, --sweep, --frames, --force and --resume")
+    entry = run_revert(folders[0], args.revert)
+    if args.json:
+        print(json.dumps(entry, indent=2, sort_keys=True))
+    else:
+        print(f"render: version {args.revert} is the latest again (as version {entry['version']}); nothing recomputed")
     return EXIT_OK
 
 
@@ -250,9 +280,15 @@ def cmd_inspect(args) -> int:
     from render_farm.job_status import format_manifest, read_shot_records
     from scenes.scene_layout import format_layout
 
+    from render_farm.job_versions import format_history, read_versions
+
     shots = read_shot_records(args.dir)
+    versions = read_versions(args.dir)
     if args.json:
-        print(json.dumps(next(iter(shots.values())) if len(shots) == 1 else shots, indent=2, sort_keys=True))
+        payload = next(iter(shots.values())) if len(shots) == 1 else shots
+        if versions:
+            payload = {**payload, "versions": versions}
+        print(json.dumps(payload, indent=2, sort_keys=True))
         return EXIT_OK
     blocks = []
     for record in shots.values():
@@ -260,6 +296,8 @@ def cmd_inspect(args) -> int:
         if record["manifest"] is not None:
             parts.append(format_manifest(record["manifest"]))
         blocks.append("\n".join(parts))
+    if versions:
+        blocks.append(format_history(versions))
     print("\n\n".join(blocks))
     return EXIT_OK
 

@@ -60,10 +60,12 @@ class JobSummary:
     manifests: dict[str, Path] = field(default_factory=dict)
     review_pages: list[Path] = field(default_factory=list)
     comfyui_workflows: dict[str, Path] = field(default_factory=dict)
+    version: dict | None = None  # the version this run made (render_farm.job_versions), None when it made none
 
     def to_json(self) -> dict:
         r = self.result
         return {
+            "version": self.version,
             "out": str(self.job_dir), "shots": {s.name: str(s.view(self.job_dir)) for s in self.shots},
             "tasks": {"done": r.done, "ran": r.ran, "reused": r.cached, "failed": len(r.failed)},
             "units": {kind: dict(counts) for kind, counts in r.units.items()},
@@ -163,7 +165,7 @@ def _check_links(job_dir: Path, shots: list[Shot], record: dict | None) -> None:
     if not job_dir.is_dir():
         return
     views = {s.folder for s in shots} | {s.get("folder") or "" for s in (record or {}).get("shots", [])}
-    check_folders(job_dir, [META_DIR, f"{META_DIR}/logs", *_view_paths(views, VIEW_FOLDERS)],
+    check_folders(job_dir, [META_DIR, f"{META_DIR}/logs", "versions", *_view_paths(views, VIEW_FOLDERS)],
                   [JOB_FILE, RUN_LOG, f"{META_DIR}/lock", f"{META_DIR}/{GRAPH_FILE}", "review.html", *_view_paths(views, VIEW_FILES)])
 
 
@@ -250,7 +252,8 @@ def _check_reference_images(shots: list[Shot]) -> dict[str, list[dict]]:
 
 
 def _write_manifests(job_dir: Path, shots: list[Shot], graph: JobGraph, result: JobResult, stylized: bool,
-                     models: dict[str, dict | None], references: dict[str, list[dict]] | None = None) -> dict[str, Path]:
+                     models: dict[str, dict | None], references: dict[str, list[dict]] | None = None,
+                     edits: dict[str, dict] | None = None) -> dict[str, Path]:
     from render_farm.job_outputs import build_manifest, write_manifest
 
     records = _unit_records(graph, result)
@@ -270,6 +273,10 @@ def _write_manifests(job_dir: Path, shots: list[Shot], graph: JobGraph, result: 
             frames=shot.frames, records=shot_records, shot_files=files, stylized=stylized,
             models=models.get(shot.name), references=(references or {}).get(shot.name),
         )
+        if shot.name in (edits or {}):
+            from render_farm.edit_plan import edit_manifest
+
+            manifest["edit"] = edit_manifest(edits[shot.name], shot_records.get("stylize", {}), shot.frames)
         view = shot.view(job_dir)
         write_manifest(view, manifest)
         paths[shot.name] = view / "manifest.json"
@@ -306,6 +313,21 @@ def _write_review_pages(job_dir: Path, store: TaskStore) -> list[Path]:
         return []
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _record_version(job_dir: Path, shots: list[Shot], graph: JobGraph, result: JobResult, kind: str,
+                    base: int | None = None) -> dict | None:
+    """Keep the finished render as a new version when it changed a manifest (render_farm.job_versions)."""
+    from render_farm.job_versions import latest_version, record_version
+
+    frame_keys: dict[str, dict[str, str]] = {}
+    for task_id, records in result.records.items():
+        task = graph.tasks[task_id]
+        if task.kind == "stylize":
+            frame_keys.setdefault(task.shot, {}).update({unit: r["key"] for unit, r in records.items()})
+    number = record_version(job_dir, {s.name: s.folder for s in shots}, kind=kind, units=result.units,
+                            frame_keys=frame_keys, base=base)
+    return latest_version(job_dir) if number is not None else None
 
 
 def run_job(
@@ -406,10 +428,14 @@ def run_job(
                 for warning in resolved.warnings:  # e.g. the union ControlNet runs one guidance window
                     print(f"greybox: note ({shot.name}): {warning}", file=sys.stderr)
 
-    # 3. Lock the folder, compare with what it holds, record the request.
+    # 3. Lock the folder, compare with what it holds, record the request. A change of the direction
+    #    keys only is an edit of the folder's latest version (render_farm.edit_plan).
+    from render_farm.edit_plan import plan_edits
+
     existing = read_job_record(job_dir) if job_dir.is_dir() else None
     _check_folder(job_dir, existing, request, shots, stages, force, resume, blender)
     _check_links(job_dir, shots, existing)
+    plan_edits(job_dir, shots, request.command, models)
     # The executor before the first write: a cluster that cannot be joined leaves the folder as it was.
     own_executor = executor is None
     if own_executor:
@@ -423,6 +449,13 @@ def run_job(
         existing = read_job_record(job_dir)
         diffs = _check_folder(job_dir, existing, request, shots, stages, force, resume, blender)
         _check_links(job_dir, shots, existing)
+        edits = {}
+        if request.command == "render":  # what the folder holds is kept whole before a run replaces any of it
+            from render_farm.job_versions import adopt_current, remove_temporary_versions
+
+            remove_temporary_versions(job_dir)
+            adopt_current(job_dir, existing)
+            edits = plan_edits(job_dir, shots, request.command, models)
         if diffs and existing is not None:
             _clear_views(job_dir, existing)
         # Temporary files of a run that died mid-write (the lock is ours: nobody else writes here).
@@ -443,6 +476,7 @@ def run_job(
             controlnet_overrides=request.controlnets, gpu=gpu, max_memory=max_memory, references=references,
             scene_files=scene_files, asset_roots=request.asset_roots,
             look_sources=look_sources,
+            edits=edits,
         )
         meta = job_dir / META_DIR
         write_json_confined(job_dir, f"{META_DIR}/{GRAPH_FILE}", {"tasks": graph.summary()})
@@ -486,11 +520,16 @@ def run_job(
         # A passes run into a folder that also holds stylised frames keeps the full manifest.
         manifests, workflows = {}, {}
         if request.command == "render" or "stylize" not in kept:
-            manifests = _write_manifests(job_dir, shots, graph, result, request.command == "render", models, references)
+            manifests = _write_manifests(job_dir, shots, graph, result, request.command == "render", models, references, edits)
             workflows = _write_comfyui_workflows(job_dir, shots, request, models)
+        version = None
+        if request.command == "render":
+            kind = "force" if diffs else "edit" if edits else "render"
+            base = next(iter(edits.values()))["base_version"] if edits else None
+            version = _record_version(job_dir, shots, graph, result, kind, base)
         run_log.write({"event": "run_end", "status": "ok", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                        "seconds": round(result.seconds, 3), "ran": result.ran, "reused": result.cached, "units": result.units,
                        "recomputed": result.recomputed})
         run_log.close()
         pages = _write_review_pages(job_dir, task_store)
-        return JobSummary(job_dir, shots, result, manifests, pages, workflows)
+        return JobSummary(job_dir, shots, result, manifests, pages, workflows, version)

@@ -67,6 +67,7 @@ STYLIZE_FN = "render_farm.stage_tasks:stylize_batch"
 ASSEMBLE_FN = "render_farm.stage_tasks:assemble_shot"
 STYLIZE_KEYS_FN = "render_farm.job_plan:stylize_keys"
 ASSEMBLE_KEYS_FN = "render_farm.job_plan:assemble_keys"
+EDIT_KEYS_FN = "render_farm.edit_plan:edit_keys"
 
 
 VIDEO_KEYS = ("video_codec", "video_quality")  # render keys only the assembly reads
@@ -289,6 +290,7 @@ def build_graph(
     scene_files: dict[str, dict[str, str]] | None = None,
     asset_roots=(),
     look_sources: dict[str, dict | None] | None = None,
+    edits: dict[str, dict] | None = None,
 ) -> JobGraph:
     """The job's task graph; ``models[shot.name]`` is ``ResolvedModels.manifest()`` for diffusion shots.
     ``max_memory`` (bytes) is each task's memory budget (None: what its machine has free).
@@ -296,7 +298,10 @@ def build_graph(
     ``scene_files[shot.name]``: {label: sha256} of the model files the shot's scene reads (from the
     build check, :func:`passes.scene_stage.check_scenes_build`); ``asset_roots``: the ``--asset-root`` folders.
     ``look_sources[shot.name]``: where the shot's look starts from (:func:`render_farm.look_plan.resolve_look_sources`);
-    shots in ``keyframes`` or ``baked`` get the look's tasks (:mod:`render_farm.look_plan`)."""
+    shots in ``keyframes`` or ``baked`` get the look's tasks (:mod:`render_farm.look_plan`).
+    ``edits[shot.name]``: the shot is an edit of the folder's latest version
+    (:func:`render_farm.edit_plan.plan_edits`): its stylisation tasks regenerate only the edited
+    objects, keyed by :func:`render_farm.edit_plan.edit_keys`."""
     from passes.blender_compat import installed_blender_version
     from scenes.scene_data import SCENE_FORMAT_VERSION
 
@@ -382,13 +387,27 @@ def build_graph(
         batch_tasks: list[str] = []
         batch_keys: list[list[str]] = []
         mode = style.consistency.mode
+        edit = (edits or {}).get(shot.name)
         for frames in plan:
             batch = frames if (style.stylizer == "diffusion" and style.batch_size > 1) else None
             params = {**common, "stylizer": style.stylizer, "model_override": model_override,
                       "controlnet_overrides": controlnet_overrides or {}, "sequence": list(frames),
                       "reference_files": references.get(shot.name) or []}
             keys_from = None
-            if is_directed:
+            if edit is not None:  # the base's frames, the edited objects regenerated (render_farm.edit_plan)
+                keys_from = EDIT_KEYS_FN
+                params["edit"] = {"base_dir": edit["base_dir"], "targets": edit["targets"],
+                                  "base_frames": {str(f): edit["base_frames"][str(f)] for f in frames}}
+                params["keys"] = {
+                    "base": {**s_inputs, "settings": settings,
+                             "direction": {"regions": regions, "reference_images": refs, "ip_adapter": ip_adapter}},
+                    "shared": [scene_key], "passes": {str(f): passes_key[f] for f in frames}, "frames": list(frames),
+                    "mode": mode, "scene_task": scene_task.task_id, "passes_tasks": {str(f): chunk_of[f] for f in frames},
+                    "edit": {"targets": edit["targets"], "entries": edit["entries"], "base_frames": params["edit"]["base_frames"],
+                             "base_keys": {str(f): edit["base_keys"][str(f)] for f in frames if str(f) in edit["base_keys"]}},
+                }
+                units, keys = [], []
+            elif is_directed:
                 keys_from = STYLIZE_KEYS_FN
                 params["keys"] = {
                     "base": {**s_inputs, "settings": settings}, "shared": [scene_key],
@@ -428,7 +447,7 @@ def build_graph(
         asm_inputs = {"fps": fps, "frames": shot.frames, "controls": controls, **video}
         asm_params = {"frames": shot.frames, "fps": fps, "controls": controls, **video}
         asm_units, asm_keys_from = (("assembly", unit_key("assemble", asm_inputs, all_keys)),), None
-        if is_directed:
+        if is_directed or edit is not None:
             asm_params["keys"] = {"inputs": asm_inputs, "frames": shot.frames, "stylize_tasks": batch_tasks,
                                   "passes": {str(f): passes_key[f] for f in shot.frames}}
             asm_units, asm_keys_from = (), ASSEMBLE_KEYS_FN

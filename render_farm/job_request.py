@@ -369,6 +369,12 @@ def input_differences(record: dict, request: JobRequest, shots: list[Shot], stag
         if "stylize" not in common:
             old.pop("style", None)
             new.pop("style", None)
+        else:  # a change of direction keys is an edit of the folder's latest version (render_farm.job_versions)
+            from render_farm.edit_plan import EDIT_KEYS
+
+            for resolved in (old, new):
+                if isinstance(resolved.get("style"), dict):
+                    resolved["style"] = {k: v for k, v in resolved["style"].items() if k not in EDIT_KEYS}
         for key in ("name", "description"):
             old.pop(key, None)
             new.pop(key, None)

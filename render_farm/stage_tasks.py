@@ -254,6 +254,101 @@ def _figure_frames(store, keys: dict, sequence: list[int], frames: list[int], co
     return lead + list(frames)
 
 
+def _stylizer_for(params: dict, ctx, template, frames: int):
+    """(resolved models, the worker's warm DiffusionStylizer) for diffusion, (None, None) for NPR
+    (after its memory check); one warm pipeline per worker, for this style and these models."""
+    if params["stylizer"] == "npr":
+        _check_memory(ctx, "stylize", template, params)
+        return None, None
+    from scenes.template_loading import canonical_hash
+    from stylize.model_resolution import resolve_models
+
+    overrides = params.get("controlnet_overrides") or None
+    resolved = resolve_models(template.style, model_override=params.get("model_override"), controlnet_overrides=overrides)
+    _check_diffusion_memory(ctx, template, params, resolved, frames)
+
+    def load():
+        from stylize.diffusion_stylizer import DiffusionStylizer
+
+        return DiffusionStylizer(resolved, template.style, device=None, threads=ctx.threads)
+
+    warm_key = canonical_hash({"style": params["template"]["style"], "models": resolved.manifest(), "threads": ctx.threads})
+    return resolved, ctx.warm("stylizer", warm_key, load)
+
+
+def _read_base_frame(base_dir: Path, frame: int, sha256: str) -> bytes:
+    """The base version's PNG of ``frame``, checked against the sha256 its manifest records."""
+    import hashlib
+
+    from greybox.errors import InputError
+
+    path = Path(base_dir) / frame_png_path(frame)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise InputError(f"the edit's base frame {path} cannot be read ({err.strerror or err}); the base version was "
+                         "changed outside greybox: revert to another version, or render into another --out") from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise InputError(f"the edit's base frame {path} does not match its version's manifest (sha256); the base version "
+                         "was changed outside greybox: revert to another version, or render into another --out")
+    return data
+
+
+def _edit_batch(params: dict, ctx, template, todo: list[int]) -> dict:
+    """An edit's stylisation task (:mod:`stylize.object_edits`): the base version's frames with the
+    edited objects regenerated. A frame that does not show them is the base's PNG, byte for byte."""
+    import io
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from render_farm.edit_plan import edit_targets
+    from scenes.scene_data import LAYOUT_JSON
+    from scenes.style_regions import scene_objects
+    from stylize.object_edits import edit_frames
+
+    # 1. Inputs: the base frames (checked), the edited objects in this scene
+    edit = params["edit"]
+    mode = template.style.consistency.mode
+    sequence = [int(f) for f in params.get("sequence") or todo]
+    frames = sequence if mode != "per_frame" else todo  # a sequence mode's frames build on earlier ones
+    data = {f: _read_base_frame(edit["base_dir"], f, edit["base_frames"][str(f)]) for f in frames}
+    base = {}
+    for f, raw in data.items():
+        with Image.open(io.BytesIO(raw)) as image:
+            base[f] = np.asarray(image.convert("RGB"))
+    layout = json.loads((Path(ctx.view) / LAYOUT_JSON).read_text(encoding="utf-8"))
+    targets = edit_targets(edit["targets"], scene_objects(layout))
+    resolved, instance = _stylizer_for(params, ctx, template, len(frames))
+
+    # 2. Regenerate, then one unit per missing frame
+    result = edit_frames(template, frames, Path(ctx.view), base, targets, stylizer=params["stylizer"], resolved=resolved,
+                         stylizer_instance=instance, threads=ctx.threads, reference_files=params.get("reference_files"))
+    meta = {"stylizer": params["stylizer"]}
+    if params["stylizer"] == "diffusion":
+        meta.update(_library_versions())
+    from greybox.atomic_files import encode_png
+
+    for frame in todo:
+        unit = str(frame)
+        staging = ctx.staging(unit)
+        regenerated = frame in result.regenerated
+        out = staging / frame_png_path(frame)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(encode_png(result.images[frame]) if regenerated else data[frame])
+        steps = int(result.denoising_steps_by_frame.get(frame, 0))
+        frame_meta = {**meta, "frame": frame, "consistency": {"mode": mode, "keyframes": list(result.keyframes)},
+                      "generated": regenerated, "denoising_steps": steps, "denoising_steps_frame": steps,
+                      "edit": {"base_sha256": edit["base_frames"][str(frame)], "regenerated": regenerated,
+                               "pixels": int(result.pixels.get(frame, 0))}}
+        if frame in result.directed:
+            frame_meta["directed"] = result.directed[frame]
+        ctx.commit(unit, staging, frame_meta)
+    seconds = result.seconds / max(len(frames), 1)
+    return {**meta, "frame_seconds": {str(f): round(seconds, 4) for f in todo}}
+
+
 def stylize_batch(params: dict, ctx) -> dict:
     """Stylise this task's frames from the shot's control images and passes (the view ``ctx.view``).
 
@@ -264,6 +359,8 @@ def stylize_batch(params: dict, ctx) -> dict:
     todo = [int(unit) for unit, _ in ctx.units]
     if not todo:
         return {}
+    if params.get("edit"):
+        return _edit_batch(params, ctx, template, todo)
     from stylize.stylize_stage import stylize_frames
 
     mode = template.style.consistency.mode

@@ -35,7 +35,8 @@ def reference(tmp_path_factory) -> dict:
 def _view_files(out: Path) -> dict[str, bytes]:
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
             if p.is_file() and not p.relative_to(out).as_posix().startswith(".greybox")
-            and p.name not in ("job.json", "run_log.jsonl", "review.html")}  # the review page holds this run's timings
+            and p.name not in ("job.json", "run_log.jsonl", "review.html",  # the review page holds this run's timings
+                               "version.json")}  # a version's entry says what ran for it
 
 
 def _temporary_files(out: Path) -> list[str]:
