@@ -47,6 +47,17 @@ def changed_entries(old_resolved: dict, new_resolved: dict) -> dict[str, list[di
     return out
 
 
+def needs_regeneration(old_resolved: dict, new_resolved: dict) -> bool:
+    """Whether the objects must be generated again: a region or reference image changed, or a
+    brand colour was removed (its pixels cannot be un-branded). A brand colour added or changed
+    alone recolours the base's pixels of its target (the correction keeps their lightness)."""
+    entries = changed_entries(old_resolved, new_resolved)
+    if entries.get("regions") or entries.get("reference_images"):
+        return True
+    kept = {e["target"] for e in direction_of(new_resolved)["brand_colors"]}
+    return any(e["target"] not in kept for e in direction_of(old_resolved)["brand_colors"])
+
+
 def edit_targets_spec(entries: dict[str, list[dict]]) -> dict:
     """What the changed entries name: object globs, class names, or the whole frame (a reference
     image for the whole frame changed)."""
@@ -144,6 +155,7 @@ def plan_edits(job_dir, shots, command: str, models: dict[str, dict | None]) -> 
             "base_dir": str(job_dir / version_folder(latest["version"]) / view) if view else str(job_dir / version_folder(latest["version"])),
             "base_frames": base_frames, "base_keys": dict(latest.get("frame_keys", {}).get(shot.name, {})),
             "changes": changes, "entries": entries, "targets": edit_targets_spec(entries),
+            "regenerate": needs_regeneration(old, shot.resolved),
         }
     return out
 

@@ -396,7 +396,7 @@ def build_graph(
             keys_from = None
             if edit is not None:  # the base's frames, the edited objects regenerated (render_farm.edit_plan)
                 keys_from = EDIT_KEYS_FN
-                params["edit"] = {"base_dir": edit["base_dir"], "targets": edit["targets"],
+                params["edit"] = {"base_dir": edit["base_dir"], "targets": edit["targets"], "regenerate": edit["regenerate"],
                                   "base_frames": {str(f): edit["base_frames"][str(f)] for f in frames}}
                 params["keys"] = {
                     "base": {**s_inputs, "settings": settings,

@@ -320,11 +320,14 @@ def _edit_batch(params: dict, ctx, template, todo: list[int]) -> dict:
             base[f] = np.asarray(image.convert("RGB"))
     layout = json.loads((Path(ctx.view) / LAYOUT_JSON).read_text(encoding="utf-8"))
     targets = edit_targets(edit["targets"], scene_objects(layout))
-    resolved, instance = _stylizer_for(params, ctx, template, len(frames))
+    # a brand-colour-only edit recolours the base's pixels: no model to load
+    resolved, instance = (_stylizer_for(params, ctx, template, len(frames)) if edit.get("regenerate", True)
+                          else (None, None))
 
     # 2. Regenerate, then one unit per missing frame
     result = edit_frames(template, frames, Path(ctx.view), base, targets, stylizer=params["stylizer"], resolved=resolved,
-                         stylizer_instance=instance, threads=ctx.threads, reference_files=params.get("reference_files"))
+                         stylizer_instance=instance, threads=ctx.threads, reference_files=params.get("reference_files"),
+                         regenerate=edit.get("regenerate", True))
     meta = {"stylizer": params["stylizer"]}
     if params["stylizer"] == "diffusion":
         meta.update(_library_versions())

@@ -75,9 +75,11 @@ def edit_masks(shot_passes, targets) -> dict[int, np.ndarray]:
 def edit_frames(template, frames: list[int], job_dir: Path, base_images: dict[int, np.ndarray], targets, *,
                 mode: str | None = None, stylizer: str | None = None, stylizer_instance=None, resolved=None,
                 reference_files=None, device=None, threads: int = 2, min_generate_pixels: int | None = None,
-                keyframe_lookahead: int = 24, atlas_max_size: int = 2048) -> EditResult:
+                keyframe_lookahead: int = 24, atlas_max_size: int = 2048, regenerate: bool = True) -> EditResult:
     """Regenerate ``targets`` (a :class:`scenes.style_regions.Targets`) in ``frames`` of the base
-    (``base_images``: frame -> uint8 image), with ``template``'s style; see the module docstring."""
+    (``base_images``: frame -> uint8 image), with ``template``'s style; see the module docstring.
+    ``regenerate`` False (the change is brand colours only, none removed): the base's pixels of the
+    targets are recoloured by the brand correction instead, with no denoising."""
     from stylize.consistency_modes import _FrameStylizer, sequence_scene
     from stylize.stylize_stage import _frame_directions, _read_passes, _read_reference_images
 
@@ -102,6 +104,30 @@ def edit_frames(template, frames: list[int], job_dir: Path, base_images: dict[in
     images = {f: base_images[f] for f in frames}
     if not showing:
         return EditResult(images=images, regenerated=[], pixels={}, seconds=time.perf_counter() - started)
+    scene = sequence_scene(job_dir, shot_passes)
+    by_frame = {p.frame: p for p in shot_passes}
+    brands = _edit_brands(style, scene, targets)
+
+    def branded(frame: int, image: np.ndarray, where: np.ndarray) -> np.ndarray:
+        """``image`` with the brand colours corrected at ``where`` (unbranded pixels, corrected once); a
+        sequence mode's first frame showing an object fixes its lightness fit, per_frame fits each frame."""
+        if not brands:
+            return image
+        from stylize.brand_colours import apply_to_frame, fix_fits
+
+        instance_id = by_frame[frame].instance_id
+        if mode != "per_frame":
+            fix_fits(image, instance_id, brands)
+        else:
+            for b in brands:
+                b.fits.clear()
+        return np.where(where[..., None], apply_to_frame(image, instance_id, brands), image).astype(np.uint8)
+
+    if not regenerate:  # brand colours only: the base's pixels recoloured, nothing generated
+        for f in showing:
+            images[f] = branded(f, base_images[f], masks[f])
+        return EditResult(images=images, regenerated=showing, pixels={f: int(masks[f].sum()) for f in showing},
+                          denoising_steps_by_frame={f: 0 for f in frames}, seconds=time.perf_counter() - started)
     if kind == "diffusion":
         if stylizer_instance is None:
             from stylize.diffusion_stylizer import DiffusionStylizer
@@ -118,7 +144,6 @@ def edit_frames(template, frames: list[int], job_dir: Path, base_images: dict[in
     directions = _frame_directions(template, job_dir, shot_passes) if directed else None
     if directed and style.reference_images:
         stylizer_instance.set_reference_images(*_read_reference_images(style, reference_files))
-    scene = sequence_scene(job_dir, shot_passes)
     frame_stylizer = _FrameStylizer(template, job_dir, scene, shot_passes, kind, stylizer_instance, directions)
     if min_generate_pixels is None:
         min_generate_pixels = int(style.consistency.min_generate_share * width * height)
@@ -133,10 +158,9 @@ def edit_frames(template, frames: list[int], job_dir: Path, base_images: dict[in
                 out = frame_stylizer._diffuse(frame, known, ~generate_mask, strength)
         finally:
             frame_stylizer.generate_seconds[frame] = frame_stylizer.generate_seconds.get(frame, 0.0) + time.perf_counter() - began
-        return np.where(generate_mask[..., None], out, known).astype(np.uint8)
+        return branded(frame, np.where(generate_mask[..., None], out, known).astype(np.uint8), generate_mask)
 
     # 2. Regenerate the objects' pixels in the mode
-    by_frame = {p.frame: p for p in shot_passes}
     keyframes: list[int] = []
     if mode == "per_frame":
         for f in showing:
@@ -158,6 +182,20 @@ def edit_frames(template, frames: list[int], job_dir: Path, base_images: dict[in
     return EditResult(images=images, regenerated=showing, pixels={f: int(masks[f].sum()) for f in showing},
                       keyframes=keyframes, denoising_steps=sum(steps.values()), denoising_steps_by_frame=steps,
                       seconds=time.perf_counter() - started, directed=applied)
+
+
+def _edit_brands(style, scene, targets) -> list:
+    """The style's brand colours (:mod:`stylize.brand_colours`) of the edited objects."""
+    if not getattr(style, "brand_colors", None):
+        return []
+    from stylize.brand_colours import resolve_brand_colours
+
+    ids = set(targets.instance_ids) | {o.instance_id for o in scene.objects if o.semantic_class_id in targets.class_ids}
+    out = []
+    for brand in resolve_brand_colours(style, scene):
+        if targets.whole_frame or set(brand.instance_ids) & ids:
+            out.append(brand)
+    return out
 
 
 def _flow_warp_edit(frames, by_frame, masks, base_images, scene, generate, strength: float, min_generate_pixels: int):
