@@ -169,7 +169,7 @@ def edit_keys(spec: dict, upstream: dict[str, dict[str, dict]], store=None, view
     passes and the scene; in ``flow_warp`` also by the frame before it (its key chains that
     frame's), in ``keyframes`` by the whole sequence (its frames, their passes and the base frames
     that show the objects: the objects' atlases read them all)."""
-    from render_farm.job_plan import _scene_objects
+    from render_farm.job_plan import _scene_objects, _shows_from_exr
     from render_farm.task_store import unit_key
     from scenes.template_loading import canonical_hash
 
@@ -180,9 +180,7 @@ def edit_keys(spec: dict, upstream: dict[str, dict[str, dict]], store=None, view
     touched = {}
     for f in frames:
         record = upstream[spec["passes_tasks"][str(f)]][str(f)]
-        shows = record.get("meta", {}).get("shows")
-        if shows is None:
-            raise RuntimeError(f"the passes record of frame {f} ({record.get('key')}) says nothing of what the frame shows")
+        shows = record.get("meta", {}).get("shows") or _shows_from_exr(record, f, store, view)
         touched[f] = targets.shown_in(shows["instances"], shows["classes"])
     mode = spec["mode"]
     passes = {f: spec["passes"][str(f)] for f in frames}
