@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+from scenes.edit_targets import edit_targets, edit_targets_spec  # noqa: F401 - shared with the stylize task
+
 EDIT_KEYS = ("regions", "reference_images", "brand_colors")
 
 
@@ -56,42 +58,6 @@ def needs_regeneration(old_resolved: dict, new_resolved: dict) -> bool:
         return True
     kept = {e["target"] for e in direction_of(new_resolved)["brand_colors"]}
     return any(e["target"] not in kept for e in direction_of(old_resolved)["brand_colors"])
-
-
-def edit_targets_spec(entries: dict[str, list[dict]]) -> dict:
-    """What the changed entries name: object globs, class names, or the whole frame (a reference
-    image for the whole frame changed)."""
-    objects, classes, whole = [], [], False
-    for entry in entries.get("regions", []):
-        objects += entry.get("objects", [])
-        classes += entry.get("classes", [])
-    for entry in entries.get("reference_images", []):
-        if not entry.get("objects") and not entry.get("classes"):
-            whole = True
-        objects += entry.get("objects", [])
-        classes += entry.get("classes", [])
-    for entry in entries.get("brand_colors", []):
-        objects.append(entry["target"])  # an object's stable name (globs allowed) or a class name
-        classes.append(entry["target"])
-    return {"objects": sorted(set(map(str, objects))), "classes": sorted(set(map(str, classes)), key=str), "whole_frame": whole}
-
-
-def edit_targets(spec: dict, objects: list[tuple[str, int, int]]):
-    """The :class:`scenes.style_regions.Targets` of :func:`edit_targets_spec` in a scene (a class
-    name that is no class, as a brand colour's object name, names no class)."""
-    import fnmatch
-
-    from scenes.semantic_palette import resolve_class
-    from scenes.style_regions import Targets
-
-    ids = frozenset(i for name, i, _ in objects if any(fnmatch.fnmatchcase(name, g) for g in spec["objects"]))
-    class_ids = set()
-    for c in spec["classes"]:
-        try:
-            class_ids.add(resolve_class(c).class_id)
-        except Exception:  # noqa: BLE001 - an object name given where a class may be
-            continue
-    return Targets(ids, frozenset(class_ids), bool(spec.get("whole_frame")))
 
 
 def _without_edit_keys(resolved: dict) -> dict:

@@ -303,7 +303,7 @@ def _edit_batch(params: dict, ctx, template, todo: list[int]) -> dict:
     import numpy as np
     from PIL import Image
 
-    from render_farm.edit_plan import edit_targets
+    from scenes.edit_targets import edit_targets
     from scenes.scene_data import LAYOUT_JSON
     from scenes.style_regions import scene_objects
     from stylize.object_edits import edit_frames
