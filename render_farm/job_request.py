@@ -338,7 +338,12 @@ def resume_differences(record: dict, request: JobRequest, shots: list[Shot], sta
     if out and out[0].startswith("shots differ"):
         return out
     recorded = {s["name"]: s for s in record.get("shots", [])}
-    for shot in shots:
+    from render_farm.edit_plan import edit_changes
+
+    for shot in shots:  # the direction keys too: an edit is a new request, not the recorded one continued
+        prefix = f"{shot.name}: " if len(shots) > 1 else ""
+        if "stylize" in set(record.get("stages", [])) & set(stages):
+            out.extend(prefix + d for d in edit_changes(recorded[shot.name]["resolved"], shot.resolved))
         was = sorted(recorded[shot.name]["frames"])
         if was != shot.frames:
             prefix = f"{shot.name}: " if len(shots) > 1 else ""

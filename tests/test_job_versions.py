@@ -91,3 +91,18 @@ def test_versions_force_inspect_and_revert(tmp_path, capsys):
     assert main(["render", "--out", str(out), "--revert", "2"]) == 2
     assert "missing or changed" in capsys.readouterr().err
     assert frame_digests(out) == v1
+
+
+def test_an_edit_is_not_a_resume_and_needs_no_force(tmp_path, capsys):
+    template = tmp_path / "lamp.toml"
+    template.write_text(NPR)
+    out, store = tmp_path / "out", tmp_path / "store"
+    run = ["render", str(template), "--out", str(out), "--store", str(store), "--workers", "1", "--threads", "1"]
+    assert main(run) == 0
+    region = ["--set", 'style.regions=[{objects = ["lamp"], prompt = "a red lamp"}]']
+    capsys.readouterr()
+    assert main([*run, *region, "--resume"]) == 2  # not the recorded request continued
+    assert "style.regions" in capsys.readouterr().err
+    assert main([*run, *region]) == 0
+    entry = json.loads((out / "versions/002/version.json").read_text())
+    assert entry["kind"] == "edit" and entry["base"] == 1 and entry["changed"][0].startswith("style.regions: [] -> ")
