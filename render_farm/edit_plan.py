@@ -51,13 +51,16 @@ def changed_entries(old_resolved: dict, new_resolved: dict) -> dict[str, list[di
 
 def needs_regeneration(old_resolved: dict, new_resolved: dict) -> bool:
     """Whether the objects must be generated again: a region or reference image changed, or a
-    brand colour was removed (its pixels cannot be un-branded). A brand colour added or changed
-    alone recolours the base's pixels of its target (the correction keeps their lightness)."""
+    brand colour was removed or changed (the base's pixels of its target are branded already, and
+    the correction applies once, to unbranded colours). A brand colour added to a target that had
+    none recolours the base's pixels of that target (the correction keeps their lightness)."""
     entries = changed_entries(old_resolved, new_resolved)
     if entries.get("regions") or entries.get("reference_images"):
         return True
-    kept = {e["target"] for e in direction_of(new_resolved)["brand_colors"]}
-    return any(e["target"] not in kept for e in direction_of(old_resolved)["brand_colors"])
+    old = {json.dumps(e, sort_keys=True) for e in direction_of(old_resolved)["brand_colors"]}
+    new = {json.dumps(e, sort_keys=True) for e in direction_of(new_resolved)["brand_colors"]}
+    branded = {e["target"] for e in direction_of(old_resolved)["brand_colors"]}
+    return bool(old - new) or any(json.loads(e)["target"] in branded for e in new - old)
 
 
 def _without_edit_keys(resolved: dict) -> dict:

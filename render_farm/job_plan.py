@@ -374,7 +374,9 @@ def build_graph(
                     "model_override": model_override, "controlnet_overrides": controlnet_overrides or {}}
         from render_farm.look_plan import makes_look
 
-        if makes_look(style):  # the look, then frames gathered from it (render_farm/look_plan.py)
+        # the look, then frames gathered from it (render_farm/look_plan.py); an edit regenerates only its
+        # objects' atlases from the base's frames instead (stylize/object_edits.py)
+        if makes_look(style) and shot.name not in (edits or {}):
             _add_look_tasks(graph, shot, prefix, view, common, scene_key, scene_task.task_id, passes_key, chunk_of,
                             settings, look_sources.get(shot.name), look_tasks, threads=threads, gpu=gpu,
                             timeout=task_timeout_s, blender=blender, model_override=model_override,
