@@ -327,6 +327,10 @@ def _record_version(job_dir: Path, shots: list[Shot], graph: JobGraph, result: J
             frame_keys.setdefault(task.shot, {}).update({unit: r["key"] for unit, r in records.items()})
     number = record_version(job_dir, {s.name: s.folder for s in shots}, kind=kind, units=result.units,
                             frame_keys=frame_keys, base=base)
+    if number is None:  # the latest version again: what was recomputed puts back what changed in place
+        from render_farm.job_versions import repair_version
+
+        repair_version(job_dir, latest_version(job_dir))
     return latest_version(job_dir) if number is not None else None
 
 

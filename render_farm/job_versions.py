@@ -7,7 +7,10 @@ numbered from 1, and is kept whole in ``DIR/versions/NNN/``: ``job.json``, and f
 images, scene files, cameras, video, contact sheet), as hard links to the same bytes (no copy:
 the folder's files are themselves links into the store) and ``version.json`` (the history entry).
 A version folder is built under a temporary name and renamed into place in one step, so it is
-there whole or not at all; it is never overwritten or deleted by greybox.
+there whole or not at all; it is never overwritten or deleted by greybox. (Its files share their
+inodes with the folder's and the store's: a file changed in place there changes here too; a run
+that recomputes it puts the recorded bytes back, :func:`repair_version`, and ``--revert`` refuses a
+version whose bytes no longer match its manifest.)
 
 A version's entry (``version.json``): ``version``, ``kind`` (``render``: a render of new inputs
 with no base, e.g. the first one or more frames; ``edit``: a change of direction keys only,
@@ -207,6 +210,32 @@ def record_version(job_dir: Path, shot_folders: dict[str, str], *, kind: str, un
     if kind == "edit" and previous is not None:
         entry["base_manifests"] = previous.get("manifests")
     return snapshot_version(job_dir, shot_folders, entry)
+
+
+def repair_version(job_dir: Path, entry: dict) -> list[str]:
+    """A run that made the latest version again (the same manifests): put back any of that version's
+    files whose bytes no longer match its manifest (a file of the view changed in place, through the
+    hard link they share) from the view's file, when that one holds the recorded bytes (the run
+    recomputed it). Returns the paths repaired. A file still linked to the view's is left alone."""
+    repaired = []
+    for shot, view in sorted(entry.get("shots", {}).items()):
+        base = "/".join(p for p in (version_folder(entry["version"]), view) if p)
+        manifest = _read_json_confined(job_dir, f"{base}/{MANIFEST}")
+        if manifest is None:
+            continue
+        for rel, digest in manifest_files(manifest).items():
+            kept, current = job_dir / base / rel, job_dir / view / rel
+            try:
+                a, b = os.lstat(kept), os.lstat(current)
+            except OSError:
+                continue
+            if (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev) or not stat.S_ISREG(b.st_mode):
+                continue
+            if _sha256_confined(job_dir, f"{base}/{rel}") != digest and \
+                    _sha256_confined(job_dir, f"{view}/{rel}".lstrip("/")) == digest:
+                link_or_copy(current, job_dir, f"{base}/{rel}")
+                repaired.append(f"{base}/{rel}")
+    return repaired
 
 
 def adopt_current(job_dir: Path, record: dict | None) -> int | None:

@@ -30,7 +30,8 @@ def _view_files(out: Path) -> dict[str, bytes]:
     files = {}
     for path in sorted(out.rglob("*")):
         rel = path.relative_to(out).as_posix()
-        if path.is_file() and not rel.startswith(".greybox") and rel not in JOB_ONLY:
+        if path.is_file() and not rel.startswith(".greybox") and rel not in JOB_ONLY \
+                and path.name != "version.json":  # a version's entry says what ran for it
             files[rel] = path.read_bytes()
     return files
 
