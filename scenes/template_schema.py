@@ -25,7 +25,7 @@ import re
 from pathlib import PurePosixPath
 from typing import Annotated, Literal, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from scenes.semantic_palette import SemanticClass, UnknownClassError, resolve_class
@@ -745,6 +745,11 @@ def _check_classes(values: list) -> list:
     return values
 
 
+# The target lists ``[[style.regions]]`` and ``[[style.reference_images]]`` share, checked as they are read.
+ObjectGlobs = Annotated[list[ObjectGlob], Field(max_length=MAX_TARGETS), AfterValidator(_check_globs)]
+ClassRefs = Annotated[list[SemanticClassRef], Field(max_length=MAX_TARGETS), AfterValidator(_check_classes)]
+
+
 class RegionSpec(StrictModel):
     """A prompt for part of the scene: ``prompt`` conditions only the pixels of the objects named by
     ``objects`` (stable names as in ``scene/layout.json``, shell-style globs allowed: ``chair_*``)
@@ -753,22 +758,10 @@ class RegionSpec(StrictModel):
     one's prompt. ``negative_prompt`` replaces ``style.negative_prompt`` inside the region (empty:
     the global one applies there too)."""
 
-    objects: Annotated[list[ObjectGlob], Field(max_length=MAX_TARGETS)] = Field(
-        default_factory=list, description="stable object names, globs allowed (fnmatch, case-sensitive)")
-    classes: Annotated[list[SemanticClassRef], Field(max_length=MAX_TARGETS)] = Field(
-        default_factory=list, description="ADE20K class names or palette indices")
+    objects: ObjectGlobs = Field(default_factory=list, description="stable object names, globs allowed (fnmatch, case-sensitive)")
+    classes: ClassRefs = Field(default_factory=list, description="ADE20K class names or palette indices")
     prompt: Annotated[str, Field(min_length=1)]
     negative_prompt: str = ""
-
-    @field_validator("classes")
-    @classmethod
-    def _classes_ok(cls, v):
-        return _check_classes(v)
-
-    @field_validator("objects")
-    @classmethod
-    def _objects_ok(cls, v):
-        return _check_globs(v)
 
     @model_validator(mode="after")
     def _targets(self):
@@ -785,8 +778,8 @@ class ReferenceImageSpec(StrictModel):
 
     image: Annotated[str, Field(min_length=1, max_length=MAX_PATH_LENGTH)]
     scale: Annotated[float, Field(gt=0, le=3)] = Field(1.0, description="IP-Adapter scale")
-    objects: Annotated[list[ObjectGlob], Field(max_length=MAX_TARGETS)] = Field(default_factory=list)
-    classes: Annotated[list[SemanticClassRef], Field(max_length=MAX_TARGETS)] = Field(default_factory=list)
+    objects: ObjectGlobs = Field(default_factory=list)
+    classes: ClassRefs = Field(default_factory=list)
 
     @field_validator("image")
     @classmethod
@@ -796,16 +789,6 @@ class ReferenceImageSpec(StrictModel):
             raise ValueError(f"{v!r} is not an image greybox reads (extension {suffix or 'none'!r}); use one of "
                              f"{', '.join(REFERENCE_IMAGE_SUFFIXES)}")
         return v
-
-    @field_validator("classes")
-    @classmethod
-    def _classes_ok(cls, v):
-        return _check_classes(v)
-
-    @field_validator("objects")
-    @classmethod
-    def _objects_ok(cls, v):
-        return _check_globs(v)
 
     @property
     def masked(self) -> bool:
