@@ -137,29 +137,26 @@ def build_outcome(template, roots=None) -> tuple[list[dict], dict[str, str]]:
         kw = dict(imported=models.objects, assets=models.assets, camera=models.camera)
     found = [{"key": p.get("key") or problem_key(p["message"]), "value": p.get("value"), "message": p["message"]}
              for p in scene_problems(template, **kw)]
-    if not found and _style_targets_of(template.style):
-        found = style_target_problems(template, **kw)
-    if not found and template.style.brand_colors:  # what the brand colours name, on the built scene
+    if not found and (_style_targets_of(template.style) or template.style.brand_colors):
         from procedural.scene_builder import build_scene
-        from scenes.brand_targets import brand_problems
 
-        found = [{"key": key, "value": value, "message": f"{key} = {value!r}: {message}"}
-                 for key, value, message in brand_problems(template.style, build_scene(template, **kw))]
+        # what the regions, reference images and brand colours name, on the scene built once
+        found = style_target_problems(template.style, build_scene(template, **kw))
     return found, files
 
 
-def style_target_problems(template, **models) -> list[dict]:
-    """What ``style.regions`` and ``style.reference_images`` name that ``template``'s scene does not
-    have (:func:`scenes.style_regions.target_problems`: a glob matching no object, a class no object
-    has), each with its key path, value and fix. Builds the scene for its objects' names and classes
-    (only for styles that name objects or classes); ``models``: what :func:`build_scene` takes from
-    the model files (``imported``, ``assets``, ``camera``), read once by the caller."""
-    from procedural.scene_builder import build_scene
+def style_target_problems(style, scene: Scene) -> list[dict]:
+    """What ``style.regions`` and ``style.reference_images`` name that ``scene`` does not have
+    (:func:`scenes.style_regions.target_problems`: a glob matching no object, a class no object
+    has), then, when those are fine, what ``style.brand_colors`` name that it does not have
+    (:func:`scenes.brand_targets.brand_problems`); each with its key path, value and fix."""
+    from scenes.brand_targets import brand_problems
     from scenes.style_regions import scene_objects, target_problems
 
-    scene = build_scene(template, **models)
-    return [{"key": key, "value": value, "message": f"{key} = {value!r}: {message}"}
-            for key, value, message in target_problems(template.style, scene_objects(scene))]
+    found = target_problems(style, scene_objects(scene)) if _style_targets_of(style) else []
+    if not found and style.brand_colors:
+        found = brand_problems(style, scene)
+    return [{"key": key, "value": value, "message": f"{key} = {value!r}: {message}"} for key, value, message in found]
 
 
 def _style_targets_of(style) -> bool:
